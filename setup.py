@@ -1,0 +1,43 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (ROOT / "realciao" / "version.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("realciao/version.py has no __version__")
+
+
+setup(
+    name="realciao",
+    version=read_version(),
+    description="Real-world arbitrary-scale super-resolution with CiaoSR: degradations, training, upscaling, evaluation",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["realciao", "realciao.*"]),
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "basicsr>=1.4.2,<1.5",
+        "opencv-python>=4.8",
+        "albumentations>=1.4",
+        "accelerate>=0.30",
+        "pyiqa>=0.1.13",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "pyyaml>=6.0",
+        "tqdm>=4.66",
+        "pillow>=10.0",
+        "tensorboard>=2.14",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": []},
+)
