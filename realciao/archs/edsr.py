@@ -1,0 +1,36 @@
+"""EDSR-baseline trunk (no upsampler): the feature extractor of EDSR-baseline-CiaoSR.
+
+Key names follow mmediting's EDSR so official CiaoSR checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, res_scale: float = 1.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
+
+
+class EDSRBaselineEncoder(nn.Module):
+    """conv3x3 -> N residual blocks -> conv3x3, with a global skip from the first conv."""
+
+    def __init__(self, in_channels: int = 3, channels: int = 64, num_blocks: int = 16, res_scale: float = 1.0):
+        super().__init__()
+        self.out_channels = channels
+        self.conv_first = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlock(channels, res_scale) for _ in range(num_blocks)])
+        self.conv_after_body = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_first(x)
+        return self.conv_after_body(self.body(x)) + x

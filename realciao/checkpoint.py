@@ -1,0 +1,202 @@
+"""Generator checkpoints: realciao safetensors files and official CiaoSR checkpoints.
+
+A realciao file is safetensors with the generator config in its metadata. An official
+checkpoint (plain state dict, mmediting ``state_dict`` with ``generator.`` keys, BasicSR
+``params_ema``/``params``, ``module.`` prefixes) has its encoder type and sizes inferred
+from its keys and shapes, so official models of any width load without a config.
+Pickle files (.pth/.pt) can run code when loaded: they are read only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from realciao.archs import CiaoSR, build_from_config
+from realciao.archs.swinir import relative_position_index
+
+FORMAT_TAG = "realciao.generator/1"
+PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", ".pkl"}
+UPSAMPLER_PREFIXES = ("imnet_q.", "imnet_k.", "imnet_v.", "cs_attn.")
+# buffers that official checkpoints carry but that are constants or derived from the window size
+DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "cs_attn.escape_NaN")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot become a CiaoSR generator; the message names the file."""
+
+
+def save_generator(model: CiaoSR, path: str | os.PathLike) -> Path:
+    """Write the generator as safetensors with its config, atomically (never a half-written file)."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT_TAG, "config": json.dumps(model.config)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_generator(
+    path: str | os.PathLike, name: str | None = None, allow_pickle: bool = False, device: str | torch.device = "cpu"
+) -> CiaoSR:
+    """Load a realciao or official CiaoSR checkpoint as a generator in eval mode.
+
+    ``name`` (e.g. ``"swinir-ciaosr"``) only checks that the file holds that kind of
+    generator; sizes always come from the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    metadata, state = read_state(path, allow_pickle)
+    if metadata.get("format") == FORMAT_TAG:
+        config = json.loads(metadata["config"])
+    else:
+        state = official_to_realciao(state, path)
+        config = infer_config(state, path)
+    if name is not None and name != config["name"]:
+        raise CheckpointError(f"{path}: holds a {config['name']} generator, not {name!r}")
+    try:
+        model = build_from_config(config)
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: does not fit the {config.get('name')} generator described by it: {error}") from error
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: does not match the {config['name']} generator inferred from it: "
+            f"missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
+        )
+    return model.to(device).eval()
+
+
+def read_state(path: Path, allow_pickle: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as error:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise CheckpointError(f"{path}: unknown checkpoint type {path.suffix!r}; expected .safetensors or .pth/.pt")
+    if not allow_pickle:
+        raise CheckpointError(
+            f"{path}: is a pickle file, which can run arbitrary code when loaded. Load it only if you trust its "
+            f"source, with allow_pickle=True (command line: --allow-pickle), or convert it to .safetensors."
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # mmediting checkpoints carry config objects in 'meta'; the caller allowed full unpickling
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    return {}, unwrap_state_dict(loaded, path)
+
+
+def unwrap_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(loaded).__name__}")
+    for entry in ("state_dict", "params_ema", "params", "model"):
+        if entry in loaded and isinstance(loaded[entry], Mapping):
+            return unwrap_state_dict(loaded[entry], path)
+    state = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return state
+
+
+def official_to_realciao(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Official keys -> realciao keys: strip wrappers, file trunk keys under ``encoder.``, upsampler keys
+    under ``upsampler.``, drop derived buffers (checking them)."""
+    stripped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for prefix in ("generator.", "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        stripped[key] = value
+    if any(k.startswith(("encoder.", "upsampler.")) for k in stripped):
+        return stripped  # already realciao keys (a state dict saved without metadata)
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in stripped.items():
+        if key.endswith(DERIVED_SUFFIXES):
+            if key.endswith("relative_position_index"):
+                window = int(round(math.sqrt(value.shape[0])))
+                if not torch.equal(value.long(), relative_position_index(window)):
+                    raise CheckpointError(f"{path}: {key} is not the standard Swin relative position index")
+            continue
+        target = "upsampler." if key.startswith(UPSAMPLER_PREFIXES) else "encoder."
+        converted[target + key] = value
+    return converted
+
+
+def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    regex = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := regex.match(k))})
+
+
+def infer_config(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, Any]:
+    """Encoder type and sizes from the keys and shapes of a (converted) state dict."""
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state:
+            raise CheckpointError(f"{path}: expected key {key!r} for a CiaoSR generator; not found")
+        return tuple(state[key].shape)
+
+    if "encoder.sfe1.weight" in state:
+        encoder = "rdn"
+        encoder_args = {
+            "channels": shape("encoder.sfe1.weight")[0],
+            "num_blocks": _count(state, r"encoder\.rdbs\.(\d+)\."),
+            "num_layers": _count(state, r"encoder\.rdbs\.0\.layers\.(\d+)\."),
+            "growth": shape("encoder.rdbs.0.layers.0.conv.weight")[0],
+        }
+    elif "encoder.patch_embed.norm.weight" in state:
+        encoder = "swinir"
+        num_stages = _count(state, r"encoder\.layers\.(\d+)\.")
+        depths = [_count(state, rf"encoder\.layers\.{i}\.residual_group\.blocks\.(\d+)\.") for i in range(num_stages)]
+        block = "encoder.layers.{}.residual_group.blocks.0."
+        table = shape(block.format(0) + "attn.relative_position_bias_table")
+        encoder_args = {
+            "embed_dim": shape("encoder.conv_first.weight")[0],
+            "depths": depths,
+            "num_heads": [shape(block.format(i) + "attn.relative_position_bias_table")[1] for i in range(num_stages)],
+            "window_size": (int(round(math.sqrt(table[0]))) + 1) // 2,
+            "ffn_hidden": shape(block.format(0) + "mlp.fc1.weight")[0],
+        }
+    elif "encoder.body.0.conv1.weight" in state:
+        encoder = "edsr-baseline"
+        encoder_args = {
+            "channels": shape("encoder.conv_first.weight")[0],
+            "num_blocks": _count(state, r"encoder\.body\.(\d+)\."),
+        }
+    else:
+        raise CheckpointError(
+            f"{path}: no EDSR-baseline (body.0.conv1), RDN (sfe1) or SwinIR (patch_embed.norm) encoder keys found"
+        )
+    layer_regex = re.compile(r"upsampler\.imnet_q\.layers\.(\d+)\.weight")
+    linear_indices = sorted(int(m.group(1)) for k in state if (m := layer_regex.match(k)))
+    if len(linear_indices) < 2:
+        raise CheckpointError(f"{path}: no CiaoSR upsampler keys (imnet_q.layers.*) found")
+    mlp_hidden = [shape(f"upsampler.imnet_q.layers.{i}.weight")[0] for i in linear_indices[:-1]]
+    names = {"edsr-baseline": "edsr-baseline-ciaosr", "rdn": "rdn-ciaosr", "swinir": "swinir-ciaosr"}
+    return {
+        "name": names[encoder],
+        "encoder": encoder,
+        "encoder_args": encoder_args,
+        "mlp_hidden": mlp_hidden,
+        "non_local": "upsampler.cs_attn.down.weight" in state,
+    }

@@ -1,0 +1,152 @@
+"""Generator speed and memory: EDSR-baseline-CiaoSR, whole-image inference, fp32 and bf16.
+
+    python scripts/bench_generator.py                      # the four issue configs
+    python scripts/bench_generator.py --configs 48x4 --precisions fp32 --repeats 5
+
+Each (config, precision) runs in a fresh subprocess so that peak RSS is its own. Prints
+median wall time, peak RSS, multiply-accumulates per output pixel (counted with torch's
+FlopCounterMode: matmuls and convolutions), achieved GFLOP/s next to a matrix-multiply
+peak measured in the same run, bf16-vs-fp32 PSNR, and the ratio against the official
+code's figures measured on this machine kind (docs/ciaosr_architecture.md in ../shared;
+the official code is not available offline, so those are not re-measured here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIXTURE_WEIGHTS = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
+# official CiaoSR on this machine kind, 2 threads, fp32: seconds, peak RSS GiB
+OFFICIAL = {"48x4": (4.4, 1.70), "64x4": (11.8, 1.73), "128x2": (30.0, 2.32)}
+
+
+def parse_config(text: str) -> tuple[int, int]:
+    lr, scale = text.split("x")
+    return int(lr), int(scale)
+
+
+def test_image(lr_size: int) -> torch.Tensor:
+    """A crop of scikit-image's bundled astronaut photo, (1, 3, n, n) in [0, 1]."""
+    from skimage import data
+
+    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float().div(255)
+    image = torch.nn.functional.interpolate(image[None], size=(512, 512), mode="area")
+    return image[:, :, 40 : 40 + lr_size, 120 : 120 + lr_size].contiguous()
+
+
+def load_model():
+    import realciao
+
+    if FIXTURE_WEIGHTS.is_file():
+        return realciao.load_generator(FIXTURE_WEIGHTS), "official-fixture weights"
+    torch.manual_seed(0)
+    return realciao.build_generator("edsr-baseline-ciaosr").eval(), "random init (../shared absent)"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a - b).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def child(config: str, precision: str, repeats: int, threads: int) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import realciao
+
+    torch.set_num_threads(threads)
+    lr_size, scale = parse_config(config)
+    model, weights = load_model()
+    lr = test_image(lr_size)
+    size = (lr_size * scale, lr_size * scale)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = realciao.upscale(model, lr, size, precision=precision)
+        times.append(time.perf_counter() - start)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result = {"config": config, "precision": precision, "seconds": statistics.median(times), "runs": len(times),
+              "peak_rss_gib": peak_rss, "weights": weights}
+    if lr_size <= 128:  # counting adds a run; at 256 the non-local share would dominate its time
+        with FlopCounterMode(display=False) as counter:
+            realciao.upscale(model, lr, size, precision=precision)
+        result["macs_per_px"] = counter.get_total_flops() / 2 / (size[0] * size[1])
+    if precision == "bf16" and lr_size <= 128:
+        result["psnr_vs_fp32"] = psnr(out, realciao.upscale(model, lr, size, precision="fp32"))
+    return result
+
+
+def matmul_peak(dtype: torch.dtype, threads: int) -> float:
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="48x4,64x4,128x2,256x2", help="LRxSCALE list, square LR")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, repeats=args.repeats, threads=args.threads)))
+        return
+
+    peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
+    print(f"matrix-multiply peak, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    rows = []
+    for config in args.configs.split(","):
+        lr_size, _ = parse_config(config)
+        repeats = args.repeats or (5 if lr_size <= 64 else 3 if lr_size <= 128 else 1)
+        for precision in args.precisions.split(","):
+            cmd = [sys.executable, __file__, "--child", config, precision, "--repeats", str(repeats),
+                   "--threads", str(args.threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"{config} {precision}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"  done {config} {precision}: {rows[-1]['seconds']:.2f} s", file=sys.stderr)
+
+    print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time")
+    header = "| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 | speed-up vs official |"
+    print(header)
+    print("| --- " * (header.count("|") - 1) + "|")
+    macs_by_config = {r["config"]: r["macs_per_px"] for r in rows if "macs_per_px" in r and r["precision"] == "fp32"}
+    for r in rows:
+        lr_size, scale = parse_config(r["config"])
+        macs = r.get("macs_per_px", macs_by_config.get(r["config"]))
+        pixels = (lr_size * scale) ** 2
+        gflops = f"{2 * macs * pixels / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})" if macs else "-"
+        official = OFFICIAL.get(r["config"])
+        ratio = f"{official[0] / r['seconds']:.1f}x" if official else "-"
+        acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
+        mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
+        print(f"| {lr_size}x{lr_size} -> x{scale} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
+              f"{mac_text} | {gflops} | {acc} | {ratio} |")
+    print("official CiaoSR on this machine kind (fp32): 48->x4 4.4 s 1.70 GiB; 64->x4 11.8 s 1.73 GiB; "
+          "128->x2 29-31 s 2.32 GiB; its non-local branch alone at 256x256: 52 s, 12.3 GiB")
+
+
+if __name__ == "__main__":
+    main()
