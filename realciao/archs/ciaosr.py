@@ -72,23 +72,37 @@ class CiaoSRUpsampler(nn.Module):
         value_hidden = F.linear(values, value_first.weight[:, : self.value_dim], value_first.bias)
         return PixelMaps(values, key_hidden, value_hidden, h, w)
 
-    def forward(self, feature: torch.Tensor, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """(B,C,h,w) feature, (B,3,h,w) normalised LR, (B,Q,2) coord, (B,Q,2) cell -> (B,Q,3)."""
+    def forward(
+        self,
+        feature: torch.Tensor,
+        lr: torch.Tensor,
+        coord: torch.Tensor,
+        cell: torch.Tensor,
+        neighbour_step: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B,C,h,w) feature, (B,3,h,w) normalised LR, (B,Q,2) coord, (B,Q,2) cell -> (B,Q,3).
+
+        ``neighbour_step`` (B,2), in this feature's normalised units, overrides the official
+        shift to the four neighbours, which depends on the frame: a tile of a larger image
+        passes the whole image's step (see ``official_neighbour_step``) to stay exact."""
         maps = self.pixel_maps(feature)
-        first_cell = cell[:, 0, :]  # the official shift uses the first query's cell of each sample
+        if neighbour_step is None:
+            neighbour_step = official_neighbour_step(cell[:, 0, :], maps.height, maps.width)
         per_pass = max(1, self.query_chunk // coord.shape[0])
         preds = [
-            self.query(maps, coord[:, q0 : q0 + per_pass], cell[:, q0 : q0 + per_pass], first_cell)
+            self.query(maps, coord[:, q0 : q0 + per_pass], cell[:, q0 : q0 + per_pass], neighbour_step)
             for q0 in range(0, coord.shape[1], per_pass)
         ]
         pred = preds[0] if len(preds) == 1 else torch.cat(preds, dim=1)
         return pred + bilinear_residual(lr, coord).to(pred.dtype)
 
-    def query(self, maps: PixelMaps, coord: torch.Tensor, cell: torch.Tensor, first_cell: torch.Tensor) -> torch.Tensor:
+    def query(
+        self, maps: PixelMaps, coord: torch.Tensor, cell: torch.Tensor, neighbour_step: torch.Tensor
+    ) -> torch.Tensor:
         b, q, _ = coord.shape
         h, w = maps.height, maps.width
         size = coord.new_tensor([h, w])
-        coord_sets = [coord, *neighbour_coords(coord, first_cell, h, w)]
+        coord_sets = [coord, *neighbour_coords(coord, neighbour_step)]
         index = pixel_index(torch.stack(coord_sets), h, w)  # (5, B, q) in [0, h*w]
         query_index, neighbour_index = index[0], index[1:]
 
@@ -137,15 +151,19 @@ class CiaoSRUpsampler(nn.Module):
         return mlp.layers[2:-1](hidden.relu_())
 
 
-def neighbour_coords(coord: torch.Tensor, first_cell: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
-    """The four shifted query coordinates, with the official shift (1 - cell) / (n - 1) per axis."""
-    b = coord.shape[0]
+def official_neighbour_step(first_cell: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B,2) shift to the neighbours, (1 - cell) / (n - 1) per axis, from each sample's first cell."""
     # float32 steps in the official order, so that the nearest-pixel decisions match bit for bit
-    row_step = 1 / ((h - 1) / (1 - first_cell[:, 0])).view(b, 1)
-    col_step = 1 / ((w - 1) / (1 - first_cell[:, 1])).view(b, 1)
+    row_step = 1 / ((h - 1) / (1 - first_cell[:, 0]))
+    col_step = 1 / ((w - 1) / (1 - first_cell[:, 1]))
     # a 1-pixel axis gives 1/0 or 0/0: any shift stays in the only pixel, so use none
-    row_step = torch.nan_to_num(row_step, nan=0.0)
-    col_step = torch.nan_to_num(col_step, nan=0.0)
+    return torch.nan_to_num(torch.stack([row_step, col_step], dim=1), nan=0.0)
+
+
+def neighbour_coords(coord: torch.Tensor, neighbour_step: torch.Tensor) -> list[torch.Tensor]:
+    """The four shifted query coordinates, each clamped inside the image as the official code does."""
+    row_step = neighbour_step[:, 0:1]
+    col_step = neighbour_step[:, 1:2]
     shifted = []
     for row_sign, col_sign in NEIGHBOUR_SIGNS:
         c = coord.clone()
