@@ -88,7 +88,8 @@ class CiaoSRUpsampler(nn.Module):
         maps = self.pixel_maps(feature)
         if neighbour_step is None:
             neighbour_step = official_neighbour_step(cell[:, 0, :], maps.height, maps.width)
-        per_pass = max(1, self.query_chunk // coord.shape[0])
+        # chunks bound memory only without autograd (which keeps every chunk's activations)
+        per_pass = coord.shape[1] if torch.is_grad_enabled() else max(1, self.query_chunk // coord.shape[0])
         preds = [
             self.query(maps, coord[:, q0 : q0 + per_pass], cell[:, q0 : q0 + per_pass], neighbour_step)
             for q0 in range(0, coord.shape[1], per_pass)

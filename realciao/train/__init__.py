@@ -1,0 +1,1 @@
+"""Training: ``accelerate launch train_realciao.py -opt options/FILE.yml``."""

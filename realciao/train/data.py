@@ -1,0 +1,326 @@
+"""Training images: sources (folders, meta-info lists, BasicSR LMDB, built-in photos,
+real LR/HR pairs), a deterministic batch plan, and crops sized for each batch's scale.
+
+Everything random in data loading derives from (seed, micro-step, rank): the plan of
+micro-step k is the same whenever it is computed, so resuming needs only the step.
+Unreadable images are skipped with a warning naming the file; training never stops for one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from realciao.train.config import DataOptions
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# scikit-image photos that ship with it (no download); `coffee` is held out for validation
+BUILTIN_TRAIN = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+                 "stereo_left", "stereo_right", "camera", "brick", "grass", "gravel", "moon", "coins", "clock")
+BUILTIN_VALIDATION = ("coffee",)
+
+
+class DataError(ValueError):
+    """Training data that cannot be used at all (missing or empty folder, no images)."""
+
+
+def to_float_rgb(image: np.ndarray, label: str) -> np.ndarray:
+    """8- or 16-bit, gray, RGB or RGBA (as OpenCV reads it, BGR) -> float32 RGB HxWx3 in [0, 1]."""
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        raise ValueError(f"{label}: unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image.astype(np.float32) / scale
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ValueError(f"{path}: unreadable or not an image")
+    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
+        raise ValueError(f"{path}: truncated JPEG (no end-of-image marker)")
+    return to_float_rgb(image, str(path))
+
+
+def builtin_image(name: str) -> np.ndarray:
+    from skimage import data
+
+    if name.startswith("stereo_"):
+        image = data.stereo_motorcycle()[0 if name == "stereo_left" else 1]
+    else:
+        image = getattr(data, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return image[:, :, :3].astype(np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    label: str  # what a warning names: a path, an LMDB key or a built-in name
+    load: Callable[[], np.ndarray]
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: training image folder does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found, searched recursively")
+    return files
+
+
+def meta_info_files(meta_info: Path, root: Path) -> list[Path]:
+    if not meta_info.is_file():
+        raise DataError(f"{meta_info}: meta-info file does not exist")
+    files = [root / line.split()[0] for line in meta_info.read_text().splitlines() if line.strip()]
+    if not files:
+        raise DataError(f"{meta_info}: lists no images")
+    return files
+
+
+def lmdb_sources(folder: Path) -> list[ImageSource]:
+    """BasicSR-style LMDB: ``data.mdb`` plus ``meta_info.txt`` lines ``key (h,w,c) compression``."""
+    meta = folder / "meta_info.txt"
+    if not (folder / "data.mdb").is_file() or not meta.is_file():
+        raise DataError(f"{folder}: not a BasicSR LMDB folder (needs data.mdb and meta_info.txt)")
+    keys = [line.split()[0] for line in meta.read_text().splitlines() if line.strip()]
+    if not keys:
+        raise DataError(f"{meta}: lists no images")
+    reader = LmdbReader(folder)
+    return [ImageSource(f"{folder}:{key}", (lambda k=key: reader.read(k))) for key in keys]
+
+
+class LmdbReader:
+    """Opens the environment lazily, once per process (DataLoader workers fork)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._env = None
+
+    def read(self, key: str) -> np.ndarray:
+        import lmdb
+
+        if self._env is None:
+            self._env = lmdb.open(str(self.folder), readonly=True, lock=False, readahead=False, meminit=False)
+        with self._env.begin(write=False) as txn:
+            value = txn.get(key.encode("ascii"))
+        if value is None:
+            raise ValueError(f"{self.folder}:{key}: key not in the LMDB")
+        image = cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"{self.folder}:{key}: undecodable image bytes")
+        return to_float_rgb(image, f"{self.folder}:{key}")
+
+
+def gather_sources(options: DataOptions) -> list[ImageSource]:
+    sources: list[ImageSource] = []
+    folders = [Path(f) for f in options.hr_folders]
+    if options.meta_info:
+        if not folders:
+            raise DataError(f"{options.meta_info}: data.meta_info needs data.hr_folders (paths are relative to the first)")
+        files = meta_info_files(Path(options.meta_info), folders[0])
+        sources += [ImageSource(str(p), (lambda p=p: read_image_file(p))) for p in files]
+    else:
+        for folder in folders:
+            sources += [ImageSource(str(p), (lambda p=p: read_image_file(p))) for p in list_image_files(folder)]
+    if options.lmdb:
+        sources += lmdb_sources(Path(options.lmdb))
+    if options.builtin_samples:
+        sources += [ImageSource(f"builtin:{n}", (lambda n=n: builtin_image(n))) for n in BUILTIN_TRAIN]
+    if not sources:
+        raise DataError("no training images: set data.hr_folders, data.lmdb or data.builtin_samples")
+    return sources
+
+
+def paired_sources(options: DataOptions) -> list[tuple[ImageSource, ImageSource]]:
+    lr_files = {p.stem: p for p in list_image_files(Path(options.paired_lr_folder))}
+    hr_files = {p.stem: p for p in list_image_files(Path(options.paired_hr_folder))}
+    common = sorted(set(lr_files) & set(hr_files))
+    if not common:
+        raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no images with matching names")
+    return [
+        (ImageSource(str(lr_files[n]), (lambda p=lr_files[n]: read_image_file(p))),
+         ImageSource(str(hr_files[n]), (lambda p=hr_files[n]: read_image_file(p))))
+        for n in common
+    ]
+
+
+# ----------------------------------------------------------------------------- the plan
+def step_generator(seed: int, *parts: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *parts])
+
+
+@dataclass(frozen=True)
+class CropTask:
+    """One sample of one micro-batch: which image, the GT crop size, and its own seed."""
+
+    index: int
+    gt_size: tuple[int, int]
+    seed: int
+    paired: bool = False
+
+
+def batch_plan(options: DataOptions, seed: int, micro_step: int, rank: int, world: int, num_images: int,
+               num_pairs: int = 0) -> list[CropTask]:
+    """The tasks of micro-batch ``micro_step`` on ``rank``: an epoch-wise permutation of the
+    images (shared by all ranks, each taking its own slice) and one scale for the batch."""
+    rng = step_generator(seed, 1, micro_step, rank)
+    paired = num_pairs > 0 and rng.random() < options.paired_probability
+    if paired:
+        size = round(options.lr_patch * options.paired_scale)
+        gt_size = (size, size)
+        pool, count = num_pairs, num_pairs
+    else:
+        scale_h = rng.uniform(options.scale_min, options.scale_max)
+        scale_w = rng.uniform(options.scale_min, options.scale_max) if options.per_axis_scale else scale_h
+        gt_size = (max(1, round(options.lr_patch * scale_h)), max(1, round(options.lr_patch * scale_w)))
+        pool, count = num_images, num_images
+    tasks = []
+    for i in range(options.batch_size):
+        flat = (micro_step * world + rank) * options.batch_size + i
+        epoch, position = divmod(flat, count)
+        order = step_generator(seed, 2 if paired else 0, epoch).permutation(pool)
+        tasks.append(CropTask(int(order[position]), gt_size, int(rng.integers(2**31)), paired))
+    return tasks
+
+
+class PlannedBatches(torch.utils.data.Sampler):
+    """Yields the micro-batch plans from ``start`` on, for a DataLoader's ``batch_sampler``."""
+
+    def __init__(self, plan: Callable[[int], list[CropTask]], start: int, stop: int):
+        self.plan, self.start, self.stop = plan, start, stop
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield self.plan(step)
+
+    def __len__(self):
+        return self.stop - self.start
+
+
+# ---------------------------------------------------------------------------- the crops
+def random_crop(image: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A size crop at a random place; images smaller than the crop are reflect-padded first."""
+    h, w = size
+    pad_h, pad_w = max(0, h - image.shape[0]), max(0, w - image.shape[1])
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+    top = int(rng.integers(image.shape[0] - h + 1))
+    left = int(rng.integers(image.shape[1] - w + 1))
+    return image[top : top + h, left : left + w]
+
+
+def augment(images: list[np.ndarray], rng: np.random.Generator, hflip: bool, rotate: bool) -> list[np.ndarray]:
+    """The same flips and 90-degree rotation for every image of a pair."""
+    flip_h = hflip and rng.random() < 0.5
+    flip_v = rotate and rng.random() < 0.5
+    transpose = rotate and rng.random() < 0.5 and all(i.shape[0] == i.shape[1] for i in images)
+    out = []
+    for image in images:
+        if flip_h:
+            image = image[:, ::-1]
+        if flip_v:
+            image = image[::-1]
+        if transpose:
+            image = image.transpose(1, 0, 2)
+        out.append(np.ascontiguousarray(image))
+    return out
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class CropDataset(Dataset):
+    """Maps a ``CropTask`` to ``{"gt": (3,H,W)}`` (plus ``"lq"`` for real pairs)."""
+
+    def __init__(self, options: DataOptions, sources: list[ImageSource],
+                 pairs: list[tuple[ImageSource, ImageSource]] | None = None, cache_builtin: bool = True):
+        self.options = options
+        self.sources = sources
+        self.pairs = pairs or []
+        self._bad: set[str] = set()
+        self._cache: dict[str, np.ndarray] = {}
+        self._cache_builtin = cache_builtin
+
+    def _load(self, source: ImageSource) -> np.ndarray | None:
+        if source.label in self._bad:
+            return None
+        if source.label in self._cache:
+            return self._cache[source.label]
+        try:
+            image = source.load()
+        except Exception as error:  # any decoder failure: skip the file, keep training
+            self._bad.add(source.label)
+            warnings.warn(f"skipping unreadable training image {source.label}: {error}", stacklevel=2)
+            return None
+        if self._cache_builtin and source.label.startswith("builtin:"):
+            self._cache[source.label] = image
+        return image
+
+    def __getitem__(self, task: CropTask) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(task.seed)
+        if task.paired:
+            return self._paired(task, rng)
+        count = len(self.sources)
+        for attempt in range(count):  # the next readable image stands in for a bad one
+            image = self._load(self.sources[(task.index + attempt) % count])
+            if image is not None:
+                (crop,) = augment([random_crop(image, task.gt_size, rng)], rng, self.options.hflip, self.options.rotate)
+                return {"gt": to_tensor(crop)}
+        raise DataError("no training image could be read; see the warnings above")
+
+    def _paired(self, task: CropTask, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        count = len(self.pairs)
+        scale = self.options.paired_scale
+        for attempt in range(count):
+            lr_source, hr_source = self.pairs[(task.index + attempt) % count]
+            lr, hr = self._load(lr_source), self._load(hr_source)
+            if lr is None or hr is None:
+                continue
+            patch = self.options.lr_patch
+            lr = random_crop(lr, (max(patch, lr.shape[0]), max(patch, lr.shape[1])), rng)  # pads tiny images
+            top = int(rng.integers(lr.shape[0] - patch + 1))
+            left = int(rng.integers(lr.shape[1] - patch + 1))
+            gt_h, gt_w = task.gt_size
+            hr_top, hr_left = round(top * scale), round(left * scale)
+            if hr.shape[0] < hr_top + gt_h or hr.shape[1] < hr_left + gt_w:
+                hr = np.pad(hr, ((0, max(0, hr_top + gt_h - hr.shape[0])), (0, max(0, hr_left + gt_w - hr.shape[1])), (0, 0)),
+                            mode="edge")
+            lr_crop = lr[top : top + patch, left : left + patch]
+            hr_crop = hr[hr_top : hr_top + gt_h, hr_left : hr_left + gt_w]
+            lr_crop, hr_crop = augment([lr_crop, hr_crop], rng, self.options.hflip, self.options.rotate)
+            return {"gt": to_tensor(hr_crop), "lq": to_tensor(lr_crop)}
+        raise DataError("no real LR/HR pair could be read; see the warnings above")
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def effective_scale(gt_size: tuple[int, int], lq_size: tuple[int, int]) -> tuple[float, float]:
+    return gt_size[0] / lq_size[0], gt_size[1] / lq_size[1]
+
+
+def round_to_multiple(value: int, multiple: int) -> int:
+    return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)

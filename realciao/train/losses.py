@@ -1,0 +1,111 @@
+"""Losses of the two stages: L1, VGG19 perceptual (pre-ReLU features), vanilla GAN."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from realciao.train.config import VGG_LAYERS
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's file name for its ImageNet VGG19 weights
+VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsMissingError(FileNotFoundError):
+    """A weight file the configuration needs is not there; the message says where to put it."""
+
+
+def torchvision_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+
+
+def resolve_vgg19_weights(path: str | None, allow_download: bool = False) -> dict[str, torch.Tensor]:
+    """VGG19 weights in torchvision's layout: from ``path``, else torchvision's cache, else
+    (only when ``allow_download``) downloaded into that cache by torchvision."""
+    candidates = [Path(path)] if path else [torchvision_cache_path()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return read_vgg19_file(candidate)
+    if allow_download and not path:
+        try:
+            return torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", progress=False)
+        except Exception as error:  # offline: say where the file goes instead
+            raise WeightsMissingError(missing_vgg_message(candidates[0], f"download failed: {error}")) from error
+    raise WeightsMissingError(missing_vgg_message(candidates[0], "file not found"))
+
+
+def missing_vgg_message(path: Path, reason: str) -> str:
+    return (
+        f"VGG19 weights for the perceptual loss: {path}: {reason}. Download {VGG19_URL} on a connected machine and "
+        f"either put it at {torchvision_cache_path()} or set losses.vgg_weights to its path."
+    )
+
+
+def read_vgg19_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    # torchvision's file is a plain state dict: the restricted (weights-only) unpickler reads it safely
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class VGGFeatures(nn.Module):
+    """Pre-ReLU VGG19 feature maps at the named layers, for inputs in [0, 1]. Frozen."""
+
+    def __init__(self, layers: list[str], state_dict: dict[str, torch.Tensor]):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        last = max(VGG_LAYERS[name] for name in layers)
+        features = vgg19(weights=None).features[: last + 1]
+        features.load_state_dict({k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")
+                                  and int(k.split(".")[1]) <= last})
+        for i, module in enumerate(features):
+            if isinstance(module, nn.ReLU):
+                features[i] = nn.ReLU(inplace=False)  # the pre-ReLU outputs we keep must not be overwritten
+        self.features = features.requires_grad_(False).eval()
+        self.capture = {VGG_LAYERS[name]: name for name in layers}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always frozen
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = {}
+        for i, module in enumerate(self.features):
+            x = module(x)
+            if i in self.capture:
+                out[self.capture[i]] = x
+        return out
+
+
+class PerceptualLoss(nn.Module):
+    def __init__(self, layer_weights: dict[str, float], state_dict: dict[str, torch.Tensor]):
+        super().__init__()
+        self.layer_weights = dict(layer_weights)
+        self.vgg = VGGFeatures(list(layer_weights), state_dict)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x_features = self.vgg(x)
+        with torch.no_grad():
+            target_features = self.vgg(target)
+        return sum(w * F.l1_loss(x_features[k], target_features[k]) for k, w in self.layer_weights.items())
+
+
+def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Vanilla GAN loss on discriminator logits."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+def online_allowed() -> bool:
+    return os.environ.get("REALCIAO_OFFLINE", "") == "" and os.environ.get("HF_HUB_OFFLINE", "") == ""

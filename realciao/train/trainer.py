@@ -1,0 +1,460 @@
+"""The training loop: plain PyTorch with Accelerate (DDP, multi-node, CPU gloo).
+
+Data flows one way: planned crops -> degradation on the training device -> optional
+pool -> generator -> losses. All randomness is drawn from generators seeded by
+(seed, micro-step, rank), so a resumed run draws exactly what the uninterrupted run
+would have drawn; model, optimiser, scheduler, EMA, scaler and pool states come from
+the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from realciao.archs import build_generator
+from realciao.archs.discriminator import UNetDiscriminatorSN
+from realciao.checkpoint import load_generator, read_state, save_generator
+from realciao.coords import make_query_grid, pixel_centres
+from realciao.degradations import degrade, load_recipe
+from realciao.degradations.sharpen import usm_sharpen
+from realciao.inference import normalise
+from realciao.train import state as checkpoints
+from realciao.train.config import TrainConfig
+from realciao.train.data import (
+    CropDataset,
+    PlannedBatches,
+    batch_plan,
+    collate,
+    gather_sources,
+    paired_sources,
+)
+from realciao.train.ema import ModelEMA
+from realciao.train.losses import PerceptualLoss, gan_loss, online_allowed, resolve_vgg19_weights
+from realciao.train.pool import PairPool
+from realciao.train.validation import validate
+
+DISCRIMINATOR_MULTIPLE = 8  # the U-Net discriminator downsamples three times
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. losses stayed non-finite); the message says why and what is saved."""
+
+
+def step_seed(seed: int, *parts: int) -> int:
+    digest = hashlib.sha256(json.dumps([seed, *parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Counters:
+    """Progress that Accelerate checkpoints with the models: iteration and bad-step streak."""
+
+    def __init__(self):
+        self.iteration = 0
+        self.bad_steps = 0
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iteration, "bad_steps": self.bad_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.bad_steps = state["iteration"], state["bad_steps"]
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, auto_resume: bool = False, config_path: str = ""):
+        self.config = config
+        self.dir = config.experiment_dir
+        self.states_dir = self.dir / "states"
+        self.models_dir = self.dir / "models"
+        t = config.train
+        self.accelerator = Accelerator(
+            mixed_precision="no",  # autocast and scalers are handled here: one scaler per optimiser
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(self.dir), logging_dir=str(self.dir / "logs")),
+        )
+        self.device = self.accelerator.device
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self._check_fresh_or_resume(auto_resume)
+        set_seed(config.seed)
+
+        self.recipe = load_recipe(config.data.recipe)
+        self.sources = gather_sources(config.data)
+        self.pairs = paired_sources(config.data) if config.data.paired_probability > 0 else []
+        self.dataset = CropDataset(config.data, self.sources, self.pairs)
+
+        generator = self._build_generator()
+        self.ema = ModelEMA(generator, t.ema_decay)
+        optimizer_g = self._optimizer(generator, t.optimizer)
+        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer_g, t.optimizer.milestones, t.optimizer.gamma)]
+        self.gan = t.stage == "gan"
+        self.perceptual = None
+        discriminator = optimizer_d = None
+        if self.gan:
+            if config.losses.perceptual_weight > 0:
+                vgg_state = resolve_vgg19_weights(config.losses.vgg_weights, allow_download=online_allowed())
+                self.perceptual = PerceptualLoss(config.losses.perceptual_layers, vgg_state).to(self.device)
+            discriminator = self._build_discriminator()
+            optimizer_d = self._optimizer(discriminator, config.discriminator.optimizer)
+            o = config.discriminator.optimizer
+            self.schedulers.append(torch.optim.lr_scheduler.MultiStepLR(optimizer_d, o.milestones, o.gamma))
+        if t.compile:
+            generator = torch.compile(generator)
+        if self.gan:
+            self.generator, self.discriminator, self.optimizer_g, self.optimizer_d = self.accelerator.prepare(
+                generator, discriminator, optimizer_g, optimizer_d)
+        else:
+            self.generator, self.optimizer_g = self.accelerator.prepare(generator, optimizer_g)
+            self.discriminator = self.optimizer_d = None
+        self.ema.module.to(self.device)
+        fp16 = t.mixed_precision == "fp16"
+        self.scalers = [torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)]
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
+        self.pool = PairPool(config.data.pool_size)
+        self.counters = Counters()
+        for obj in (self.ema, self.counters, *self.schedulers):
+            self.accelerator.register_for_checkpointing(obj)
+        if auto_resume:
+            self._resume()
+        if self.accelerator.is_main_process:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "options.json").write_text(json.dumps(_as_dict(config), indent=2))
+            self.accelerator.init_trackers(config.name, config={"options": config_path})
+
+    # ---------------------------------------------------------------------- building
+    def _check_fresh_or_resume(self, auto_resume: bool) -> None:
+        latest = checkpoints.latest_checkpoint(self.states_dir)
+        if latest and not auto_resume:
+            raise TrainingError(
+                f"{self.dir} already holds checkpoints (latest {latest[1].name}): pass --auto-resume to continue "
+                f"that run, or choose another name (--set name=...)"
+            )
+
+    def _build_generator(self) -> torch.nn.Module:
+        g = self.config.generator
+        torch.manual_seed(self.config.seed)
+        if g.pretrained:
+            model = load_generator(g.pretrained, allow_pickle=g.allow_pickle)
+            if g.name != model.config["name"]:
+                raise TrainingError(f"generator.pretrained {g.pretrained} holds a {model.config['name']}, "
+                                    f"but generator.name is {g.name}")
+        else:
+            model = build_generator(g.name, **g.options)
+        return model.to(self.device).train()
+
+    def _build_discriminator(self) -> torch.nn.Module:
+        d = self.config.discriminator
+        model = UNetDiscriminatorSN(3, d.channels, d.skip_connection)
+        if d.pretrained:
+            _, state = read_state(Path(d.pretrained), d.allow_pickle)
+            state = {k.removeprefix("module."): v for k, v in state.items()}
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as error:
+                raise TrainingError(f"discriminator.pretrained {d.pretrained}: not a Real-ESRGAN U-Net "
+                                    f"discriminator with {d.channels} channels ({error})") from error
+        return model.to(self.device).train()
+
+    @staticmethod
+    def _optimizer(model: torch.nn.Module, options) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=options.lr, betas=tuple(options.betas),
+                                weight_decay=options.weight_decay)
+
+    # ---------------------------------------------------------------------- resume
+    def _resume(self) -> None:
+        latest = checkpoints.latest_checkpoint(self.states_dir)
+        if latest is None:
+            self.accelerator.print(f"--auto-resume: no checkpoint in {self.states_dir}, starting from scratch")
+            return
+        iteration, path = latest
+        self.accelerator.load_state(str(path))
+        extras = torch.load(path / f"rank_{self.rank}.pt", map_location="cpu", weights_only=False)
+        self.pool.load_state_dict(extras["pool"], self.device)
+        for scaler, scaler_state in zip(self.scalers, extras["scalers"]):
+            scaler.load_state_dict(scaler_state)
+        self.accelerator.print(f"resumed from {path} (iteration {self.counters.iteration})")
+
+    def save_checkpoint(self) -> None:
+        iteration = self.counters.iteration
+        temporary = checkpoints.temporary_dir(self.states_dir, iteration)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(temporary))
+        torch.save({"pool": self.pool.state_dict(), "scalers": [s.state_dict() for s in self.scalers]},
+                   temporary / f"rank_{self.rank}.pt")
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            name = checkpoints.checkpoint_name(iteration)
+            save_generator(self.accelerator.unwrap_model(self.generator), self.models_dir / f"net_g_{name}.safetensors")
+            save_generator(self.ema.module, self.models_dir / f"net_g_ema_{name}.safetensors")
+            checkpoints.publish(temporary, iteration)
+            checkpoints.prune(self.states_dir, self.models_dir, self.config.checkpoint.keep_last)
+        self.accelerator.wait_for_everyone()
+
+    # ---------------------------------------------------------------------- data
+    def _loader(self, start_micro_step: int, stop_micro_step: int):
+        d = self.config.data
+        multiple = DISCRIMINATOR_MULTIPLE if self.gan else 1
+
+        def plan(step: int):
+            tasks = batch_plan(d, self.config.seed, step, self.rank, self.world, len(self.sources), len(self.pairs))
+            if multiple > 1:  # whole-patch losses: GT sides rounded to what the discriminator takes
+                size = tuple(max(multiple, round(s / multiple) * multiple) for s in tasks[0].gt_size)
+                tasks = [type(t)(t.index, size, t.seed, t.paired) for t in tasks]
+            return tasks
+
+        loader = DataLoader(self.dataset, batch_sampler=PlannedBatches(plan, start_micro_step, stop_micro_step),
+                            collate_fn=collate, num_workers=d.num_workers, persistent_workers=False,
+                            pin_memory=self.device.type == "cuda")
+        return iter(loader)
+
+    def _make_pairs(self, batch: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 3, micro_step, self.rank))
+        sharpen = self.config.losses.sharpened_target
+        if "lq" in batch:  # a real pair: only the target sharpening applies
+            lq = batch["lq"].to(self.device, non_blocking=True)
+            target = usm_sharpen(gt) if sharpen else gt
+        else:
+            lq_size = (self.config.data.lr_patch, self.config.data.lr_patch)
+            recipe_sharpens = self.recipe.gt_sharpening is not None
+            result = degrade(gt, self.recipe, lq_size, generator, return_sharpened_gt=sharpen and recipe_sharpens)
+            lq = result.lq
+            if sharpen:  # the recipe's own USM settings when it has them, Real-ESRGAN's otherwise
+                target = result.gt_sharpened if recipe_sharpens else usm_sharpen(gt)
+            else:
+                target = gt
+        pairs = {"gt": gt, "target": target, "lq": lq}
+        return self.pool.mix(pairs, generator) if self.pool.capacity else pairs
+
+    # ---------------------------------------------------------------------- losses
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def _net_loss(self, pairs: dict, micro_step: int) -> tuple[torch.Tensor, dict]:
+        """L1 on randomly sampled HR pixels, the official recipe."""
+        target, lq = pairs["target"], pairs["lq"]
+        b, _, h, w = target.shape
+        generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 4, micro_step, self.rank))
+        count = min(self.config.data.queries_per_patch, h * w)
+        picks = torch.rand(b, h * w, generator=generator, device=self.device).argsort(dim=1)[:, :count]
+        rows, cols = picks // w, picks % w
+        coord = torch.stack([pixel_centres(h, self.device)[rows], pixel_centres(w, self.device)[cols]], dim=-1)
+        cell = coord.new_tensor([2.0 / h, 2.0 / w]).expand(b, count, 2)
+        values = target.flatten(2).gather(2, picks.unsqueeze(1).expand(b, 3, count)).transpose(1, 2)
+        with self._autocast():
+            pred = self.generator(normalise(lq), coord, cell)
+        truth = values - values.new_tensor((0.4488, 0.4371, 0.4040))
+        l1 = F.l1_loss(pred.float(), truth) * self.config.losses.l1_weight
+        return l1, {"l1": l1.detach()}
+
+    def _render(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The whole coherent HR patch (not scattered pixels), for perceptual and GAN losses."""
+        coord, cell = make_query_grid(*size, batch=lq.shape[0], device=self.device)
+        with self._autocast():
+            pred = self.generator(normalise(lq), coord, cell)
+        image = pred.float().view(lq.shape[0], *size, 3).permute(0, 3, 1, 2)
+        return image + image.new_tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1)
+
+    def _gan_generator_loss(self, pairs: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        losses = self.config.losses
+        sr = self._render(pairs["lq"], tuple(pairs["gt"].shape[-2:]))
+        l1 = F.l1_loss(sr, pairs["target"]) * losses.l1_weight
+        total, logs = l1, {"l1": l1.detach()}
+        if self.perceptual is not None:
+            with self._autocast():
+                percep = self.perceptual(sr, pairs["target"]) * losses.perceptual_weight
+            total, logs["perceptual"] = total + percep.float(), percep.detach()
+        self.discriminator.requires_grad_(False)
+        with self._autocast():
+            fake_logits = self.discriminator(sr)
+        adversarial = gan_loss(fake_logits, real=True) * losses.gan_weight
+        self.discriminator.requires_grad_(True)
+        logs["gan"] = adversarial.detach()
+        return total + adversarial, logs, sr.detach()
+
+    def _discriminator_loss(self, pairs: dict, sr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with self._autocast():  # plain GT (not sharpened) is the real example
+            real = gan_loss(self.discriminator(pairs["gt"]), real=True)
+            fake = gan_loss(self.discriminator(sr), real=False)
+        return real + fake, {"d_real": real.detach(), "d_fake": fake.detach()}
+
+    # ---------------------------------------------------------------------- the loop
+    def _everyone_finite(self, local_ok: bool) -> bool:
+        """True when the loss was finite on every process: all skip a bad step together."""
+        ok = torch.tensor([float(local_ok)], device=self.device)
+        return bool(self.accelerator.reduce(ok, reduction="sum").item() == self.world)
+
+    def _apply(self, optimizer, scaler, model) -> None:
+        scaler.unscale_(optimizer)
+        if self.config.train.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def train_iteration(self, batches) -> dict[str, float]:
+        accum = self.config.train.grad_accumulation
+        logs: dict[str, float] = {}
+        finite = True
+        sr_list, pairs_list = [], []
+        for micro in range(accum):
+            micro_step = self.counters.iteration * accum + micro
+            pairs = self._make_pairs(next(batches), micro_step)
+            sync = self.accelerator.no_sync(self.generator) if micro < accum - 1 else _nullcontext()
+            with sync:
+                if self.gan:
+                    loss, parts, sr = self._gan_generator_loss(pairs)
+                    sr_list.append(sr)
+                    pairs_list.append(pairs)
+                else:
+                    loss, parts = self._net_loss(pairs, micro_step)
+                finite = finite and bool(torch.isfinite(loss))
+                self.accelerator.backward(self.scalers[0].scale(loss / accum))
+            for k, v in parts.items():
+                logs[k] = logs.get(k, 0.0) + float(v) / accum
+        if not self._everyone_finite(finite):
+            return self._skip_bad_step()
+        self._apply(self.optimizer_g, self.scalers[0], self.generator)
+        if self.gan:
+            d_finite = True
+            for micro, (pairs, sr) in enumerate(zip(pairs_list, sr_list)):
+                sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else _nullcontext()
+                with sync:
+                    loss_d, parts = self._discriminator_loss(pairs, sr)
+                    d_finite = d_finite and bool(torch.isfinite(loss_d))
+                    self.accelerator.backward(self.scalers[1].scale(loss_d / accum))
+                for k, v in parts.items():
+                    logs[k] = logs.get(k, 0.0) + float(v) / accum
+            if self._everyone_finite(d_finite):
+                self._apply(self.optimizer_d, self.scalers[1], self.discriminator)
+            else:
+                self.optimizer_d.zero_grad(set_to_none=True)
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self.ema.update(self.accelerator.unwrap_model(self.generator))
+        self.counters.bad_steps = 0
+        return logs
+
+    def _skip_bad_step(self) -> dict[str, float]:
+        for optimizer in (self.optimizer_g, self.optimizer_d):
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+        self.counters.bad_steps += 1
+        limit = self.config.train.max_bad_steps
+        self.accelerator.print(f"iteration {self.counters.iteration + 1}: non-finite loss, step skipped "
+                               f"({self.counters.bad_steps} in a row, stopping at {limit})")
+        if self.counters.bad_steps >= limit:
+            latest = checkpoints.latest_checkpoint(self.states_dir)
+            saved = f"the last good checkpoint is {latest[1]}" if latest else "no checkpoint was written yet"
+            raise TrainingError(f"the loss was NaN or infinite for {limit} iterations in a row at iteration "
+                                f"{self.counters.iteration + 1}; {saved}. Lower train.optimizer.lr, set "
+                                f"train.grad_clip, or use bf16 instead of fp16.")
+        return {"skipped": 1.0}
+
+    def run(self) -> Path:
+        t = self.config.train
+        start = self.counters.iteration
+        batches = self._loader(start * t.grad_accumulation, t.iterations * t.grad_accumulation)
+        progress = tqdm(total=t.iterations, initial=start, disable=not self.accelerator.is_local_main_process,
+                        desc=f"{self.config.name} [{t.stage}]", dynamic_ncols=True, file=sys.stdout)
+        self.generator.train()
+        while self.counters.iteration < t.iterations:
+            logs = self.train_iteration(batches)
+            if "skipped" in logs:
+                # the skipped batch is consumed; the iteration counter moves on so the data stream stays aligned
+                self.counters.iteration += 1
+                progress.update(1)
+                continue
+            self.counters.iteration += 1
+            iteration = self.counters.iteration
+            progress.update(1)
+            if iteration % t.log_every == 0 or iteration == t.iterations:
+                logs["lr"] = self.schedulers[0].get_last_lr()[0]
+                progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+                self.accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=iteration)
+            if iteration % self.config.checkpoint.every == 0 or iteration == t.iterations:
+                self.save_checkpoint()
+            if iteration % self.config.validation.every == 0 or iteration == t.iterations:
+                self.run_validation(iteration)
+        progress.close()
+        release = self.dir / "net_g_ema.safetensors"
+        if self.accelerator.is_main_process:
+            save_generator(self.ema.module, release)
+        self.accelerator.print(
+            f"rank {self.rank}: generator weights fingerprint {weights_fingerprint(self.accelerator.unwrap_model(self.generator))}"
+        ) if self.world == 1 else print(
+            f"rank {self.rank}: generator weights fingerprint {weights_fingerprint(self.accelerator.unwrap_model(self.generator))}",
+            flush=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+        return release
+
+    def run_validation(self, iteration: int) -> None:
+        v = self.config.validation
+        if self.accelerator.is_main_process and (v.hr_folder or v.builtin_sample or v.real_lr_folder):
+            start = time.perf_counter()
+            result = validate(self.ema.module, v, self.device)
+            out_dir = self.dir / "validation"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name, image in result.images.items():
+                _save_png(image, out_dir / f"{checkpoints.checkpoint_name(iteration)}_{name}.png")
+            tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+            for name, image in result.images.items():
+                tracker.add_image(f"val/{name}", image, iteration)
+            self.accelerator.log(result.metrics, step=iteration)
+            summary = ", ".join(f"{k.split('/')[-1]} {val:.3f}" for k, val in result.metrics.items())
+            tqdm.write(f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}", file=sys.stdout)
+        self.accelerator.wait_for_everyone()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(array).save(path)
+
+
+def _as_dict(config) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(config)
+
+
+def main_process_exit(accelerator_world: int) -> None:
+    """Multi-process CPU runs can abort at interpreter exit; leave cleanly instead."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if accelerator_world > 1:
+        os._exit(0)
+
+
+__all__ = ["Trainer", "TrainingError", "main_process_exit", "math"]

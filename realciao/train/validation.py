@@ -1,0 +1,110 @@
+"""Validation during training, on the main process: PSNR/SSIM on a paired set (LR made
+with MATLAB-style bicubic), no-reference metrics on real LR photos, sample images."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realciao.inference import upscale
+from realciao.metrics import psnr, quantize_8bit, ssim
+from realciao.train.config import ValidationOptions
+from realciao.train.data import BUILTIN_VALIDATION, builtin_image, list_image_files, read_image_file
+
+
+@dataclass
+class ValidationResult:
+    metrics: dict[str, float] = field(default_factory=dict)
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (3, H, W) in [0, 1]
+
+
+def matlab_bicubic(image: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) -> (3, h, w) with MATLAB's imresize (antialiased bicubic), via basicsr's port."""
+    from realciao.compat import import_basicsr
+
+    imresize = import_basicsr("utils.matlab_functions").imresize
+    scale = lr_size[0] / image.shape[-2]
+    out = imresize(image.double(), scale).float()
+    if tuple(out.shape[-2:]) != tuple(lr_size):
+        raise ValueError(f"bicubic LR came out {tuple(out.shape[-2:])}, expected {lr_size}")
+    return quantize_8bit(out)
+
+
+def paired_images(options: ValidationOptions) -> list[tuple[str, torch.Tensor]]:
+    images = []
+    if options.builtin_sample:
+        images += [(f"builtin_{n}", torch.from_numpy(builtin_image(n)).permute(2, 0, 1)) for n in BUILTIN_VALIDATION]
+    if options.hr_folder:
+        for path in list_image_files(Path(options.hr_folder))[: options.max_images]:
+            try:
+                images.append((path.stem, torch.from_numpy(read_image_file(path)).permute(2, 0, 1)))
+            except ValueError as error:
+                warnings.warn(f"skipping validation image: {error}", stacklevel=2)
+    return images
+
+
+def upscale_for_validation(model, lr: torch.Tensor, size: tuple[int, int], tile: int) -> torch.Tensor:
+    """Tiled when the LR is larger than ``tile``, so validation never runs out of memory."""
+    from realciao.tiling import tiled_upscale  # noqa: F401  (imported lazily: optional until tiling lands)
+
+    return tiled_upscale(model, lr, size, tile=tile)
+
+
+def _upscale(model, lr: torch.Tensor, size: tuple[int, int], tile: int) -> torch.Tensor:
+    try:
+        return upscale_for_validation(model, lr, size, tile)
+    except ImportError:
+        return upscale(model, lr, size)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, options: ValidationOptions, device: torch.device) -> ValidationResult:
+    result = ValidationResult()
+    model.eval()
+    pairs = paired_images(options)
+    for scale in options.scales:
+        values = {"psnr": [], "ssim": []}
+        for index, (name, hr) in enumerate(pairs):
+            lr_size = (int(hr.shape[-2] // scale), int(hr.shape[-1] // scale))
+            hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
+            hr = hr[:, : hr_size[0], : hr_size[1]]
+            lr = matlab_bicubic(hr, lr_size)
+            sr = quantize_8bit(_upscale(model, lr[None].to(device), hr_size, options.tile).cpu())
+            shave = math.ceil(scale)
+            values["psnr"].append(psnr(sr, hr[None], shave))
+            values["ssim"].append(ssim(sr, hr[None], shave))
+            if index < options.save_images:
+                result.images[f"x{scale:g}_{name}"] = sr[0]
+        if pairs:
+            result.metrics[f"val/psnr_x{scale:g}"] = float(np.mean(values["psnr"]))
+            result.metrics[f"val/ssim_x{scale:g}"] = float(np.mean(values["ssim"]))
+    if options.real_lr_folder:
+        result.metrics.update(real_photo_metrics(model, options, device, result.images))
+    return result
+
+
+def real_photo_metrics(model, options: ValidationOptions, device, images: dict) -> dict[str, float]:
+    import pyiqa
+
+    metrics = {"piqe": pyiqa.create_metric("piqe", device="cpu")}
+    if options.niqe_params:
+        metrics["niqe"] = pyiqa.create_metric("niqe", device="cpu", pretrained_model_path=options.niqe_params)
+    scores = {name: [] for name in metrics}
+    for index, path in enumerate(list_image_files(Path(options.real_lr_folder))[: options.max_images]):
+        try:
+            lr = torch.from_numpy(read_image_file(path)).permute(2, 0, 1)[None]
+        except ValueError as error:
+            warnings.warn(f"skipping validation photo: {error}", stacklevel=2)
+            continue
+        size = (round(lr.shape[-2] * options.real_scale), round(lr.shape[-1] * options.real_scale))
+        sr = quantize_8bit(_upscale(model, lr.to(device), size, options.tile).cpu())
+        for name, metric in metrics.items():
+            scores[name].append(float(metric(sr)))
+        if index < options.save_images:
+            images[f"real_{path.stem}"] = sr[0]
+    return {f"val/{name}_real": float(np.mean(v)) for name, v in scores.items() if v}

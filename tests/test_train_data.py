@@ -1,0 +1,127 @@
+"""Training data: sources, corrupt-file skipping, the deterministic batch plan, crops."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from realciao.train.config import DataOptions
+from realciao.train.data import (
+    CropDataset,
+    DataError,
+    batch_plan,
+    collate,
+    gather_sources,
+    read_image_file,
+)
+
+
+def make_folder(tmp_path, count=3, size=(40, 50)):
+    folder = tmp_path / "hr"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / ("sub" if i % 2 else "") / f"img{i}.png"), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return folder
+
+
+def test_folders_are_searched_recursively_and_empty_or_missing_ones_are_errors(tmp_path):
+    folder = make_folder(tmp_path)
+    assert len(gather_sources(DataOptions(hr_folders=[str(folder)]))) == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no images"):
+        gather_sources(DataOptions(hr_folders=[str(tmp_path / "empty")]))
+    with pytest.raises(DataError, match="missing: training image folder does not exist"):
+        gather_sources(DataOptions(hr_folders=[str(tmp_path / "missing")]))
+
+
+def test_sixteen_bit_gray_and_alpha_images_read_as_float_rgb(tmp_path):
+    cv2.imwrite(str(tmp_path / "a16.png"), np.full((4, 5, 3), 65535, np.uint16))
+    cv2.imwrite(str(tmp_path / "gray.png"), np.full((4, 5), 128, np.uint8))
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.full((4, 5, 4), 255, np.uint8))
+    for name, value in (("a16.png", 1.0), ("gray.png", 128 / 255), ("rgba.png", 1.0)):
+        image = read_image_file(tmp_path / name)
+        assert image.shape == (4, 5, 3) and image.dtype == np.float32
+        assert np.allclose(image, value)
+
+
+def test_corrupt_images_are_skipped_with_a_warning_naming_the_file(tmp_path):
+    folder = make_folder(tmp_path, count=2)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    good = (folder / "img0.png").read_bytes()
+    (folder / "cut.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes()[:200])
+    assert len(good) > 0
+    options = DataOptions(hr_folders=[str(folder)], batch_size=8, lr_patch=8, scale_min=2, scale_max=2)
+    sources = gather_sources(options)
+    dataset = CropDataset(options, sources)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch = collate([dataset[t] for t in batch_plan(options, 0, 0, 0, 1, len(sources))])
+    assert batch["gt"].shape == (8, 3, 16, 16)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.png" in messages and "cut.jpg" in messages
+
+
+def test_plan_is_deterministic_sized_by_scale_and_ranks_get_different_images():
+    options = DataOptions(builtin_samples=True, batch_size=4, lr_patch=10, scale_min=1.5, scale_max=3.5)
+    first = batch_plan(options, 7, 5, 0, 2, 20)
+    assert first == batch_plan(options, 7, 5, 0, 2, 20)
+    other_rank = batch_plan(options, 7, 5, 1, 2, 20)
+    assert {t.index for t in first}.isdisjoint({t.index for t in other_rank})
+    sizes = {batch_plan(options, 7, s, 0, 1, 20)[0].gt_size for s in range(30)}
+    assert all(15 <= h <= 35 and h == w for h, w in sizes) and len(sizes) > 5
+
+
+def test_per_axis_scales_give_asymmetric_crops():
+    options = DataOptions(builtin_samples=True, batch_size=2, lr_patch=10, per_axis_scale=True)
+    sizes = [batch_plan(options, 0, s, 0, 1, 5)[0].gt_size for s in range(20)]
+    assert any(h != w for h, w in sizes)
+
+
+def test_an_epoch_visits_every_image_once():
+    options = DataOptions(builtin_samples=True, batch_size=5)
+    seen = [t.index for step in range(4) for t in batch_plan(options, 0, step, 0, 1, 20)]
+    assert sorted(seen) == list(range(20))
+
+
+def test_basicsr_lmdb_and_meta_info(tmp_path):
+    import lmdb
+
+    folder = make_folder(tmp_path, count=2)
+    (tmp_path / "meta.txt").write_text("img0.png (40,50,3)\nsub/img1.png (40,50,3)\n")
+    assert len(gather_sources(DataOptions(hr_folders=[str(folder)], meta_info=str(tmp_path / "meta.txt")))) == 2
+    db = tmp_path / "train.lmdb"
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(b"a", cv2.imencode(".png", np.full((20, 20, 3), 200, np.uint8))[1].tobytes())
+    env.close()
+    (db / "meta_info.txt").write_text("a (20,20,3) 1\n")
+    sources = gather_sources(DataOptions(lmdb=str(db)))
+    assert len(sources) == 1 and np.allclose(sources[0].load(), 200 / 255)
+    with pytest.raises(DataError, match="not a BasicSR LMDB folder"):
+        gather_sources(DataOptions(lmdb=str(folder)))
+
+
+def test_paired_crops_line_up(tmp_path):
+    rng = np.random.default_rng(1)
+    hr = (rng.integers(0, 64, (64, 64, 3)) * 4).astype(np.uint8)  # 2x2 means stay exact in 8 bits
+    (tmp_path / "lr").mkdir()
+    (tmp_path / "hr").mkdir()
+    cv2.imwrite(str(tmp_path / "hr" / "p.png"), hr)
+    lr = hr.reshape(32, 2, 32, 2, 3).astype(np.float64).mean(axis=(1, 3))  # a 2x2 block mean commutes with flips
+    cv2.imwrite(str(tmp_path / "lr" / "p.png"), np.round(lr).astype(np.uint8))
+    from realciao.train.data import paired_sources
+
+    options = DataOptions(builtin_samples=True, paired_lr_folder=str(tmp_path / "lr"), paired_hr_folder=str(tmp_path / "hr"),
+                          paired_probability=1.0, paired_scale=2.0, lr_patch=8, batch_size=2)
+    pairs = paired_sources(options)
+    dataset = CropDataset(options, gather_sources(options), pairs)
+    tasks = batch_plan(options, 0, 0, 0, 1, 15, len(pairs))
+    assert all(t.paired for t in tasks)
+    item = dataset[tasks[0]]
+    assert item["lq"].shape == (3, 8, 8) and item["gt"].shape == (3, 16, 16)
+    block_mean = item["gt"].numpy().reshape(3, 8, 2, 8, 2).mean(axis=(2, 4))
+    assert np.abs(block_mean - item["lq"].numpy()).max() <= 0.5 / 255 + 1e-6

@@ -1,0 +1,176 @@
+"""The training loop on CPU: both stages, starting from official checkpoints, the NaN
+guard, exact resume after SIGKILL, and two processes (gloo) training together."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+import realciao
+from realciao.train.config import load_config
+from realciao.train.trainer import Trainer, TrainingError
+from tests.test_checkpoint import official_state_dict
+from tests.test_train_losses import fake_vgg19_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hr_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "hr"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        smooth = cv2.GaussianBlur(rng.integers(0, 256, (72, 80, 3), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(str(folder / f"{i}.png"), smooth)
+    return folder
+
+
+def options_file(tmp_path: Path, **sections) -> Path:
+    options = {
+        "name": "run",
+        "output_dir": str(tmp_path / "experiments"),
+        "generator": {"name": "edsr-baseline-ciaosr", "options": {"channels": 8, "num_blocks": 1, "mlp_hidden": [16]}},
+        "data": {"hr_folders": [str(hr_folder(tmp_path))], "recipe": "bicubic", "lr_patch": 8, "batch_size": 2,
+                 "scale_min": 1.0, "scale_max": 3.0, "queries_per_patch": 64},
+        "train": {"iterations": 3, "log_every": 1},
+        "checkpoint": {"every": 2, "keep_last": 2},
+        "validation": {"every": 1000},
+    }
+    for section, values in sections.items():
+        options[section] = {**options.get(section, {}), **values} if isinstance(values, dict) else values
+    path = tmp_path / "options.yml"
+    path.write_text(yaml.safe_dump(options))
+    return path
+
+
+def run_in_process(path: Path, *overrides: str, auto_resume: bool = False) -> Trainer:
+    trainer = Trainer(load_config(path, list(overrides)), auto_resume=auto_resume)
+    trainer.run()
+    return trainer
+
+
+def test_net_stage_trains_checkpoints_and_releases_ema(tmp_path):
+    trainer = run_in_process(options_file(tmp_path))
+    run_dir = trainer.dir
+    assert sorted(p.name for p in (run_dir / "states").iterdir()) == ["iter_00000002", "iter_00000003"]
+    model = realciao.load_generator(run_dir / "net_g_ema.safetensors")
+    assert model.config["encoder_args"] == {"channels": 8, "num_blocks": 1}
+    assert (run_dir / "models" / "net_g_iter_00000003.safetensors").is_file()
+    with pytest.raises(TrainingError, match="already holds checkpoints.*--auto-resume"):
+        Trainer(load_config(options_file(tmp_path)))
+
+
+def test_net_stage_with_the_real_esrgan_recipe(tmp_path):
+    path = options_file(tmp_path, data={"recipe": "realesrgan", "lr_patch": 16, "scale_min": 2.0, "scale_max": 4.0,
+                                        "pool_size": 4})
+    trainer = run_in_process(path, "train.iterations=2", "checkpoint.every=2")
+    assert len(trainer.pool) > 0
+
+
+def test_gan_stage_from_official_generator_and_real_esrgan_discriminator(tmp_path):
+    from realciao.compat import import_basicsr
+
+    torch.manual_seed(3)
+    generator = realciao.build_generator("edsr-baseline-ciaosr", channels=8, num_blocks=1, mlp_hidden=[16])
+    save_file(official_state_dict(generator), tmp_path / "official.safetensors")
+    discriminator = import_basicsr("archs.discriminator_arch").UNetDiscriminatorSN(3, 8)
+    save_file({k: v.contiguous() for k, v in discriminator.state_dict().items()}, tmp_path / "d.safetensors")
+    path = options_file(
+        tmp_path,
+        generator={"pretrained": str(tmp_path / "official.safetensors"), "options": {}},
+        train={"stage": "gan", "iterations": 2},
+        losses={"vgg_weights": str(fake_vgg19_file(tmp_path / "vgg19.pth"))},
+        discriminator={"channels": 8, "pretrained": str(tmp_path / "d.safetensors")},
+    )
+    trainer = run_in_process(path)
+    tuned = realciao.load_generator(trainer.dir / "models" / "net_g_iter_00000002.safetensors")
+    before = generator.state_dict()["upsampler.imnet_q.layers.2.weight"]
+    assert not torch.equal(tuned.state_dict()["upsampler.imnet_q.layers.2.weight"], before)
+
+
+def test_gan_stage_without_vgg_weights_is_a_clear_error(tmp_path):
+    from realciao.train.losses import WeightsMissingError
+
+    path = options_file(tmp_path, train={"stage": "gan"}, losses={"vgg_weights": str(tmp_path / "vgg19.pth")})
+    with pytest.raises(WeightsMissingError, match="vgg19.pth: file not found"):
+        Trainer(load_config(path))
+
+
+def test_non_finite_losses_stop_with_a_clear_message(tmp_path):
+    generator = realciao.build_generator("edsr-baseline-ciaosr", channels=8, num_blocks=1, mlp_hidden=[16])
+    with torch.no_grad():
+        generator.upsampler.imnet_q.linears[-1].bias.fill_(float("nan"))
+    realciao.save_generator(generator, tmp_path / "nan.safetensors")
+    path = options_file(tmp_path, generator={"pretrained": str(tmp_path / "nan.safetensors"), "options": {}},
+                        train={"max_bad_steps": 2, "iterations": 5})
+    with pytest.raises(TrainingError, match="NaN or infinite for 2 iterations in a row"):
+        run_in_process(path)
+
+
+def launch(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen(args, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def final_weights(run_dir: Path, iteration: int) -> dict[str, torch.Tensor]:
+    name = f"iter_{iteration:08d}"
+    return {**load_file(run_dir / "models" / f"net_g_{name}.safetensors"),
+            **{f"ema.{k}": v for k, v in load_file(run_dir / "models" / f"net_g_ema_{name}.safetensors").items()}}
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
+    iterations = 40
+    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
+                        train={"iterations": iterations}, checkpoint={"every": 5, "keep_last": 3})
+    script = [sys.executable, "train_realciao.py", "-opt", str(path)]
+    whole = launch([*script, "--set", "name=whole"])
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+
+    killed = launch([*script, "--set", "name=killed"])
+    states = tmp_path / "experiments" / "killed" / "states"
+    deadline = time.time() + 300
+    while not (states / "iter_00000005").is_dir() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    reached = max(int(p.name[5:]) for p in states.glob("iter_*"))
+    assert reached < iterations, "the run finished before it could be killed: make it longer"
+
+    resumed = launch([*script, "--set", "name=killed", "--auto-resume"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert f"resumed from {states / f'iter_{reached:08d}'}" in output
+    a = final_weights(tmp_path / "experiments" / "whole", iterations)
+    b = final_weights(tmp_path / "experiments" / "killed", iterations)
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-6, worst
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_together(tmp_path):
+    path = options_file(tmp_path, train={"iterations": 4})
+    env = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    process = launch(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                      "--mixed_precision", "no", "--dynamo_backend", "no", "train_realciao.py", "-opt", str(path)], env=env)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    prints = dict(re.findall(r"rank (\d): generator weights fingerprint (\w+)", output))
+    assert set(prints) == {"0", "1"} and prints["0"] == prints["1"], output
+    run_dir = tmp_path / "experiments" / "run"
+    assert sorted(p.name for p in (run_dir / "states").iterdir()) == ["iter_00000002", "iter_00000004"]
+    assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*.pt")} == {"rank_0.pt", "rank_1.pt"}
+    assert len(list((run_dir / "models").glob("net_g_iter_*.safetensors"))) == 2
