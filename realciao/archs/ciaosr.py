@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from realciao.archs.mlp import MLP
+from realciao.archs.neighbour_ops import NeighbourMix, PairProjection
 from realciao.archs.nonlocal_attention import ScaleAwareNonLocal
 from realciao.coords import pixel_centres
 
@@ -120,28 +122,26 @@ class CiaoSRUpsampler(nn.Module):
         query_rows = (query_index + flat_offset[0]).reshape(-1)
         values = maps.values.reshape(b * (h * w + 1), -1)
 
-        neighbour_values = values.index_select(0, neighbour_rows).view(4, b * q, -1)
-        query_key = values.index_select(0, query_rows)[:, : self.key_dim]
         position = position.reshape(-1, 4)
 
         # logit_j = <query, key_j * gate_j> with gate_j = W h_j + c, rearranged as
         # <(query * key_j) W, h_j> + <query * key_j, c>: the 9C-wide gate is never built
-        key_hidden = self._hidden(self.imnet_k, maps.key_hidden, neighbour_rows, position, self.key_dim)
+        key_args = (self.imnet_k, maps.key_hidden, neighbour_rows, position, self.key_dim)
+        if torch.is_grad_enabled():  # recomputing the key MLP in backward saves ~0.45 GB per 16x2304 queries
+            key_hidden = checkpoint(self._hidden, *key_args, use_reentrant=False)
+        else:
+            key_hidden = self._hidden(*key_args)
         key_last = self.imnet_k.linears[-1]
-        matched = (neighbour_values[..., : self.key_dim] * query_key).view(4 * b * q, -1)
-        projection = torch.cat([key_last.weight.t(), key_last.bias.unsqueeze(0)], dim=0).to(matched.dtype)
-        projected = F.linear(matched, projection)
-        logits = (projected[:, :-1] * key_hidden).sum(-1) + projected[:, -1]
-        attention = torch.softmax(logits.view(4, b * q).float(), dim=0)  # over the 4 neighbours
+        projection = torch.cat([key_last.weight.t(), key_last.bias.unsqueeze(0)], dim=0)
+        projected = PairProjection.apply(values[:, : self.key_dim], neighbour_rows.view(4, -1), query_rows, projection)
+        logits = (projected[..., :-1] * key_hidden.view(4, b * q, -1)).sum(-1) + projected[..., -1]
+        attention = torch.softmax(logits.float(), dim=0)  # over the 4 neighbours
 
         value_hidden = self._hidden(self.imnet_v, maps.value_hidden, neighbour_rows, position, self.value_dim)
-        gated = self.imnet_v.linears[-1](value_hidden).view(4, b * q, -1)
-        weights = attention.to(gated.dtype).unsqueeze(-1)
-        if torch.is_grad_enabled():
-            gated = gated * neighbour_values * weights
-        else:  # in place saves two passes over (4, queries, 10C) at inference
-            gated.mul_(neighbour_values).mul_(weights)
-        return self.imnet_q(gated.sum(0)).view(b, q, 3)
+        value_last = self.imnet_v.linears[-1]
+        mixed = NeighbourMix.apply(values, neighbour_rows.view(4, -1), value_hidden.view(4, b * q, -1),
+                                   value_last.weight, value_last.bias, attention)
+        return self.imnet_q(mixed).view(b, q, 3)
 
     @staticmethod
     def _hidden(mlp: MLP, hidden_map: torch.Tensor, rows: torch.Tensor, position: torch.Tensor, feature_dim: int):

@@ -1,0 +1,138 @@
+"""Training step speed and memory for EDSR-baseline-CiaoSR on this machine.
+
+    python scripts/bench_train.py                       # Net stage fp32 + bf16, GAN stage fp32
+    python scripts/bench_train.py --stages net --precisions fp32 --steps 3
+
+Net stage: batch 16, LR 48x48, 2304 sampled queries per patch, a scale U(1, 4) per batch,
+forward + backward + Adam, the step the official code takes 11.5 s and 6.0 GiB for on
+this machine kind (measured in the issue; the official code is not available offline, so
+it is not re-run here). GAN stage: batch 4, LR 32, whole rendered HR patches (sides
+rounded to multiples of 8), L1 + VGG19 perceptual + GAN, then the discriminator step
+(VGG weights random: speed does not depend on them). Data loading and degradation are
+not included. Each configuration runs in its own process; median of the timed steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OFFICIAL_NET_STEP = (11.5, 6.0)  # seconds, peak RSS GiB
+
+
+def net_step(model, optimizer, generator, dtype, batch=16, lr_size=48, queries=2304):
+    from realciao.coords import pixel_centres
+
+    scale = 1 + 3 * torch.rand(1, generator=generator).item()
+    gt = round(lr_size * scale)
+    lr = torch.rand(batch, 3, lr_size, lr_size, generator=generator) - 0.44
+    picks = torch.rand(batch, gt * gt, generator=generator).argsort(1)[:, :queries]
+    coord = torch.stack([pixel_centres(gt)[picks // gt], pixel_centres(gt)[picks % gt]], -1)
+    cell = torch.full_like(coord, 2.0 / gt)
+    target = torch.rand(batch, queries, 3, generator=generator) - 0.44
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        pred = model(lr, coord, cell)
+    loss = F.l1_loss(pred.float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, dtype, batch=4, lr_size=32):
+    from realciao.coords import make_query_grid
+    from realciao.train.losses import gan_loss
+
+    scale = 1 + 3 * torch.rand(1, generator=generator).item()
+    gt = max(8, round(lr_size * scale / 8) * 8)
+    lr = torch.rand(batch, 3, lr_size, lr_size, generator=generator) - 0.44
+    hr = torch.rand(batch, 3, gt, gt, generator=generator)
+    coord, cell = make_query_grid(gt, gt, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        sr = model(lr, coord, cell).float().view(batch, gt, gt, 3).permute(0, 3, 1, 2) + 0.44
+        loss = F.l1_loss(sr, hr) + perceptual(sr, hr) + 0.1 * gan_loss(discriminator(sr), True)
+    opt_g.zero_grad(set_to_none=True)
+    loss.float().backward()
+    opt_g.step()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        loss_d = gan_loss(discriminator(hr), True) + gan_loss(discriminator(sr.detach()), False)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.float().backward()
+    opt_d.step()
+
+
+def child(stage: str, precision: str, steps: int, threads: int) -> dict:
+    import realciao
+    from realciao.archs.discriminator import UNetDiscriminatorSN
+    from realciao.train.losses import PerceptualLoss
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = realciao.build_generator("edsr-baseline-ciaosr").train()
+    opt_g = torch.optim.Adam(model.parameters(), 1e-4, betas=(0.9, 0.99))
+    if stage == "net":
+        def step():
+            net_step(model, opt_g, generator, precision)
+    else:
+        from torchvision.models import vgg19
+
+        discriminator = UNetDiscriminatorSN().train()
+        opt_d = torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.9, 0.99))
+        layers = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+        perceptual = PerceptualLoss(layers, vgg19(weights=None).state_dict())
+
+        def step():
+            gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, precision)
+    step()  # warm-up (allocator, oneDNN kernels)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", default="net,gan")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads)))
+        return
+    rows = []
+    for stage in args.stages.split(","):
+        for precision in args.precisions.split(","):
+            cmd = [sys.executable, __file__, "--child", stage, precision, "--steps", str(args.steps),
+                   "--threads", str(args.threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode:
+                print(f"{stage} {precision} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | speed-up vs official Net step |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        ratio = f"{OFFICIAL_NET_STEP[0] / r['seconds']:.1f}x" if r["stage"] == "net" else "-"
+        print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
+              f"{r['peak_rss_gib']:.2f} | {ratio} |")
+    print(f"official CiaoSR Net step on this machine kind: {OFFICIAL_NET_STEP[0]} s, {OFFICIAL_NET_STEP[1]} GiB peak RSS")
+
+
+if __name__ == "__main__":
+    main()
