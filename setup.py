@@ -19,8 +19,10 @@ setup(
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["realciao", "realciao.*"]),
-    include_package_data=True,
+    packages=find_packages(include=["realciao", "realciao.*"]) + ["realciao.degradations.recipes"],
+    # the recipes live in degradations/ at the top level; wheels carry them inside the package
+    package_dir={"realciao.degradations.recipes": "degradations"},
+    package_data={"realciao.degradations.recipes": ["*.yml"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
