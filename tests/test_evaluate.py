@@ -1,0 +1,161 @@
+"""realciao-eval: paired and real protocols on tiny images, outputs, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import realciao
+from realciao import evaluate
+from realciao.compat import import_basicsr
+
+
+def _png(path, size, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (size[0] // 4 + 1, size[1] // 4 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(base).resize((size[1], size[0]), Image.BICUBIC)  # smooth, photo-like
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = realciao.build_generator("edsr-baseline-ciaosr", channels=8, num_blocks=1, mlp_hidden=[16])
+    return realciao.save_generator(model.eval(), tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def test_matlab_resize_equals_basicsr_imresize():
+    imresize = import_basicsr("utils.matlab_functions").imresize
+    image = torch.rand(3, 24, 36, generator=torch.Generator().manual_seed(0))
+    for scale in (0.5, 1 / 3, 2, 4):
+        expected = imresize(image, scale)
+        ours = evaluate.matlab_resize(image, tuple(expected.shape[-2:]))
+        assert torch.allclose(ours, expected, atol=1e-5), scale
+    assert evaluate.matlab_resize(image, (17, 50)).shape == (3, 17, 50)  # per-axis, any size
+
+
+def test_paired_protocol_matches_basicsr_and_writes_outputs(tmp_path, tiny_model):
+    hr_dir = tmp_path / "Bench" / "HR"
+    _png(hr_dir / "a.png", (50, 42), 1)
+    _png(hr_dir / "b.png", (37, 48), 2)
+    out = tmp_path / "out"
+    code = evaluate.main(["--paired", str(hr_dir), "--model", str(tiny_model), "--scale", "2", "--scale", "2.5",
+                          "--no-lpips", "--tile", "16", "-o", str(out), "--quiet"])
+    assert code == 0
+    for name in ("per_image.csv", "means.csv", "results.json", "results.md", "report.html"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert {r["method"] for r in rows} == {"bicubic", "tiny"} and len(rows) == 2 * 2 * 2
+    assert all(r["dataset"] == "Bench" for r in rows)
+    document = json.loads((out / "results.json").read_text())
+    assert {m["scale"] for m in document["means"]} == {2.0, 2.5}
+    assert "| bicubic |" in (out / "results.md").read_text() and "<img" in (out / "report.html").read_text()
+
+    # the bicubic x2 row of a.png, recomputed and measured with basicsr's reference functions
+    metrics = import_basicsr("metrics")
+    from realciao.metrics import quantize_8bit
+    from realciao.train.data import read_image_file
+
+    hr = torch.from_numpy(read_image_file(hr_dir / "a.png")).permute(2, 0, 1)
+    lr = quantize_8bit(evaluate.matlab_resize(hr, (25, 21)))
+    sr = quantize_8bit(evaluate.matlab_resize(lr, (50, 42)))
+    def to_bgr_u8(t):
+        return np.round(t.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).astype(np.float64)
+
+    ref_psnr = metrics.calculate_psnr(to_bgr_u8(sr), to_bgr_u8(hr), crop_border=2, test_y_channel=True)
+    ref_ssim = metrics.calculate_ssim(to_bgr_u8(sr), to_bgr_u8(hr), crop_border=2, test_y_channel=True)
+    row = next(r for r in document["per_image"] if (r["image"], r["method"], r["scale"]) == ("a", "bicubic", 2.0))
+    assert row["psnr"] == pytest.approx(ref_psnr, abs=1e-6)
+    assert row["ssim"] == pytest.approx(ref_ssim, abs=1e-6)
+    # shave = ceil(scale): at x2.5 the border is 3 pixels; the tiny model differs from bicubic
+    x25 = [r for r in document["per_image"] if r["scale"] == 2.5 and r["image"] == "a"]
+    assert len(x25) == 2 and x25[0]["psnr"] != x25[1]["psnr"]
+
+
+def test_paired_lr_folder_and_rgb(tmp_path):
+    hr_dir, lr_dir = tmp_path / "HR", tmp_path / "LR"
+    _png(hr_dir / "c.png", (41, 40), 3)  # LR made from the mod-cropped HR, named with the scale
+    hr = np.asarray(Image.open(hr_dir / "c.png"))[:40, :40]
+    Image.fromarray(hr).resize((20, 20), Image.BICUBIC).save(lr_dir.mkdir() or lr_dir / "cx2.png")
+    out = tmp_path / "o"
+    assert evaluate.main(["--paired", str(hr_dir), "--lr-folder", str(lr_dir), "--scale", "2", "--rgb",
+                          "--no-lpips", "-o", str(out), "--quiet"]) == 0
+    row = json.loads((out / "results.json").read_text())["per_image"][0]
+    assert "psnr_rgb" in row and "psnr" not in row and math.isfinite(row["psnr_rgb"])
+
+
+def test_real_protocol_bad_inputs(tmp_path, tiny_model):
+    real = tmp_path / "phones"
+    _png(real / "good.png", (24, 30), 4)
+    _png(real / "tiny.png", (6, 6), 5)  # 12 px at x2: below PIQE's 16 px
+    (real / "corrupt.jpg").write_bytes(b"not a jpeg at all")
+    out = tmp_path / "o"
+    assert evaluate.main(["--real", str(real), "--model", str(tiny_model), "--model", "bicubic", "--scale", "2",
+                          "--metrics", "piqe", "--tile", "8", "-o", str(out), "--quiet"]) == 0
+    document = json.loads((out / "results.json").read_text())
+    rows = document["per_image"]
+    assert {(r["image"], r["method"]) for r in rows} == {(i, m) for i in ("good", "tiny") for m in ("bicubic", "tiny")}
+    tiny = [r for r in rows if r["image"] == "tiny"]
+    assert all(r["piqe"] is None and "smaller than the 16 px" in r["note"] for r in tiny)
+    assert all(0 <= r["piqe"] <= 100 for r in rows if r["image"] == "good")
+    assert any("corrupt.jpg" in n for n in document["notes"])
+    means = {m["method"]: m for m in document["means"]}
+    assert means["bicubic"]["piqe_n"] == 1 and means["bicubic"]["images"] == 2
+    assert "(1/2)" in (out / "results.md").read_text()
+
+
+def test_empty_folder_and_missing_weights_are_clear_errors(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert evaluate.main(["--real", str(empty), "--metrics", "piqe", "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    real = tmp_path / "r"
+    _png(real / "x.png", (20, 20), 6)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    assert evaluate.main(["--real", str(real), "--metrics", "niqe,piqe", "--weights-dir", str(weights),
+                          "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "niqe_modelparameters.mat" in err and "Traceback" not in err
+    # default metric set: unavailable ones are noted and the rest still run
+    assert evaluate.main(["--real", str(real), "--weights-dir", str(weights), "-o", str(tmp_path / "o2"), "--quiet"]) == 0
+    notes = json.loads((tmp_path / "o2" / "results.json").read_text())["notes"]
+    assert any("brisque_svm_weights.pth" in n for n in notes) and any("niqe_modelparameters.mat" in n for n in notes)
+
+
+def test_download_weights_offline_fails_clearly(tmp_path, capsys, monkeypatch):
+    from realciao import iqa
+
+    def offline(url, path, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(iqa, "_download", offline)
+    assert evaluate.main(["--download-weights", str(tmp_path / "w"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs internet" in err and "niqe_modelparameters.mat" in err
+
+
+def test_grey_hr_measured_on_grey_levels_like_matlab(tmp_path):
+    hr_dir = tmp_path / "HR"
+    hr_dir.mkdir()
+    grey = np.asarray(Image.open(_png(tmp_path / "c.png", (40, 44), 7)).convert("L"))
+    Image.fromarray(grey).save(hr_dir / "g.png")  # single-channel file, as Set14's bridge
+    out = tmp_path / "o"
+    assert evaluate.main(["--paired", str(hr_dir), "--scale", "4", "--no-lpips", "-o", str(out), "--quiet"]) == 0
+    row = json.loads((out / "results.json").read_text())["per_image"][0]
+    hr = torch.from_numpy(grey.astype(np.float32) / 255)[None]
+    from realciao.metrics import quantize_8bit
+
+    sr = quantize_8bit(evaluate.matlab_resize(quantize_8bit(evaluate.matlab_resize(hr, (10, 11))), (40, 44)))
+    metrics = import_basicsr("metrics")
+    expected = metrics.calculate_psnr(np.round(sr[0].numpy() * 255), grey.astype(np.float64), crop_border=4,
+                                      input_order="HWC", test_y_channel=False)
+    assert row["psnr"] == pytest.approx(expected, abs=1e-6)
