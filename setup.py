@@ -41,5 +41,7 @@ setup(
     extras_require={
         "dev": ["pytest>=7.4", "ruff>=0.5"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": ["realciao-upscale = realciao.upscale:main", "realciao-eval = realciao.evaluate:main"]
+    },
 )

@@ -26,6 +26,9 @@ class GeneratorOptions:
     options: dict = field(default_factory=dict)  # build_generator overrides, e.g. {num_blocks: 4}
     pretrained: Optional[str] = None  # realciao or official CiaoSR checkpoint to start from
     allow_pickle: bool = False
+    # a fresh generator starts as plain bilinear upsampling (its residual decoder's last layer
+    # zeroed) instead of bilinear plus random noise; no effect with `pretrained`
+    zero_init_residual: bool = True
 
 
 @dataclass

@@ -159,6 +159,10 @@ class Trainer:
                                     f"but generator.name is {g.name}")
         else:
             model = build_generator(g.name, **g.options)
+            if g.zero_init_residual:
+                last = model.upsampler.imnet_q.linears[-1]
+                torch.nn.init.zeros_(last.weight)
+                torch.nn.init.zeros_(last.bias)
         return model.to(self.device).train()
 
     def _build_discriminator(self) -> torch.nn.Module:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realciao.inference import upscale
 from realciao.metrics import psnr, quantize_8bit, ssim
 from realciao.train.config import ValidationOptions
 from realciao.train.data import BUILTIN_VALIDATION, builtin_image, list_image_files, read_image_file
@@ -48,18 +47,13 @@ def paired_images(options: ValidationOptions) -> list[tuple[str, torch.Tensor]]:
     return images
 
 
-def upscale_for_validation(model, lr: torch.Tensor, size: tuple[int, int], tile: int) -> torch.Tensor:
-    """Tiled when the LR is larger than ``tile``, so validation never runs out of memory."""
-    from realciao.tiling import tiled_upscale  # noqa: F401  (imported lazily: optional until tiling lands)
-
-    return tiled_upscale(model, lr, size, tile=tile)
-
-
 def _upscale(model, lr: torch.Tensor, size: tuple[int, int], tile: int) -> torch.Tensor:
-    try:
-        return upscale_for_validation(model, lr, size, tile)
-    except ImportError:
-        return upscale(model, lr, size)
+    """Tiled, through the same code as ``realciao-upscale``, so validation never runs out of memory."""
+    from realciao.upscale import upscale_image
+
+    array = lr[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    out = upscale_image(model, array, size=size, tile=tile)
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None]
 
 
 @torch.no_grad()

@@ -1,0 +1,27 @@
+"""The public names outside checks call."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+
+def test_public_api_names():
+    import realciao
+
+    for name in ("build_generator", "load_generator", "save_generator", "upscale", "upscale_image"):
+        assert callable(getattr(realciao, name)), name
+
+
+def test_upscale_stays_the_function_after_importing_the_command_line_module():
+    code = ("import realciao.upscale, importlib; import realciao; importlib.import_module('realciao.upscale');"
+            "from realciao.upscale import main; assert realciao.upscale.__module__ == 'realciao.inference'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert importlib.import_module("realciao").upscale.__name__ == "upscale"
+
+
+def test_degradation_api_names():
+    from realciao.degradations import load_recipe, synthesize
+
+    assert callable(load_recipe) and callable(synthesize)
