@@ -40,7 +40,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7.4", "ruff>=0.5"],
-        "heic": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
+        "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
     },
     entry_points={
         "console_scripts": ["realciao-upscale = realciao.upscale:main", "realciao-eval = realciao.evaluate:main"]
