@@ -404,11 +404,9 @@ class Trainer:
         release = self.dir / "net_g_ema.safetensors"
         if self.accelerator.is_main_process:
             save_generator(self.ema.module, release)
-        self.accelerator.print(
-            f"rank {self.rank}: generator weights fingerprint {weights_fingerprint(self.accelerator.unwrap_model(self.generator))}"
-        ) if self.world == 1 else print(
-            f"rank {self.rank}: generator weights fingerprint {weights_fingerprint(self.accelerator.unwrap_model(self.generator))}",
-            flush=True)
+        # every rank prints its own: equal fingerprints show the processes stayed in step
+        fingerprint = weights_fingerprint(self.accelerator.unwrap_model(self.generator))
+        print(f"rank {self.rank}: generator weights fingerprint {fingerprint}", flush=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         return release
