@@ -14,13 +14,7 @@ from realciao.tiling import TiledUpscaler, axis_frames, plan_axis, receptive_rad
 TINY = {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run many small ops: one thread is faster, and robust on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(non_local: bool = False):

@@ -16,13 +16,7 @@ from realciao.upscale import main, target_size, upscale_image
 TINY = {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16], "non_local": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run many small ops: one thread is faster, and robust on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
