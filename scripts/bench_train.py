@@ -10,6 +10,7 @@ it is not re-run here). GAN stage: batch 4, LR 32, whole rendered HR patches (si
 rounded to multiples of 8), L1 + VGG19 perceptual + GAN, then the discriminator step
 (VGG weights random: speed does not depend on them). Data loading and degradation are
 not included. Each configuration runs in its own process; median of the timed steps.
+Like the trainer on the CPU, each process keeps freed memory (``realciao/train/allocator.py``).
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, dtype, b
 def child(stage: str, precision: str, steps: int, threads: int) -> dict:
     import realciao
     from realciao.archs.discriminator import UNetDiscriminatorSN
+    from realciao.train.allocator import keep_freed_memory
     from realciao.train.losses import PerceptualLoss
 
     torch.set_num_threads(threads)
+    kept = keep_freed_memory()  # as the trainer does on the CPU
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = realciao.build_generator("edsr-baseline-ciaosr").train()
@@ -101,7 +104,7 @@ def child(stage: str, precision: str, steps: int, threads: int) -> dict:
         step()
         times.append(time.perf_counter() - start)
     return {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept}
 
 
 def main() -> None:

@@ -6,7 +6,10 @@ cell], mixes the gated values by a softmax over the neighbours and decodes the r
 What this implementation changes (the function stays the same):
 - the unfolded map, the non-local branch and the features' share of the gates' first
   layer are computed once per LR pixel, not once per query and neighbour;
-- the four neighbours of a chunk of queries run through the MLPs as one batch;
+- the four neighbours of a chunk of queries run through the MLPs as one batch, in one
+  autograd function that keeps its temporaries cache-sized (``neighbour_attention.py``);
+- the non-local branch aggregates patches already passed through its ``down`` conv
+  (``nonlocal_attention.py``);
 - neighbour lookups are index gathers whose indices come from ``grid_sample`` itself,
   so the nearest-pixel decisions are bit-identical to the official ones.
 """
@@ -19,10 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from realciao.archs.mlp import MLP
-from realciao.archs.neighbour_ops import NeighbourMix, PairProjection
+from realciao.archs.neighbour_attention import neighbour_attention
 from realciao.archs.nonlocal_attention import ScaleAwareNonLocal
 from realciao.coords import pixel_centres
 
@@ -67,7 +69,8 @@ class CiaoSRUpsampler(nn.Module):
         values = F.unfold(feature, 3, padding=1)  # (B, 9C, h*w), channel order c*9 + ky*3 + kx
         if self.cs_attn is not None:
             values = torch.cat([values, self.cs_attn(feature).flatten(2)], dim=1)
-        values = F.pad(values, (0, 1)).transpose(1, 2)  # zero row for out-of-range queries
+        # zero row for out-of-range queries; one contiguous copy that the maps and the gathers share
+        values = F.pad(values, (0, 1)).transpose(1, 2).contiguous()
         key_first = self.imnet_k.linears[0]
         value_first = self.imnet_v.linears[0]
         key_hidden = F.linear(values[..., : self.key_dim], key_first.weight[:, : self.key_dim], key_first.bias)
@@ -118,38 +121,19 @@ class CiaoSRUpsampler(nn.Module):
         position = torch.cat([relative, cell_term], dim=-1)  # (4, B, q, 4)
 
         flat_offset = (torch.arange(b, device=coord.device) * (h * w + 1)).view(1, b, 1)
-        neighbour_rows = (neighbour_index + flat_offset).reshape(-1)
+        neighbour_rows = (neighbour_index + flat_offset).reshape(4, -1)
         query_rows = (query_index + flat_offset[0]).reshape(-1)
-        values = maps.values.reshape(b * (h * w + 1), -1)
-
-        position = position.reshape(-1, 4)
-
-        # logit_j = <query, key_j * gate_j> with gate_j = W h_j + c, rearranged as
-        # <(query * key_j) W, h_j> + <query * key_j, c>: the 9C-wide gate is never built
-        key_args = (self.imnet_k, maps.key_hidden, neighbour_rows, position, self.key_dim)
-        if torch.is_grad_enabled():  # recomputing the key MLP in backward saves ~0.45 GB per 16x2304 queries
-            key_hidden = checkpoint(self._hidden, *key_args, use_reentrant=False)
-        else:
-            key_hidden = self._hidden(*key_args)
-        key_last = self.imnet_k.linears[-1]
-        projection = torch.cat([key_last.weight.t(), key_last.bias.unsqueeze(0)], dim=0)
-        projected = PairProjection.apply(values[:, : self.key_dim], neighbour_rows.view(4, -1), query_rows, projection)
-        logits = (projected[..., :-1] * key_hidden.view(4, b * q, -1)).sum(-1) + projected[..., -1]
-        attention = torch.softmax(logits.float(), dim=0)  # over the 4 neighbours
-
-        value_hidden = self._hidden(self.imnet_v, maps.value_hidden, neighbour_rows, position, self.value_dim)
-        value_last = self.imnet_v.linears[-1]
-        mixed = NeighbourMix.apply(values, neighbour_rows.view(4, -1), value_hidden.view(4, b * q, -1),
-                                   value_last.weight, value_last.bias, attention)
+        mixed = neighbour_attention(
+            maps.values.reshape(b * (h * w + 1), -1),
+            maps.key_hidden.reshape(b * (h * w + 1), -1),
+            maps.value_hidden.reshape(b * (h * w + 1), -1),
+            neighbour_rows,
+            query_rows,
+            position.reshape(4, b * q, 4),
+            self.imnet_k,
+            self.imnet_v,
+        )
         return self.imnet_q(mixed).view(b, q, 3)
-
-    @staticmethod
-    def _hidden(mlp: MLP, hidden_map: torch.Tensor, rows: torch.Tensor, position: torch.Tensor, feature_dim: int):
-        """The MLP up to its last layer; the first layer's feature part comes precomputed per pixel."""
-        first = mlp.linears[0]
-        hidden = hidden_map.reshape(-1, hidden_map.shape[-1]).index_select(0, rows)
-        hidden = hidden.addmm_(position.to(hidden.dtype), first.weight[:, feature_dim:].t().to(hidden.dtype))
-        return mlp.layers[2:-1](hidden.relu_())
 
 
 def official_neighbour_step(first_cell: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -18,6 +18,9 @@ PATCH = 3  # matching patch size
 SOFTMAX_GAIN = 10.0
 NORM_FLOOR = 1e-4
 AGGREGATE_DIVISOR = 6.0
+# kernel taps of `down` that stay inside a key's patch, per output offset -1, 0, 1, 2 from its position
+TAP_MASKS = ([1, 2], [0, 1, 2], [0])
+OFFSET_MASK = (0, 1, 1, 2)
 
 
 def conv1x1_prelu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -51,27 +54,101 @@ class ScaleAwareNonLocal(nn.Module):
         # keys: L2-normalised 3x3 patches of the downscaled reference, (B, L, C/2*9)
         keys = F.unfold(reference, PATCH, padding=PATCH // 2)
         keys = keys / keys.norm(dim=1, keepdim=True).clamp_min(NORM_FLOOR)
-        keys = keys.transpose(1, 2).float()
+        wide = torch.promote_types(embed.dtype, torch.float32)  # at least fp32, see the matching below
+        keys = keys.transpose(1, 2).to(wide) * SOFTMAX_GAIN
         # queries: 3x3 neighbourhoods of every padded LR position, (B, C/2*9, hp*wp)
-        queries = F.unfold(match, PATCH, padding=PATCH // 2).float()
-        # reconstruction patches: 6x6 windows of `embed`, stride 2, "same" zero padding
-        kernel = PATCH * s
-        patches = F.unfold(embed, kernel, stride=s, padding=(kernel - s) // 2)  # (B, C*36, L)
-        num_keys = patches.shape[-1]
+        queries = F.unfold(match, PATCH, padding=PATCH // 2).to(wide)
+        composed = self.composed_patches(embed)  # (B, C*16, L)
+        num_keys = composed.shape[-1]
+        top_patches, left_patches = self.border_patches(embed, hp, wp)
 
-        canvas_pad = (kernel - s) // 2
-        canvas = embed.new_zeros(b, c, s * hp + 2 * canvas_pad, s * wp + 2 * canvas_pad)
+        out = embed.new_zeros(b, c, hp + 3, wp + 3, dtype=wide)
+        top_rows, left_cols = [], []
         rows_per_chunk = max(1, self.chunk_elements // max(1, b * wp * num_keys))
         for row0 in range(0, hp, rows_per_chunk):
             row1 = min(hp, row0 + rows_per_chunk)
             cols = slice(row0 * wp, row1 * wp)
             # matching stays in fp32: a x10 softmax over thousands of keys is sensitive to bf16 rounding
             with torch.autocast(device_type=feature.device.type, enabled=False):
-                logits = torch.bmm(keys, queries[:, :, cols])  # (B, L, positions)
-                weights = torch.softmax(logits * SOFTMAX_GAIN, dim=1)
-            gathered = torch.bmm(patches, weights.to(patches.dtype))  # (B, C*36, positions)
-            # overlap-add of the chunk's 6x6 patches: a transposed conv, stride s
-            block = F.fold(gathered, (s * (row1 - row0) + 2 * canvas_pad, s * wp + 2 * canvas_pad), kernel, stride=s)
-            canvas[:, :, s * row0 : s * row1 + 2 * canvas_pad] += block.to(canvas.dtype)
-        canvas = canvas[:, :, canvas_pad:-canvas_pad, canvas_pad:-canvas_pad]
-        return (self.down(canvas) / AGGREGATE_DIVISOR)[:, :, :h, :w]
+                logits = torch.bmm(keys, queries[:, :, cols])  # (B, L, positions), gain included
+                weights = torch.softmax(logits, dim=1).to(composed.dtype)
+            gathered = torch.bmm(composed, weights)  # (B, C*16, positions)
+            # each position adds its 4x4 block of output rows py-1..py+2: a fold with stride 1
+            block = F.fold(gathered, (row1 - row0 + 3, wp + 3), 4)
+            out[:, :, row0 : row1 + 3] += block.to(out.dtype)
+            # the weights of the positions on the first row (first chunk) and first column
+            border = torch.arange(0, (row1 - row0) * wp, wp, device=feature.device)
+            if row0 == 0:
+                border = torch.cat([torch.arange(wp, device=feature.device), border])
+            border_weights = weights.index_select(2, border)
+            left_cols.append(torch.bmm(left_patches, border_weights[..., -(row1 - row0) :]))
+            if row0 == 0:
+                top_rows.append(torch.bmm(top_patches, border_weights[..., :wp]))
+        out = out[:, :, 1 : hp + 1, 1 : wp + 1]
+        out = out - self.border_correction(top_rows[0], torch.cat(left_cols, dim=-1), hp, wp)
+        bias = self.down.bias.to(out.dtype).view(1, c, 1, 1)
+        return ((out + bias) / AGGREGATE_DIVISOR)[:, :, :h, :w]
+
+    def composed_patches(self, embed: torch.Tensor) -> torch.Tensor:
+        """``down`` (without bias) applied to every key's 6x6 reconstruction patch, (B, C*16, L).
+
+        Placing a key's 6x6 patch on the 2x canvas at a position and then running the 3x3
+        stride-2 ``down`` conv touches the 4x4 output pixels around that position, and the
+        result for each of them is ``down`` at a shifted location, using only the kernel taps
+        that land inside the patch. So all keys' 4x4 blocks come from three row masks times
+        three column masks of the kernel, each one strided conv of ``embed``: the aggregation
+        then moves C*16 instead of C*36 numbers per key and no 2x canvas is built."""
+        b, c, hp, wp = embed.shape
+        taps = torch.zeros(3, 3, device=embed.device, dtype=self.down.weight.dtype)
+        for r, rows in enumerate(TAP_MASKS):
+            taps[r, rows] = 1
+        # (C_out, row mask, column mask, C_in, 3, 3): the kernel with only the taps each pair keeps
+        masked = self.down.weight.unsqueeze(1).unsqueeze(1) * (taps.view(3, 1, 1, 3, 1) * taps.view(1, 3, 1, 1, 3))
+        # output t of the stride-2 conv over ``embed`` padded by 3 is ``down`` at location t - 1
+        padded = F.pad(embed, (3, 5, 3, 5))
+        shifted = F.conv2d(padded, masked.reshape(9 * c, c, 3, 3).to(embed.dtype), stride=NON_LOCAL_SCALE)
+        height, width = shifted.shape[-2:]
+        hk, wk = hp // NON_LOCAL_SCALE, wp // NON_LOCAL_SCALE
+        # the block at offset (di - 1, dj - 1) from a position is the masked conv at location key + offset:
+        # one index_select picks all 16 (its backward is one scatter, not 16 full-size slice gradients)
+        key_rows = torch.arange(hk, device=embed.device).view(hk, 1) * width
+        key_cols = torch.arange(wk, device=embed.device).view(1, wk)
+        picks = [
+            (3 * OFFSET_MASK[di] + OFFSET_MASK[dj]) * height * width + di * width + dj + key_rows + key_cols
+            for di in range(4)
+            for dj in range(4)
+        ]
+        flat = shifted.reshape(b, c, 9 * height * width)
+        return flat.index_select(2, torch.stack(picks).reshape(-1)).reshape(b, c * 16, hk * wk)
+
+    def border_patches(self, embed: torch.Tensor, hp: int, wp: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row 1 (resp. column 1) of every key's 6x6 patch, (B, C*6, L): where positions on the
+        first row (column) put it lies outside the canvas, which ``down`` pads with zeros;
+        the composed blocks include it and the border correction takes it out again."""
+        kernel = PATCH * NON_LOCAL_SCALE
+        pad = (kernel - NON_LOCAL_SCALE) // 2
+        padded = F.pad(embed, (pad, pad, pad, pad))
+        row = padded[:, :, 1 : 1 + hp : NON_LOCAL_SCALE, :]  # patch row 1 of each key row
+        top = F.unfold(row, (1, kernel), stride=(1, NON_LOCAL_SCALE))
+        col = padded[:, :, :, 1 : 1 + wp : NON_LOCAL_SCALE]
+        left = F.unfold(col, (kernel, 1), stride=(NON_LOCAL_SCALE, 1))
+        return top, left
+
+    def border_correction(self, top: torch.Tensor, left: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+        """What the composed blocks add through canvas row -1 and column -1, (B, C, hp, wp);
+        ``top`` (B, C*6, wp) and ``left`` (B, C*6, hp) are the aggregated border patches."""
+        b = top.shape[0]
+        c = self.down.weight.shape[0]
+        kernel = PATCH * NON_LOCAL_SCALE
+        # canvas row -1 over columns -1 .. 2wp-1 (fold index = column + 2), likewise column -1
+        row = F.fold(top, (1, NON_LOCAL_SCALE * wp + 4), (1, kernel), stride=(1, NON_LOCAL_SCALE))[..., 0, 1:-2]
+        col = F.fold(left, (NON_LOCAL_SCALE * hp + 4, 1), (kernel, 1), stride=(NON_LOCAL_SCALE, 1))[..., 1:-2, 0]
+        weight = self.down.weight.to(top.dtype)
+        row_term = F.conv1d(row, weight[:, :, 0, :], stride=NON_LOCAL_SCALE)  # (B, C, wp): output row 0
+        col_term = F.conv1d(col, weight[:, :, :, 0], stride=NON_LOCAL_SCALE)  # (B, C, hp): output column 0
+        correction = top.new_zeros(b, c, hp, wp)
+        correction[:, :, 0, :] += row_term
+        correction[:, :, :, 0] += col_term
+        # the canvas cell (-1, -1) was counted by both
+        correction[:, :, 0, 0] -= F.linear(row[..., 0], weight[:, :, 0, 0])
+        return correction

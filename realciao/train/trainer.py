@@ -32,6 +32,7 @@ from realciao.degradations import degrade, load_recipe
 from realciao.degradations.sharpen import usm_sharpen
 from realciao.inference import normalise
 from realciao.train import state as checkpoints
+from realciao.train.allocator import keep_freed_memory
 from realciao.train.config import TrainConfig
 from realciao.train.data import (
     CropDataset,
@@ -93,6 +94,8 @@ class Trainer:
             project_config=ProjectConfiguration(project_dir=str(self.dir), logging_dir=str(self.dir / "logs")),
         )
         self.device = self.accelerator.device
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self._check_fresh_or_resume(auto_resume)
         set_seed(config.seed)

@@ -1,0 +1,259 @@
+"""The upsampler's per-query work (key and value MLPs over four neighbours, the attention
+logits, the softmax and the attention-weighted mix) as one autograd function that runs
+in chunks of queries, forward and backward.
+
+Plain autograd on this path makes a dozen (4 x queries, up to 10C) tensors per step (about
+0.4 GB each for a training batch of 16 x 2304 queries) and then streams every one of them
+through memory several times in backward. Here each chunk's gathers, products and
+gradients stay a few MB, so they stay in cache; only the MLPs' hidden activations, the
+logit projections and the value gates are kept for backward, and the gathers (cheap
+index_selects) are redone there. The chunked result is the same function.
+
+The logit of neighbour j is <q, k_j * gate_j> with gate_j = W h_j + c, rearranged as
+<(q * k_j) W, h_j> + <q * k_j, c>, so the 9C-wide key gate is never built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from realciao.archs.mlp import MLP
+
+CHUNK_QUERIES = 2048  # queries per chunk: its (4 x chunk, 10C) temporaries are ~20 MB in fp32
+
+
+@dataclass(frozen=True)
+class Layout:
+    key_dim: int  # leading columns of ``values`` that the keys and the query use (9C)
+    key_hidden_layers: int  # hidden Linear layers after the first one, key MLP
+    value_hidden_layers: int
+
+
+def neighbour_attention(
+    values: torch.Tensor,
+    key_map: torch.Tensor,
+    value_map: torch.Tensor,
+    rows: torch.Tensor,
+    query_rows: torch.Tensor,
+    position: torch.Tensor,
+    key_mlp: MLP,
+    value_mlp: MLP,
+) -> torch.Tensor:
+    """(P, D) per-pixel features, (P, H) per-pixel first-layer outputs of the key and value
+    MLPs, (4, N) neighbour rows, (N,) query rows, (4, N, 4) positions -> (N, D) mixed value.
+
+    The first layers' position columns and all later layers of both MLPs come from the
+    modules; their feature columns are already applied in ``key_map`` and ``value_map``."""
+    key_dim = key_mlp.in_dim - 4
+    layout = Layout(key_dim, len(key_mlp.linears) - 2, len(value_mlp.linears) - 2)
+    weights = [*mlp_weights(key_mlp, key_dim), *mlp_weights(value_mlp, value_mlp.in_dim - 4)]
+    return NeighbourAttention.apply(values, key_map, value_map, rows, query_rows, position, layout, *weights)
+
+
+def mlp_weights(mlp: MLP, feature_dim: int) -> list[torch.Tensor]:
+    """The first layer's position columns, then weight and bias of every later layer."""
+    linears = mlp.linears
+    out = [linears[0].weight[:, feature_dim:]]
+    for layer in linears[1:]:
+        out += [layer.weight, layer.bias]
+    return out
+
+
+def compute_dtype(reference: torch.Tensor) -> torch.dtype:
+    device_type = reference.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return reference.dtype
+
+
+def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax, logit sums and gradient accumulators: at least fp32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+@dataclass
+class MLPWeights:
+    position: torch.Tensor  # (H0, 4)
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]
+    last: torch.Tensor  # (out, H)
+    last_bias: torch.Tensor
+
+    @classmethod
+    def split(cls, flat: list[torch.Tensor], hidden_layers: int, dtype: torch.dtype) -> tuple[MLPWeights, list]:
+        count = 1 + 2 * hidden_layers + 2
+        own, rest = [w.to(dtype) for w in flat[:count]], flat[count:]
+        hidden = [(own[1 + 2 * i], own[2 + 2 * i]) for i in range(hidden_layers)]
+        return cls(own[0], hidden, own[-2], own[-1]), rest
+
+
+def first_layer(first_map, rows, position, weights: MLPWeights, dtype) -> torch.Tensor:
+    """Post-ReLU output of the first layer for the gathered rows: the feature part comes
+    precomputed per pixel, the position part is added here."""
+    return first_map.index_select(0, rows).to(dtype).addmm_(position, weights.position.t()).relu_()
+
+
+def hidden_forward(first_map, rows, position, weights: MLPWeights, dtype) -> list[torch.Tensor]:
+    """Post-ReLU activations of every hidden layer for the gathered rows; the last one
+    feeds the MLP's last layer."""
+    z = first_layer(first_map, rows, position, weights, dtype)
+    kept = [z]
+    for weight, bias in weights.hidden:
+        z = torch.addmm(bias, z, weight.t()).relu_()
+        kept.append(z)
+    return kept
+
+
+def hidden_backward(grad, kept, position, weights: MLPWeights, grads: list[torch.Tensor]) -> torch.Tensor:
+    """Back through the hidden layers; accumulates parameter gradients into ``grads``
+    (position weight, then weight and bias per hidden layer) and returns the gradient of
+    the first layer's output for the gathered rows."""
+    for layer in range(len(weights.hidden) - 1, -1, -1):
+        grad = relu_backward(grad, kept[layer + 1])
+        grads[1 + 2 * layer] += torch.mm(grad.t(), kept[layer])
+        grads[2 + 2 * layer] += grad.sum(0)
+        grad = torch.mm(grad, weights.hidden[layer][0])
+    grad = relu_backward(grad, kept[0])
+    grads[0] += torch.mm(grad.t(), position)
+    return grad
+
+
+def relu_backward(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """The gradient through a ReLU from its output, in one pass."""
+    return torch.ops.aten.threshold_backward(grad, output, 0)
+
+
+CHUNK_KEYS = ("projected", "attention", "gate")
+
+
+class NeighbourAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, key_map, value_map, rows, query_rows, position, layout: Layout, *flat_weights):
+        dtype = compute_dtype(values)
+        keep = any(ctx.needs_input_grad)
+        with torch.autocast(values.device.type, enabled=False):
+            key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
+            value_w, _ = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+            # [W^T; c]: the pair product projected by it gives both terms of the logit
+            projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
+            # converted once here rather than per gathered chunk
+            low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
+            n = query_rows.shape[0]
+            mixed = values.new_empty(n, values.shape[1], dtype=dtype)
+            kept = []
+            for start in range(0, n, CHUNK_QUERIES):
+                part = slice(start, start + CHUNK_QUERIES)
+                chunk = chunk_forward(low_values, low_key_map, low_value_map, rows[:, part], query_rows[part],
+                                      position[:, part], key_w, value_w, projection, layout.key_dim, dtype)
+                mixed[part] = chunk["mixed"]
+                if keep:  # the first layers' outputs are cheap to redo: not kept
+                    kept += [*chunk["key_kept"][1:], *chunk["value_kept"][1:], *(chunk[k] for k in CHUNK_KEYS)]
+        if keep:
+            # intermediates go through save_for_backward too, so autograd frees them after backward
+            ctx.save_for_backward(values, key_map, value_map, rows, query_rows, position, *flat_weights, *kept)
+            ctx.layout = layout
+            ctx.dtype = dtype
+            ctx.weight_count = len(flat_weights)
+        return mixed
+
+    @staticmethod
+    def backward(ctx, grad_mixed):
+        values, key_map, value_map, rows, query_rows, position, *rest = ctx.saved_tensors
+        flat_weights, kept = rest[: ctx.weight_count], rest[ctx.weight_count :]
+        layout, dtype = ctx.layout, ctx.dtype
+        wide = accumulate_dtype(dtype)
+        key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
+        value_w, _ = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+        grad_values = torch.zeros(values.shape, dtype=wide, device=values.device)
+        grad_key_map = torch.zeros(key_map.shape, dtype=wide, device=values.device)
+        grad_value_map = torch.zeros(value_map.shape, dtype=wide, device=values.device)
+        grads = [torch.zeros(w.shape, dtype=wide, device=w.device) for w in flat_weights]
+        low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
+        key_count = 1 + 2 * layout.key_hidden_layers + 2
+        key_grads, value_grads = grads[:key_count], grads[key_count:]
+        key_layers, value_layers = layout.key_hidden_layers, layout.value_hidden_layers
+        per_chunk = key_layers + value_layers + len(CHUNK_KEYS)
+        for index, start in enumerate(range(0, query_rows.shape[0], CHUNK_QUERIES)):
+            part = slice(start, start + CHUNK_QUERIES)
+            saved = kept[index * per_chunk : (index + 1) * per_chunk]
+            chunk = dict(zip(CHUNK_KEYS, saved[key_layers + value_layers :]))
+            flat_rows = rows[:, part].reshape(-1)
+            flat_position = position[:, part].reshape(-1, 4).to(dtype)
+            chunk["key_kept"] = [first_layer(low_key_map, flat_rows, flat_position, key_w, dtype), *saved[:key_layers]]
+            chunk["value_kept"] = [first_layer(low_value_map, flat_rows, flat_position, value_w, dtype),
+                                   *saved[key_layers : key_layers + value_layers]]
+            chunk_backward(grad_mixed[part].to(dtype), chunk, low_values, rows[:, part], query_rows[part],
+                           position[:, part], key_w, value_w, layout.key_dim, dtype,
+                           grad_values, grad_key_map, grad_value_map, key_grads, value_grads)
+        weight_grads = [g.to(w.dtype) for g, w in zip(grads, flat_weights)]
+        return (grad_values.to(values.dtype), grad_key_map.to(key_map.dtype), grad_value_map.to(value_map.dtype),
+                None, None, None, None, *weight_grads)
+
+
+def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w, value_w, projection, key_dim, dtype):
+    m = query_rows.shape[0]
+    flat_rows = rows.reshape(-1)
+    flat_position = position.reshape(-1, 4).to(dtype)
+    key_kept = hidden_forward(key_map, flat_rows, flat_position, key_w, dtype)
+    gathered = values.index_select(0, flat_rows).to(dtype)  # (4m, D)
+    query = values.index_select(0, query_rows).to(dtype)  # (m, D)
+    pair = gathered[:, :key_dim].view(4, m, key_dim) * query[:, :key_dim]
+    projected = torch.matmul(pair, projection.t())  # (4, m, H + 1)
+    hidden = key_kept[-1].view(4, m, -1)
+    wide = accumulate_dtype(dtype)
+    logits = (projected[..., :-1] * hidden).sum(-1, dtype=wide) + projected[..., -1]
+    attention = torch.softmax(logits, dim=0)  # over the 4 neighbours, in fp32
+
+    value_kept = hidden_forward(value_map, flat_rows, flat_position, value_w, dtype)
+    gate = torch.addmm(value_w.last_bias, value_kept[-1], value_w.last.t())  # (4m, D)
+    weighted = gathered.mul_(gate).view(4, m, -1).mul_(attention.to(dtype).unsqueeze(-1))
+    return {"mixed": weighted.sum(0), "key_kept": key_kept, "value_kept": value_kept, "projected": projected,
+            "attention": attention, "gate": gate}
+
+
+def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value_w, key_dim, dtype,
+                   grad_values, grad_key_map, grad_value_map, key_grads, value_grads):
+    m = query_rows.shape[0]
+    wide = grad_values.dtype
+    flat_rows = rows.reshape(-1)
+    flat_position = position.reshape(-1, 4).to(dtype)
+    attention = chunk["attention"]  # (4, m) fp32
+    gathered = values.index_select(0, flat_rows).to(dtype).view(4, m, -1)
+    gate = chunk["gate"].view(4, m, -1)
+
+    # value path: mixed = sum_j a_j * v_j * gate_j
+    grad_attention = (gathered * gate).mul_(grad).sum(-1, dtype=wide)  # (4, m)
+    weighted_grad = grad * attention.to(dtype).unsqueeze(-1)  # (4, m, D)
+    grad_gathered = (weighted_grad * gate).view(4 * m, -1)
+    grad_gate = weighted_grad.mul_(gathered).view(4 * m, -1)
+    value_kept = chunk["value_kept"]
+    value_grads[-2] += torch.mm(grad_gate.t(), value_kept[-1])
+    value_grads[-1] += grad_gate.sum(0)
+    grad_hidden = torch.mm(grad_gate, value_w.last)
+    grad_value_map.index_add_(0, flat_rows, hidden_backward(grad_hidden, value_kept, flat_position, value_w,
+                                                            value_grads).to(wide))
+
+    # softmax over the neighbours, then the logit <(q * k_j) W, h_j> + <q * k_j, c>
+    grad_logits = attention * (grad_attention - (attention * grad_attention).sum(0, keepdim=True))
+    grad_logits = grad_logits.to(dtype).unsqueeze(-1)  # (4, m, 1)
+    projected = chunk["projected"]
+    key_kept = chunk["key_kept"]
+    hidden = key_kept[-1].view(4, m, -1)
+    grad_projected = torch.cat([grad_logits * hidden, grad_logits], dim=-1).view(4 * m, -1)  # (4m, H + 1)
+    grad_hidden = (grad_logits * projected[..., :-1]).view(4 * m, -1)
+    keys = gathered[..., :key_dim]
+    query = values.index_select(0, query_rows).to(dtype)[:, :key_dim]
+    grad_projection = torch.mm(grad_projected.t(), (keys * query).view(4 * m, key_dim))  # (H + 1, Dk)
+    key_grads[-2] += grad_projection[:-1].t()
+    key_grads[-1] += grad_projection[-1]
+    projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
+    grad_pair = torch.mm(grad_projected, projection).view(4, m, key_dim)
+    # the neighbours' share of the key gradient joins their value gradient: one scatter for both
+    grad_gathered.view(4, m, -1)[..., :key_dim].addcmul_(grad_pair, query)
+    grad_values.index_add_(0, flat_rows, grad_gathered.to(wide))
+    grad_query = torch.zeros(m, grad_values.shape[1], dtype=dtype, device=grad.device)
+    grad_query[:, :key_dim] = (grad_pair * keys).sum(0)
+    grad_values.index_add_(0, query_rows, grad_query.to(wide))
+    grad_key_map.index_add_(0, flat_rows, hidden_backward(grad_hidden, key_kept, flat_position, key_w,
+                                                          key_grads).to(wide))
