@@ -20,6 +20,7 @@ import csv
 import html
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -164,6 +165,53 @@ class Results:
         echo(f"note: {text}")
 
 
+@dataclass(frozen=True)
+class Shard:
+    """The images this process evaluates: every ``world``-th one, starting at ``rank``."""
+
+    rank: int = 0
+    world: int = 1
+    device: object = None  # this process's device when several share a node
+
+    def mine(self, index: int) -> bool:
+        return index % self.world == self.rank
+
+    def gather(self, value) -> list:
+        """``value`` from every process, in rank order, on every process."""
+        if self.world == 1:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
+
+def current_shard() -> Shard:
+    """Several processes when started by ``accelerate launch`` (or torchrun), else one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard()
+    from accelerate import PartialState
+
+    # like Accelerator, honour ACCELERATE_USE_CPU (PartialState alone does not read it)
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
+    return Shard(state.process_index, state.num_processes, state.device)
+
+
+def merge(parts: list[Results]) -> Results:
+    """One ``Results`` from every process's share, rows and crops back in the single-process order."""
+    merged = Results()
+    for part in parts:
+        merged.rows += part.rows
+        merged.crops += part.crops
+        merged.notes += part.notes
+        for key, seconds in part.seconds.items():
+            merged.seconds[key] = merged.seconds.get(key, 0.0) + seconds
+    merged.rows.sort(key=lambda row: row.pop("_order"))
+    merged.crops.sort(key=lambda entry: entry.pop("_order"))
+    merged.notes = list(dict.fromkeys(merged.notes))  # notes every process made once
+    return merged
+
+
 def crop_box(size: tuple[int, int], crop: int) -> tuple[int, int, int, int]:
     """Centre crop (top, left, height, width) of an output of ``size``."""
     height, width = min(crop, size[0]), min(crop, size[1])
@@ -186,24 +234,28 @@ def _measure(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[str], 
         notes.append(f"not measurable: {error}")
 
 
-def evaluate_real(folder: Path, scale: float, methods, metrics, args, results: Results, echo, crop_dir) -> None:
+def evaluate_real(folder: Path, scale: float, methods, metrics, args, results: Results, echo, crop_dir,
+                  task: int = 0, shard: Shard = Shard()) -> None:
     from realciao.upscale import target_size
 
     dataset = folder.name
     files = image_files(folder, "--real")[: args.max_images or None]
     for index, path in enumerate(files):
+        if not shard.mine(index):
+            continue
         try:
             lr = read_image_file(path)
         except ValueError as error:
             results.note(f"skipped {path}: {error}", echo)
             continue
         size = target_size(lr.shape[:2], scale=scale)
-        entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}}
+        entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}, "_order": (task, index)}
         box = crop_box(size, args.crop)
-        for method in methods:
+        for method_index, method in enumerate(methods):
             start = time.perf_counter()
             sr = method.upscale(lr, size, args)
-            row = {"dataset": dataset, "kind": "real", "scale": scale, "method": method.name, "image": path.stem}
+            row = {"dataset": dataset, "kind": "real", "scale": scale, "method": method.name, "image": path.stem,
+                   "_order": (task, index, method_index)}
             notes = []
             for metric in metrics:
                 _measure(metric, sr, row, notes)
@@ -226,7 +278,7 @@ def evaluate_real(folder: Path, scale: float, methods, metrics, args, results: R
 
 
 def evaluate_paired(hr_folder: Path, lr_folder: Path | None, scale: float, methods, fr_metrics, args,
-                    results: Results, echo, crop_dir) -> None:
+                    results: Results, echo, crop_dir, task: int = 0, shard: Shard = Shard()) -> None:
     dataset = hr_folder.parent.name if hr_folder.name.upper() == "HR" else hr_folder.name
     files = image_files(hr_folder, "--paired")[: args.max_images or None]
     lr_files = None
@@ -236,6 +288,8 @@ def evaluate_paired(hr_folder: Path, lr_folder: Path | None, scale: float, metho
     y_channel = not args.rgb
     suffix = "" if y_channel else "_rgb"
     for index, path in enumerate(files):
+        if not shard.mine(index):
+            continue
         try:
             hr_full = torch.from_numpy(read_image_file(path)).permute(2, 0, 1)
             if lr_files is None:
@@ -260,12 +314,13 @@ def evaluate_paired(hr_folder: Path, lr_folder: Path | None, scale: float, metho
         lr = lr_t.permute(1, 2, 0).contiguous().numpy()
         hr = hr[None]
         grey = is_grey_file(path)
-        entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}}
+        entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}, "_order": (task, index)}
         box = crop_box(hr_size, args.crop)
-        for method in methods:
+        for method_index, method in enumerate(methods):
             start = time.perf_counter()
             sr = method.upscale(lr, hr_size, args)
-            row = {"dataset": dataset, "kind": "paired", "scale": scale, "method": method.name, "image": path.stem}
+            row = {"dataset": dataset, "kind": "paired", "scale": scale, "method": method.name, "image": path.stem,
+                   "_order": (task, index, method_index)}
             notes = []
             if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
                 row[f"psnr{suffix}"] = row[f"ssim{suffix}"] = float("nan")
@@ -476,7 +531,8 @@ def run(args, echo=print) -> dict[str, Path]:
         if not (scale > 0 and math.isfinite(scale)):
             raise EvaluationError(f"--scale must be a positive number, got {scale}")
     weights_dir = iqa.resolve_weights_dir(args.weights_dir)
-    device = choose_device(args.device)
+    shard = current_shard()
+    device = shard.device if shard.world > 1 and args.device == "auto" else choose_device(args.device)
     results = Results()
     requested = _split_metrics(args.metrics)
     explicit = args.metrics != ",".join(iqa.DEFAULT_NR_METRICS)
@@ -499,14 +555,18 @@ def run(args, echo=print) -> dict[str, Path]:
             results.note(f"lpips unavailable: {error}", echo)
     methods = load_methods(args.model, args.allow_pickle, device)
     crop_dir = args.output / "crops"
+    tasks = [(folder, None, scale) for folder in args.real for scale in scales]
+    tasks += [(folder, args.lr_folder[i] if args.lr_folder else None, scale)
+              for i, folder in enumerate(args.paired) for scale in scales]
     with torch.no_grad():
-        for folder in args.real:
-            for scale in scales:
-                evaluate_real(folder, scale, methods, nr_metrics, args, results, echo, crop_dir)
-        for index, folder in enumerate(args.paired):
-            lr_folder = args.lr_folder[index] if args.lr_folder else None
-            for scale in scales:
-                evaluate_paired(folder, lr_folder, scale, methods, fr_metrics, args, results, echo, crop_dir)
+        for task, (folder, lr_folder, scale) in enumerate(tasks):
+            if task < len(args.real) * len(scales):
+                evaluate_real(folder, scale, methods, nr_metrics, args, results, echo, crop_dir, task, shard)
+            else:
+                evaluate_paired(folder, lr_folder, scale, methods, fr_metrics, args, results, echo, crop_dir, task, shard)
+    results = merge(shard.gather(results))
+    if shard.rank != 0:
+        return {}  # the first process writes the outputs
     if not results.rows:
         raise EvaluationError("no image could be evaluated; see the notes above")
     config = {
@@ -547,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     except (EvaluationError, iqa.WeightsMissing, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
-    print(f"wrote {', '.join(str(p) for p in paths.values())}", flush=True)
+    if paths:
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", flush=True)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +160,28 @@ def test_grey_hr_measured_on_grey_levels_like_matlab(tmp_path):
     expected = metrics.calculate_psnr(np.round(sr[0].numpy() * 255), grey.astype(np.float64), crop_border=4,
                                       input_order="HWC", test_y_channel=False)
     assert row["psnr"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_images_and_write_the_same_results(tmp_path, tiny_model):
+    import os
+    import subprocess
+
+    real = tmp_path / "phones"
+    for i in range(5):
+        _png(real / f"p{i}.png", (20 + i, 24), 10 + i)
+    common = ["--real", str(real), "--model", str(tiny_model), "--scale", "2", "--metrics", "piqe", "--tile", "0",
+              "--report-images", "5"]
+    assert evaluate.main([*common, "-o", str(tmp_path / "one"), "--quiet"]) == 0
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "realciao.evaluate", *common,
+                           "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    progress = re.findall(r"\[phones x2\] \d/5 (p\d).png", done.stdout)
+    assert sorted(progress) == [f"p{i}" for i in range(5)]  # each image once, over both processes
+    one = (tmp_path / "one" / "per_image.csv").read_text()
+    two = (tmp_path / "two" / "per_image.csv").read_text()
+    assert one == two and one.count("\n") == 1 + 5 * 2  # header, 5 images x (bicubic, tiny), same order
+    assert sorted(p.name for p in (tmp_path / "two" / "crops").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one" / "crops").iterdir())
