@@ -69,8 +69,11 @@ class CiaoSRUpsampler(nn.Module):
         values = F.unfold(feature, 3, padding=1)  # (B, 9C, h*w), channel order c*9 + ky*3 + kx
         if self.cs_attn is not None:
             values = torch.cat([values, self.cs_attn(feature).flatten(2)], dim=1)
-        # zero row for out-of-range queries; one contiguous copy that the maps and the gathers share
-        values = F.pad(values, (0, 1)).transpose(1, 2).contiguous()
+        # zero row for out-of-range queries; one contiguous copy, already in the autocast dtype,
+        # that the maps and the gathers share (no per-use casts of this largest map)
+        device_type = feature.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else values.dtype
+        values = F.pad(values, (0, 1)).transpose(1, 2).to(dtype, memory_format=torch.contiguous_format)
         key_first = self.imnet_k.linears[0]
         value_first = self.imnet_v.linears[0]
         key_hidden = F.linear(values[..., : self.key_dim], key_first.weight[:, : self.key_dim], key_first.bias)

@@ -165,9 +165,10 @@ class NeighbourAttention(torch.autograd.Function):
         wide = accumulate_dtype(dtype)
         key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
         value_w, _ = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
-        grad_values = torch.zeros(values.shape, dtype=wide, device=values.device)
-        grad_key_map = torch.zeros(key_map.shape, dtype=wide, device=values.device)
-        grad_value_map = torch.zeros(value_map.shape, dtype=wide, device=values.device)
+        # the scattered gradients accumulate in the compute dtype, as autocast's own backward would
+        grad_values = torch.zeros(values.shape, dtype=dtype, device=values.device)
+        grad_key_map = torch.zeros(key_map.shape, dtype=dtype, device=values.device)
+        grad_value_map = torch.zeros(value_map.shape, dtype=dtype, device=values.device)
         grads = [torch.zeros(w.shape, dtype=wide, device=w.device) for w in flat_weights]
         low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
         key_count = 1 + 2 * layout.key_hidden_layers + 2
@@ -202,7 +203,8 @@ def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w,
     projected = torch.matmul(pair, projection.t())  # (4, m, H + 1)
     hidden = key_kept[-1].view(4, m, -1)
     wide = accumulate_dtype(dtype)
-    logits = (projected[..., :-1] * hidden).sum(-1, dtype=wide) + projected[..., -1]
+    # sums in the compute dtype (they accumulate in fp32 inside; bf16 only rounds the result)
+    logits = (projected[..., :-1] * hidden).sum(-1).to(wide) + projected[..., -1]
     attention = torch.softmax(logits, dim=0)  # over the 4 neighbours, in fp32
 
     value_kept = hidden_forward(value_map, flat_rows, flat_position, value_w, dtype)
@@ -215,7 +217,6 @@ def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w,
 def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value_w, key_dim, dtype,
                    grad_values, grad_key_map, grad_value_map, key_grads, value_grads):
     m = query_rows.shape[0]
-    wide = grad_values.dtype
     flat_rows = rows.reshape(-1)
     flat_position = position.reshape(-1, 4).to(dtype)
     attention = chunk["attention"]  # (4, m) fp32
@@ -223,7 +224,7 @@ def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value
     gate = chunk["gate"].view(4, m, -1)
 
     # value path: mixed = sum_j a_j * v_j * gate_j
-    grad_attention = (gathered * gate).mul_(grad).sum(-1, dtype=wide)  # (4, m)
+    grad_attention = (gathered * gate).mul_(grad).sum(-1).to(accumulate_dtype(dtype))  # (4, m)
     weighted_grad = grad * attention.to(dtype).unsqueeze(-1)  # (4, m, D)
     grad_gathered = (weighted_grad * gate).view(4 * m, -1)
     grad_gate = weighted_grad.mul_(gathered).view(4 * m, -1)
@@ -232,7 +233,7 @@ def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value
     value_grads[-1] += grad_gate.sum(0)
     grad_hidden = torch.mm(grad_gate, value_w.last)
     grad_value_map.index_add_(0, flat_rows, hidden_backward(grad_hidden, value_kept, flat_position, value_w,
-                                                            value_grads).to(wide))
+                                                            value_grads))
 
     # softmax over the neighbours, then the logit <(q * k_j) W, h_j> + <q * k_j, c>
     grad_logits = attention * (grad_attention - (attention * grad_attention).sum(0, keepdim=True))
@@ -251,9 +252,9 @@ def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value
     grad_pair = torch.mm(grad_projected, projection).view(4, m, key_dim)
     # the neighbours' share of the key gradient joins their value gradient: one scatter for both
     grad_gathered.view(4, m, -1)[..., :key_dim].addcmul_(grad_pair, query)
-    grad_values.index_add_(0, flat_rows, grad_gathered.to(wide))
+    grad_values.index_add_(0, flat_rows, grad_gathered)
     grad_query = torch.zeros(m, grad_values.shape[1], dtype=dtype, device=grad.device)
     grad_query[:, :key_dim] = (grad_pair * keys).sum(0)
-    grad_values.index_add_(0, query_rows, grad_query.to(wide))
+    grad_values.index_add_(0, query_rows, grad_query)
     grad_key_map.index_add_(0, flat_rows, hidden_backward(grad_hidden, key_kept, flat_position, key_w,
-                                                          key_grads).to(wide))
+                                                          key_grads))
