@@ -124,7 +124,7 @@ def relu_backward(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.threshold_backward(grad, output, 0)
 
 
-CHUNK_KEYS = ("projected", "attention", "gate")
+CHUNK_KEYS = ("projected", "attention")
 
 
 class NeighbourAttention(torch.autograd.Function):
@@ -211,7 +211,7 @@ def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w,
     gate = torch.addmm(value_w.last_bias, value_kept[-1], value_w.last.t())  # (4m, D)
     weighted = gathered.mul_(gate).view(4, m, -1).mul_(attention.to(dtype).unsqueeze(-1))
     return {"mixed": weighted.sum(0), "key_kept": key_kept, "value_kept": value_kept, "projected": projected,
-            "attention": attention, "gate": gate}
+            "attention": attention}
 
 
 def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value_w, key_dim, dtype,
@@ -221,14 +221,15 @@ def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value
     flat_position = position.reshape(-1, 4).to(dtype)
     attention = chunk["attention"]  # (4, m) fp32
     gathered = values.index_select(0, flat_rows).to(dtype).view(4, m, -1)
-    gate = chunk["gate"].view(4, m, -1)
+    value_kept = chunk["value_kept"]
+    # the value gate is redone (one matmul) rather than kept: it is the widest activation
+    gate = torch.addmm(value_w.last_bias, value_kept[-1], value_w.last.t()).view(4, m, -1)
 
     # value path: mixed = sum_j a_j * v_j * gate_j
     grad_attention = (gathered * gate).mul_(grad).sum(-1).to(accumulate_dtype(dtype))  # (4, m)
     weighted_grad = grad * attention.to(dtype).unsqueeze(-1)  # (4, m, D)
     grad_gathered = (weighted_grad * gate).view(4 * m, -1)
     grad_gate = weighted_grad.mul_(gathered).view(4 * m, -1)
-    value_kept = chunk["value_kept"]
     value_grads[-2] += torch.mm(grad_gate.t(), value_kept[-1])
     value_grads[-1] += grad_gate.sum(0)
     grad_hidden = torch.mm(grad_gate, value_w.last)
