@@ -24,8 +24,8 @@ setup(
     package_dir={"realciao.degradations.recipes": "degradations"},
     package_data={"realciao.degradations.recipes": ["*.yml"]},
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        "torch>=2.4",  # torch.get_autocast_dtype(device_type)
+        "torchvision>=0.19",
         "basicsr>=1.4.2,<1.5",
         "opencv-python>=4.8",
         "albumentations>=1.4",
