@@ -1,5 +1,6 @@
-"""The upsampler's fused per-query function: gradients checked numerically, and the
-forward equal to the plain expressions it replaces."""
+"""The upsampler's fused per-query function (attention over the four neighbours, then the
+decoder): gradients checked numerically, and the forward equal to the plain expressions
+it replaces."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def operands():
     key_dim, value_dim = 9 * CHANNELS, 10 * CHANNELS
     key_mlp = MLP(key_dim + 4, key_dim, [5, 6]).double()
     value_mlp = MLP(value_dim + 4, value_dim, [4, 3, 5]).double()
+    decoder = MLP(value_dim, 3, [6, 4]).double()
     values = torch.randn(pixels, value_dim, dtype=torch.float64)
     return {
         "values": values,
@@ -29,6 +31,7 @@ def operands():
         "position": torch.randn(4, queries, 4, dtype=torch.float64),
         "key_mlp": key_mlp,
         "value_mlp": value_mlp,
+        "decoder": decoder,
     }
 
 
@@ -45,12 +48,12 @@ def plain(o, values, key_map, value_map):
     key_gate = o["key_mlp"].layers[-1](hidden(o["key_mlp"], key_map))
     attention = torch.softmax((query * keys * key_gate).sum(-1), dim=0)
     value_gate = o["value_mlp"].layers[-1](hidden(o["value_mlp"], value_map))
-    return (attention.unsqueeze(-1) * values[o["rows"]] * value_gate).sum(0)
+    return o["decoder"]((attention.unsqueeze(-1) * values[o["rows"]] * value_gate).sum(0))
 
 
 def run(o, values, key_map, value_map):
-    return fused.neighbour_attention(values, key_map, value_map, o["rows"], o["query_rows"], o["position"],
-                                     o["key_mlp"], o["value_mlp"])
+    return fused.decode_queries(values, key_map, value_map, o["rows"], o["query_rows"], o["position"],
+                                o["key_mlp"], o["value_mlp"], o["decoder"])
 
 
 @pytest.mark.parametrize("chunk", [2, 4096])  # several chunks, and one
@@ -65,9 +68,9 @@ def test_forward_matches_the_plain_expressions(operands, monkeypatch, chunk):
 def test_gradients_match_autograd_of_the_plain_expressions(operands, monkeypatch, chunk):
     monkeypatch.setattr(fused, "CHUNK_QUERIES", chunk)
     o = operands
-    params = [*o["key_mlp"].parameters(), *o["value_mlp"].parameters()]
+    params = [*o["key_mlp"].parameters(), *o["value_mlp"].parameters(), *o["decoder"].parameters()]
     inputs = [o[k].clone().requires_grad_() for k in ("values", "key_map", "value_map")]
-    upstream = torch.randn(o["query_rows"].shape[0], o["values"].shape[1], dtype=torch.float64)
+    upstream = torch.randn(o["query_rows"].shape[0], 3, dtype=torch.float64)
     # first-layer biases are unused by both: the maps already include them
     expected = torch.autograd.grad((plain(o, *inputs) * upstream).sum(), inputs + params, materialize_grads=True)
     got = torch.autograd.grad((run(o, *inputs) * upstream).sum(), inputs + params, materialize_grads=True)
@@ -84,8 +87,8 @@ def test_gradcheck(operands, monkeypatch):
 
 def test_bf16_autocast_runs_in_bf16_and_stays_close(operands):
     o = operands
-    o["key_mlp"].float()
-    o["value_mlp"].float()
+    for name in ("key_mlp", "value_mlp", "decoder"):
+        o[name].float()
     args = [o[k].float() for k in ("values", "key_map", "value_map")]
     reference = run({**o, "position": o["position"].float()}, *args)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realciao.archs.mlp import MLP
-from realciao.archs.neighbour_attention import neighbour_attention
+from realciao.archs.neighbour_attention import decode_queries
 from realciao.archs.nonlocal_attention import ScaleAwareNonLocal
 from realciao.coords import pixel_centres
 
@@ -126,7 +126,7 @@ class CiaoSRUpsampler(nn.Module):
         flat_offset = (torch.arange(b, device=coord.device) * (h * w + 1)).view(1, b, 1)
         neighbour_rows = (neighbour_index + flat_offset).reshape(4, -1)
         query_rows = (query_index + flat_offset[0]).reshape(-1)
-        mixed = neighbour_attention(
+        decoded = decode_queries(
             maps.values.reshape(b * (h * w + 1), -1),
             maps.key_hidden.reshape(b * (h * w + 1), -1),
             maps.value_hidden.reshape(b * (h * w + 1), -1),
@@ -135,8 +135,9 @@ class CiaoSRUpsampler(nn.Module):
             position.reshape(4, b * q, 4),
             self.imnet_k,
             self.imnet_v,
+            self.imnet_q,
         )
-        return self.imnet_q(mixed).view(b, q, 3)
+        return decoded.view(b, q, 3)
 
 
 def official_neighbour_step(first_cell: torch.Tensor, h: int, w: int) -> torch.Tensor:

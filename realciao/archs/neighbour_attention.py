@@ -1,13 +1,14 @@
 """The upsampler's per-query work (key and value MLPs over four neighbours, the attention
-logits, the softmax and the attention-weighted mix) as one autograd function that runs
-in chunks of queries, forward and backward.
+logits, the softmax, the attention-weighted mix and the decoder MLP) as one autograd
+function that runs in chunks of queries, forward and backward.
 
 Plain autograd on this path makes a dozen (4 x queries, up to 10C) tensors per step (about
 0.4 GB each for a training batch of 16 x 2304 queries) and then streams every one of them
-through memory several times in backward. Here each chunk's gathers, products and
-gradients stay a few MB, so they stay in cache; only the MLPs' hidden activations, the
-logit projections and the value gates are kept for backward, and the gathers (cheap
-index_selects) are redone there. The chunked result is the same function.
+through memory several times in backward. Here each chunk's gathers, products, matmuls
+and gradients stay a few MB, so they stay in cache; only the MLPs' hidden activations,
+the logit projections and the attention are kept for backward, and the gathers (cheap
+index_selects), the first layers' outputs and the value gate are redone there. The
+chunked result is the same function.
 
 The logit of neighbour j is <q, k_j * gate_j> with gate_j = W h_j + c, rearranged as
 <(q * k_j) W, h_j> + <q * k_j, c>, so the 9C-wide key gate is never built.
@@ -29,9 +30,10 @@ class Layout:
     key_dim: int  # leading columns of ``values`` that the keys and the query use (9C)
     key_hidden_layers: int  # hidden Linear layers after the first one, key MLP
     value_hidden_layers: int
+    decoder_hidden_layers: int  # Linear layers before the last one, query (decoder) MLP
 
 
-def neighbour_attention(
+def decode_queries(
     values: torch.Tensor,
     key_map: torch.Tensor,
     value_map: torch.Tensor,
@@ -40,15 +42,19 @@ def neighbour_attention(
     position: torch.Tensor,
     key_mlp: MLP,
     value_mlp: MLP,
+    decoder: MLP,
 ) -> torch.Tensor:
     """(P, D) per-pixel features, (P, H) per-pixel first-layer outputs of the key and value
-    MLPs, (4, N) neighbour rows, (N,) query rows, (4, N, 4) positions -> (N, D) mixed value.
+    MLPs, (4, N) neighbour rows, (N,) query rows, (4, N, 4) positions -> (N, 3): the
+    attention-mixed value of each query, decoded by ``decoder`` (the official imnet_q).
 
-    The first layers' position columns and all later layers of both MLPs come from the
-    modules; their feature columns are already applied in ``key_map`` and ``value_map``."""
+    The first layers' position columns and all later layers of the key and value MLPs
+    come from the modules; their feature columns are already applied in ``key_map`` and
+    ``value_map``."""
     key_dim = key_mlp.in_dim - 4
-    layout = Layout(key_dim, len(key_mlp.linears) - 2, len(value_mlp.linears) - 2)
+    layout = Layout(key_dim, len(key_mlp.linears) - 2, len(value_mlp.linears) - 2, len(decoder.linears) - 1)
     weights = [*mlp_weights(key_mlp, key_dim), *mlp_weights(value_mlp, value_mlp.in_dim - 4)]
+    weights += [t for layer in decoder.linears for t in (layer.weight, layer.bias)]
     return NeighbourAttention.apply(values, key_map, value_map, rows, query_rows, position, layout, *weights)
 
 
@@ -94,6 +100,42 @@ def first_layer(first_map, rows, position, weights: MLPWeights, dtype) -> torch.
     return first_map.index_select(0, rows).to(dtype).addmm_(position, weights.position.t()).relu_()
 
 
+@dataclass
+class DecoderWeights:
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]  # Linear + ReLU layers
+    last: torch.Tensor
+    last_bias: torch.Tensor
+
+    @classmethod
+    def split(cls, flat: list[torch.Tensor], hidden_layers: int, dtype: torch.dtype) -> DecoderWeights:
+        own = [w.to(dtype) for w in flat[: 2 * hidden_layers + 2]]
+        return cls([(own[2 * i], own[2 * i + 1]) for i in range(hidden_layers)], own[-2], own[-1])
+
+
+def decoder_forward(mixed: torch.Tensor, weights: DecoderWeights) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """RGB of each query and the decoder's input and post-ReLU activations (for backward)."""
+    kept = [mixed]
+    z = mixed
+    for weight, bias in weights.hidden:
+        z = torch.addmm(bias, z, weight.t()).relu_()
+        kept.append(z)
+    return torch.addmm(weights.last_bias, z, weights.last.t()), kept
+
+
+def decoder_backward(grad, kept, weights: DecoderWeights, grads: list[torch.Tensor]) -> torch.Tensor:
+    """Back through the decoder; accumulates its parameter gradients (weight, bias per
+    layer) into ``grads`` and returns the gradient of its input."""
+    grads[-2] += torch.mm(grad.t(), kept[-1])
+    grads[-1] += grad.sum(0)
+    grad = torch.mm(grad, weights.last)
+    for layer in range(len(weights.hidden) - 1, -1, -1):
+        grad = relu_backward(grad, kept[layer + 1])
+        grads[2 * layer] += torch.mm(grad.t(), kept[layer])
+        grads[2 * layer + 1] += grad.sum(0)
+        grad = torch.mm(grad, weights.hidden[layer][0])
+    return grad
+
+
 def hidden_forward(first_map, rows, position, weights: MLPWeights, dtype) -> list[torch.Tensor]:
     """Post-ReLU activations of every hidden layer for the gathered rows; the last one
     feeds the MLP's last layer."""
@@ -134,37 +176,40 @@ class NeighbourAttention(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         with torch.autocast(values.device.type, enabled=False):
             key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
-            value_w, _ = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+            value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+            decoder_w = DecoderWeights.split(rest, layout.decoder_hidden_layers, dtype)
             # [W^T; c]: the pair product projected by it gives both terms of the logit
             projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
             # converted once here rather than per gathered chunk
             low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
             n = query_rows.shape[0]
-            mixed = values.new_empty(n, values.shape[1], dtype=dtype)
+            decoded = values.new_empty(n, 3, dtype=dtype)
             kept = []
             for start in range(0, n, CHUNK_QUERIES):
                 part = slice(start, start + CHUNK_QUERIES)
                 chunk = chunk_forward(low_values, low_key_map, low_value_map, rows[:, part], query_rows[part],
                                       position[:, part], key_w, value_w, projection, layout.key_dim, dtype)
-                mixed[part] = chunk["mixed"]
+                decoded[part], decoder_kept = decoder_forward(chunk["mixed"], decoder_w)
                 if keep:  # the first layers' outputs are cheap to redo: not kept
-                    kept += [*chunk["key_kept"][1:], *chunk["value_kept"][1:], *(chunk[k] for k in CHUNK_KEYS)]
+                    kept += [*chunk["key_kept"][1:], *chunk["value_kept"][1:], *(chunk[k] for k in CHUNK_KEYS),
+                             *decoder_kept]
         if keep:
             # intermediates go through save_for_backward too, so autograd frees them after backward
             ctx.save_for_backward(values, key_map, value_map, rows, query_rows, position, *flat_weights, *kept)
             ctx.layout = layout
             ctx.dtype = dtype
             ctx.weight_count = len(flat_weights)
-        return mixed
+        return decoded
 
     @staticmethod
-    def backward(ctx, grad_mixed):
+    def backward(ctx, grad_decoded):
         values, key_map, value_map, rows, query_rows, position, *rest = ctx.saved_tensors
         flat_weights, kept = rest[: ctx.weight_count], rest[ctx.weight_count :]
         layout, dtype = ctx.layout, ctx.dtype
         wide = accumulate_dtype(dtype)
         key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
-        value_w, _ = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+        value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+        decoder_w = DecoderWeights.split(rest, layout.decoder_hidden_layers, dtype)
         # the scattered gradients accumulate in the compute dtype, as autocast's own backward would
         grad_values = torch.zeros(values.shape, dtype=dtype, device=values.device)
         grad_key_map = torch.zeros(key_map.shape, dtype=dtype, device=values.device)
@@ -172,19 +217,23 @@ class NeighbourAttention(torch.autograd.Function):
         grads = [torch.zeros(w.shape, dtype=wide, device=w.device) for w in flat_weights]
         low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
         key_count = 1 + 2 * layout.key_hidden_layers + 2
-        key_grads, value_grads = grads[:key_count], grads[key_count:]
+        value_count = 1 + 2 * layout.value_hidden_layers + 2
+        key_grads, value_grads = grads[:key_count], grads[key_count : key_count + value_count]
+        decoder_grads = grads[key_count + value_count :]
         key_layers, value_layers = layout.key_hidden_layers, layout.value_hidden_layers
-        per_chunk = key_layers + value_layers + len(CHUNK_KEYS)
+        own = key_layers + value_layers + len(CHUNK_KEYS)
+        per_chunk = own + layout.decoder_hidden_layers + 1
         for index, start in enumerate(range(0, query_rows.shape[0], CHUNK_QUERIES)):
             part = slice(start, start + CHUNK_QUERIES)
             saved = kept[index * per_chunk : (index + 1) * per_chunk]
-            chunk = dict(zip(CHUNK_KEYS, saved[key_layers + value_layers :]))
+            chunk = dict(zip(CHUNK_KEYS, saved[key_layers + value_layers : own]))
             flat_rows = rows[:, part].reshape(-1)
             flat_position = position[:, part].reshape(-1, 4).to(dtype)
             chunk["key_kept"] = [first_layer(low_key_map, flat_rows, flat_position, key_w, dtype), *saved[:key_layers]]
             chunk["value_kept"] = [first_layer(low_value_map, flat_rows, flat_position, value_w, dtype),
                                    *saved[key_layers : key_layers + value_layers]]
-            chunk_backward(grad_mixed[part].to(dtype), chunk, low_values, rows[:, part], query_rows[part],
+            grad_mixed = decoder_backward(grad_decoded[part].to(dtype), saved[own:], decoder_w, decoder_grads)
+            chunk_backward(grad_mixed, chunk, low_values, rows[:, part], query_rows[part],
                            position[:, part], key_w, value_w, layout.key_dim, dtype,
                            grad_values, grad_key_map, grad_value_map, key_grads, value_grads)
         weight_grads = [g.to(w.dtype) for g, w in zip(grads, flat_weights)]
