@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realciao.archs.mlp import MLP
-from realciao.archs.neighbour_attention import decode_queries
+from realciao.archs.neighbour_attention import compute_dtype, decode_queries
 from realciao.archs.nonlocal_attention import ScaleAwareNonLocal
 from realciao.coords import pixel_centres
 
@@ -71,9 +71,7 @@ class CiaoSRUpsampler(nn.Module):
             values = torch.cat([values, self.cs_attn(feature).flatten(2)], dim=1)
         # zero row for out-of-range queries; one contiguous copy, already in the autocast dtype,
         # that the maps and the gathers share (no per-use casts of this largest map)
-        device_type = feature.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else values.dtype
-        values = F.pad(values, (0, 1)).transpose(1, 2).to(dtype, memory_format=torch.contiguous_format)
+        values = F.pad(values, (0, 1)).transpose(1, 2).to(compute_dtype(values), memory_format=torch.contiguous_format)
         key_first = self.imnet_k.linears[0]
         value_first = self.imnet_v.linears[0]
         key_hidden = F.linear(values[..., : self.key_dim], key_first.weight[:, : self.key_dim], key_first.bias)

@@ -81,17 +81,19 @@ def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @dataclass
 class MLPWeights:
-    position: torch.Tensor  # (H0, 4)
-    hidden: list[tuple[torch.Tensor, torch.Tensor]]
+    position: torch.Tensor | None  # (H0, 4): first layer's position columns; None for the decoder
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]  # Linear + ReLU layers
     last: torch.Tensor  # (out, H)
     last_bias: torch.Tensor
 
     @classmethod
-    def split(cls, flat: list[torch.Tensor], hidden_layers: int, dtype: torch.dtype) -> tuple[MLPWeights, list]:
-        count = 1 + 2 * hidden_layers + 2
+    def split(cls, flat: list[torch.Tensor], hidden_layers: int, dtype: torch.dtype,
+              position: bool = True) -> tuple[MLPWeights, list]:
+        head = 1 if position else 0
+        count = head + 2 * hidden_layers + 2
         own, rest = [w.to(dtype) for w in flat[:count]], flat[count:]
-        hidden = [(own[1 + 2 * i], own[2 + 2 * i]) for i in range(hidden_layers)]
-        return cls(own[0], hidden, own[-2], own[-1]), rest
+        hidden = [(own[head + 2 * i], own[head + 1 + 2 * i]) for i in range(hidden_layers)]
+        return cls(own[0] if position else None, hidden, own[-2], own[-1]), rest
 
 
 def first_layer(first_map, rows, position, weights: MLPWeights, dtype) -> torch.Tensor:
@@ -100,50 +102,46 @@ def first_layer(first_map, rows, position, weights: MLPWeights, dtype) -> torch.
     return first_map.index_select(0, rows).to(dtype).addmm_(position, weights.position.t()).relu_()
 
 
-@dataclass
-class DecoderWeights:
-    hidden: list[tuple[torch.Tensor, torch.Tensor]]  # Linear + ReLU layers
-    last: torch.Tensor
-    last_bias: torch.Tensor
-
-    @classmethod
-    def split(cls, flat: list[torch.Tensor], hidden_layers: int, dtype: torch.dtype) -> DecoderWeights:
-        own = [w.to(dtype) for w in flat[: 2 * hidden_layers + 2]]
-        return cls([(own[2 * i], own[2 * i + 1]) for i in range(hidden_layers)], own[-2], own[-1])
-
-
-def decoder_forward(mixed: torch.Tensor, weights: DecoderWeights) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """RGB of each query and the decoder's input and post-ReLU activations (for backward)."""
-    kept = [mixed]
-    z = mixed
-    for weight, bias in weights.hidden:
+def relu_layers_forward(z: torch.Tensor, layers, kept: list[torch.Tensor]) -> torch.Tensor:
+    """Linear + ReLU layers from ``z``; appends every output to ``kept`` and returns the last."""
+    for weight, bias in layers:
         z = torch.addmm(bias, z, weight.t()).relu_()
         kept.append(z)
+    return z
+
+
+def relu_layers_backward(grad, kept, layers, grads: list[torch.Tensor]) -> torch.Tensor:
+    """Back through Linear + ReLU layers whose input and output are ``kept[i]`` and
+    ``kept[i + 1]``; accumulates weight and bias gradients (two per layer) into ``grads``
+    and returns the gradient of ``kept[0]``."""
+    for layer in range(len(layers) - 1, -1, -1):
+        grad = relu_backward(grad, kept[layer + 1])
+        grads[2 * layer] += torch.mm(grad.t(), kept[layer])
+        grads[2 * layer + 1] += grad.sum(0)
+        grad = torch.mm(grad, layers[layer][0])
+    return grad
+
+
+def decoder_forward(mixed: torch.Tensor, weights: MLPWeights) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """RGB of each query and the decoder's input and post-ReLU activations (for backward)."""
+    kept = [mixed]
+    z = relu_layers_forward(mixed, weights.hidden, kept)
     return torch.addmm(weights.last_bias, z, weights.last.t()), kept
 
 
-def decoder_backward(grad, kept, weights: DecoderWeights, grads: list[torch.Tensor]) -> torch.Tensor:
+def decoder_backward(grad, kept, weights: MLPWeights, grads: list[torch.Tensor]) -> torch.Tensor:
     """Back through the decoder; accumulates its parameter gradients (weight, bias per
     layer) into ``grads`` and returns the gradient of its input."""
     grads[-2] += torch.mm(grad.t(), kept[-1])
     grads[-1] += grad.sum(0)
-    grad = torch.mm(grad, weights.last)
-    for layer in range(len(weights.hidden) - 1, -1, -1):
-        grad = relu_backward(grad, kept[layer + 1])
-        grads[2 * layer] += torch.mm(grad.t(), kept[layer])
-        grads[2 * layer + 1] += grad.sum(0)
-        grad = torch.mm(grad, weights.hidden[layer][0])
-    return grad
+    return relu_layers_backward(torch.mm(grad, weights.last), kept, weights.hidden, grads)
 
 
 def hidden_forward(first_map, rows, position, weights: MLPWeights, dtype) -> list[torch.Tensor]:
     """Post-ReLU activations of every hidden layer for the gathered rows; the last one
     feeds the MLP's last layer."""
-    z = first_layer(first_map, rows, position, weights, dtype)
-    kept = [z]
-    for weight, bias in weights.hidden:
-        z = torch.addmm(bias, z, weight.t()).relu_()
-        kept.append(z)
+    kept = [first_layer(first_map, rows, position, weights, dtype)]
+    relu_layers_forward(kept[0], weights.hidden, kept)
     return kept
 
 
@@ -151,11 +149,7 @@ def hidden_backward(grad, kept, position, weights: MLPWeights, grads: list[torch
     """Back through the hidden layers; accumulates parameter gradients into ``grads``
     (position weight, then weight and bias per hidden layer) and returns the gradient of
     the first layer's output for the gathered rows."""
-    for layer in range(len(weights.hidden) - 1, -1, -1):
-        grad = relu_backward(grad, kept[layer + 1])
-        grads[1 + 2 * layer] += torch.mm(grad.t(), kept[layer])
-        grads[2 + 2 * layer] += grad.sum(0)
-        grad = torch.mm(grad, weights.hidden[layer][0])
+    grad = relu_layers_backward(grad, kept, weights.hidden, grads[1:])
     grad = relu_backward(grad, kept[0])
     grads[0] += torch.mm(grad.t(), position)
     return grad
@@ -177,7 +171,7 @@ class NeighbourAttention(torch.autograd.Function):
         with torch.autocast(values.device.type, enabled=False):
             key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
             value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
-            decoder_w = DecoderWeights.split(rest, layout.decoder_hidden_layers, dtype)
+            decoder_w, _ = MLPWeights.split(rest, layout.decoder_hidden_layers, dtype, position=False)
             # [W^T; c]: the pair product projected by it gives both terms of the logit
             projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
             # converted once here rather than per gathered chunk
@@ -209,7 +203,7 @@ class NeighbourAttention(torch.autograd.Function):
         wide = accumulate_dtype(dtype)
         key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
         value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
-        decoder_w = DecoderWeights.split(rest, layout.decoder_hidden_layers, dtype)
+        decoder_w, _ = MLPWeights.split(rest, layout.decoder_hidden_layers, dtype, position=False)
         # the scattered gradients accumulate in the compute dtype, as autocast's own backward would
         grad_values = torch.zeros(values.shape, dtype=dtype, device=values.device)
         grad_key_map = torch.zeros(key_map.shape, dtype=dtype, device=values.device)
