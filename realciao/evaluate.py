@@ -234,6 +234,26 @@ def _measure(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[str], 
         notes.append(f"not measurable: {error}")
 
 
+def score_methods(methods, lr: np.ndarray, size: tuple[int, int], measure, entry: dict, kind: str, box,
+                  index: int, task: int, args, results: Results, crop_dir: Path) -> None:
+    """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
+    keep its row, its time and (for the first images) its report crop."""
+    dataset, scale, image = entry["dataset"], entry["scale"], entry["image"]
+    for method_index, method in enumerate(methods):
+        start = time.perf_counter()
+        sr = method.upscale(lr, size, args)
+        row = {"dataset": dataset, "kind": kind, "scale": scale, "method": method.name, "image": image,
+               "_order": (task, index, method_index)}
+        notes = []
+        measure(sr, row, notes)
+        row["note"] = "; ".join(notes)
+        results.rows.append(row)
+        key = f"{dataset}|x{scale:g}|{method.name}"
+        results.seconds[key] = results.seconds.get(key, 0.0) + time.perf_counter() - start
+        if index < args.report_images:
+            entry["crops"][method.name] = save_crop(sr, box, crop_dir / f"{dataset}_x{scale:g}_{image}_{method.name}.png")
+
+
 def evaluate_real(folder: Path, scale: float, methods, metrics, args, results: Results, echo, crop_dir,
                   task: int = 0, shard: Shard = Shard()) -> None:
     from realciao.upscale import target_size
@@ -251,20 +271,12 @@ def evaluate_real(folder: Path, scale: float, methods, metrics, args, results: R
         size = target_size(lr.shape[:2], scale=scale)
         entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}, "_order": (task, index)}
         box = crop_box(size, args.crop)
-        for method_index, method in enumerate(methods):
-            start = time.perf_counter()
-            sr = method.upscale(lr, size, args)
-            row = {"dataset": dataset, "kind": "real", "scale": scale, "method": method.name, "image": path.stem,
-                   "_order": (task, index, method_index)}
-            notes = []
+
+        def measure(sr, row, notes):
             for metric in metrics:
                 _measure(metric, sr, row, notes)
-            row["note"] = "; ".join(notes)
-            results.rows.append(row)
-            key = f"{dataset}|x{scale:g}|{method.name}"
-            results.seconds[key] = results.seconds.get(key, 0.0) + time.perf_counter() - start
-            if index < args.report_images:
-                entry["crops"][method.name] = save_crop(sr, box, crop_dir / f"{dataset}_x{scale:g}_{path.stem}_{method.name}.png")
+
+        score_methods(methods, lr, size, measure, entry, "real", box, index, task, args, results, crop_dir)
         if index < args.report_images:
             lr_box = tuple(int(v / scale) for v in box[:2]) + tuple(max(1, int(v / scale)) for v in box[2:])
             lr_crop = torch.from_numpy(lr).permute(2, 0, 1)[None]
@@ -316,12 +328,8 @@ def evaluate_paired(hr_folder: Path, lr_folder: Path | None, scale: float, metho
         grey = is_grey_file(path)
         entry = {"dataset": dataset, "scale": scale, "image": path.stem, "crops": {}, "_order": (task, index)}
         box = crop_box(hr_size, args.crop)
-        for method_index, method in enumerate(methods):
-            start = time.perf_counter()
-            sr = method.upscale(lr, hr_size, args)
-            row = {"dataset": dataset, "kind": "paired", "scale": scale, "method": method.name, "image": path.stem,
-                   "_order": (task, index, method_index)}
-            notes = []
+
+        def measure(sr, row, notes, hr=hr, hr_size=hr_size, grey=grey):  # this image's values, bound now
             if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
                 row[f"psnr{suffix}"] = row[f"ssim{suffix}"] = float("nan")
                 notes.append(f"not measurable: psnr/ssim: image {hr_size[1]}x{hr_size[0]} too small for shave {shave}")
@@ -335,12 +343,8 @@ def evaluate_paired(hr_folder: Path, lr_folder: Path | None, scale: float, metho
                 row[f"ssim{suffix}"] = ssim(sr, hr, shave, y_channel)
             for metric in fr_metrics:
                 _measure(metric, sr, row, notes, hr)
-            row["note"] = "; ".join(notes)
-            results.rows.append(row)
-            key = f"{dataset}|x{scale:g}|{method.name}"
-            results.seconds[key] = results.seconds.get(key, 0.0) + time.perf_counter() - start
-            if index < args.report_images:
-                entry["crops"][method.name] = save_crop(sr, box, crop_dir / f"{dataset}_x{scale:g}_{path.stem}_{method.name}.png")
+
+        score_methods(methods, lr, hr_size, measure, entry, "paired", box, index, task, args, results, crop_dir)
         if index < args.report_images:
             entry["crops"]["HR"] = save_crop(hr, box, crop_dir / f"{dataset}_x{scale:g}_{path.stem}_HR.png")
             results.crops.append(entry)
