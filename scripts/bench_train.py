@@ -72,14 +72,14 @@ def gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, dtype, b
     opt_d.step()
 
 
-def child(stage: str, precision: str, steps: int, threads: int) -> dict:
+def child(stage: str, precision: str, steps: int, threads: int, keep_memory: bool = True) -> dict:
     import realciao
     from realciao.archs.discriminator import UNetDiscriminatorSN
     from realciao.train.allocator import keep_freed_memory
     from realciao.train.losses import PerceptualLoss
 
     torch.set_num_threads(threads)
-    kept = keep_freed_memory()  # as the trainer does on the CPU
+    kept = keep_freed_memory() if keep_memory else False  # as the trainer does on the CPU
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = realciao.build_generator("edsr-baseline-ciaosr").train()
@@ -99,12 +99,14 @@ def child(stage: str, precision: str, steps: int, threads: int) -> dict:
             gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, precision)
     step()  # warm-up (allocator, oneDNN kernels)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
     return {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept}
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept,
+            "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps}
 
 
 def main() -> None:
@@ -113,27 +115,30 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-keep-memory", action="store_true", help="glibc's default allocator behaviour "
+                        "(the trainer keeps freed memory on the CPU), to see what that setting is worth")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads)))
+        print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
+                               keep_memory=not args.no_keep_memory)))
         return
     rows = []
     for stage in args.stages.split(","):
         for precision in args.precisions.split(","):
             cmd = [sys.executable, __file__, "--child", stage, precision, "--steps", str(args.steps),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads)] + (["--no-keep-memory"] if args.no_keep_memory else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode:
                 print(f"{stage} {precision} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | speed-up vs official Net step |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | speed-up vs official Net step |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         ratio = f"{OFFICIAL_NET_STEP[0] / r['seconds']:.1f}x" if r["stage"] == "net" else "-"
         print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {ratio} |")
+              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {ratio} |")
     print(f"official CiaoSR Net step on this machine kind: {OFFICIAL_NET_STEP[0]} s, {OFFICIAL_NET_STEP[1]} GiB peak RSS")
 
 
