@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from realciao import iqa
+from realciao.metrics import iqa
 from realciao.metrics import psnr, quantize_8bit, ssim
 from realciao.train.data import IMAGE_SUFFIXES, read_image_file
 

@@ -40,7 +40,7 @@ def realciao_run(folder: Path, weights: Path) -> float:
 
 
 def plain_pyiqa_run(folder: Path, weights: Path) -> float:
-    from realciao.iqa import create_pyiqa_metric
+    from realciao.metrics.iqa import create_pyiqa_metric
 
     start = time.perf_counter()
     niqe = create_pyiqa_metric("niqe", weights_dir=weights)

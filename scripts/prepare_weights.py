@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realciao.iqa import prepare_main  # noqa: E402
+from realciao.metrics.iqa import prepare_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(prepare_main())

@@ -133,7 +133,7 @@ def test_empty_folder_and_missing_weights_are_clear_errors(tmp_path, capsys):
 
 
 def test_download_weights_offline_fails_clearly(tmp_path, capsys, monkeypatch):
-    from realciao import iqa
+    from realciao.metrics import iqa
 
     def offline(url, path, *args, **kwargs):
         raise OSError("no network")

@@ -1,4 +1,4 @@
-"""realciao.iqa: offline weights folder, clear errors for missing files, NIQE from MATLAB parameters."""
+"""realciao.metrics.iqa: offline weights folder, clear errors for missing files, NIQE from MATLAB parameters."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from realciao import iqa
+from realciao.metrics import iqa
 from tests.conftest import shared_path
 
 
