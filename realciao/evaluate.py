@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from realciao.bicubic import matlab_resize
 from realciao.metrics import iqa
 from realciao.metrics import psnr, quantize_8bit, ssim
 from realciao.train.data import IMAGE_SUFFIXES, read_image_file
@@ -41,38 +42,6 @@ LUMA = (0.299, 0.587, 0.114)  # grey level of a colour output, for grey ground t
 
 class EvaluationError(ValueError):
     """Inputs that cannot be evaluated at all (missing or empty folder, bad options)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Bicubic (MATLAB imresize), any output size
-# ---------------------------------------------------------------------------------------
-
-
-def _resize_axis(image: torch.Tensor, axis: int, out_length: int, antialias: bool) -> torch.Tensor:
-    from realciao.compat import import_basicsr
-
-    weights_of = import_basicsr("utils.matlab_functions").calculate_weights_indices
-    in_length = image.shape[axis]
-    scale = out_length / in_length
-    weights, indices, sym_start, sym_end = weights_of(in_length, out_length, scale, "cubic", 4, antialias)
-    moved = image.movedim(axis, 0)
-    pieces = [moved[:sym_start].flip(0), moved, moved[moved.shape[0] - sym_end:].flip(0)]
-    padded = torch.cat(pieces, 0)
-    taps = indices[:, :1].long() + torch.arange(weights.shape[1])  # (out, taps)
-    matrix = torch.zeros(out_length, padded.shape[0], dtype=padded.dtype)
-    matrix.scatter_add_(1, taps, weights.to(padded.dtype))  # one dense matmul instead of a loop
-    out = torch.tensordot(matrix, padded, dims=1)
-    return out.movedim(0, axis)
-
-
-def matlab_resize(image: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
-    """(C, H, W) in [0, 1] -> (C, *size), MATLAB ``imresize(img, [h w], 'bicubic')``: each
-    axis with its own scale out/in (basicsr's weights), antialiased when shrinking. Not
-    quantised; float64 internally."""
-    out = image.double()
-    out = _resize_axis(out, 1, size[0], antialias)
-    out = _resize_axis(out, 2, size[1], antialias)
-    return out.float()
 
 
 # ---------------------------------------------------------------------------------------
