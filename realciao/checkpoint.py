@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from realciao.archs import CiaoSR, build_from_config
+from realciao.archs import ENCODERS, CiaoSR, build_from_config, generator_name
 from realciao.archs.swinir import relative_position_index
 
 FORMAT_TAG = "realciao.generator/1"
@@ -143,60 +143,30 @@ def official_to_realciao(state: Mapping[str, torch.Tensor], path: Path) -> dict[
     return converted
 
 
-def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for k in state if (m := regex.match(k))})
-
-
 def infer_config(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    """Encoder type and sizes from the keys and shapes of a (converted) state dict."""
-
-    def shape(key: str) -> tuple[int, ...]:
-        if key not in state:
-            raise CheckpointError(f"{path}: expected key {key!r} for a CiaoSR generator; not found")
-        return tuple(state[key].shape)
-
-    if "encoder.sfe1.weight" in state:
-        encoder = "rdn"
-        encoder_args = {
-            "channels": shape("encoder.sfe1.weight")[0],
-            "num_blocks": _count(state, r"encoder\.rdbs\.(\d+)\."),
-            "num_layers": _count(state, r"encoder\.rdbs\.0\.layers\.(\d+)\."),
-            "growth": shape("encoder.rdbs.0.layers.0.conv.weight")[0],
-        }
-    elif "encoder.patch_embed.norm.weight" in state:
-        encoder = "swinir"
-        num_stages = _count(state, r"encoder\.layers\.(\d+)\.")
-        depths = [_count(state, rf"encoder\.layers\.{i}\.residual_group\.blocks\.(\d+)\.") for i in range(num_stages)]
-        block = "encoder.layers.{}.residual_group.blocks.0."
-        table = shape(block.format(0) + "attn.relative_position_bias_table")
-        encoder_args = {
-            "embed_dim": shape("encoder.conv_first.weight")[0],
-            "depths": depths,
-            "num_heads": [shape(block.format(i) + "attn.relative_position_bias_table")[1] for i in range(num_stages)],
-            "window_size": (int(round(math.sqrt(table[0]))) + 1) // 2,
-            "ffn_hidden": shape(block.format(0) + "mlp.fc1.weight")[0],
-        }
-    elif "encoder.body.0.conv1.weight" in state:
-        encoder = "edsr-baseline"
-        encoder_args = {
-            "channels": shape("encoder.conv_first.weight")[0],
-            "num_blocks": _count(state, r"encoder\.body\.(\d+)\."),
-        }
-    else:
-        raise CheckpointError(
-            f"{path}: no EDSR-baseline (body.0.conv1), RDN (sfe1) or SwinIR (patch_embed.norm) encoder keys found"
-        )
+    """Encoder type and sizes from the keys and shapes of a (converted) state dict: each
+    registered encoder reads its own options (``Encoder.options_from_state_dict``)."""
+    encoder = encoder_args = None
+    for candidate in ENCODERS.values():
+        try:
+            encoder_args = candidate.options_from_state_dict(state)
+        except KeyError as error:
+            raise CheckpointError(f"{path}: expected key {error.args[0]!r} for a {candidate.name} encoder; "
+                                  f"not found") from error
+        if encoder_args is not None:
+            encoder = candidate.name
+            break
+    if encoder is None:
+        raise CheckpointError(f"{path}: no keys of a known encoder ({', '.join(ENCODERS)}) found")
     layer_regex = re.compile(r"upsampler\.imnet_q\.layers\.(\d+)\.weight")
     linear_indices = sorted(int(m.group(1)) for k in state if (m := layer_regex.match(k)))
     if len(linear_indices) < 2:
         raise CheckpointError(f"{path}: no CiaoSR upsampler keys (imnet_q.layers.*) found")
-    mlp_hidden = [shape(f"upsampler.imnet_q.layers.{i}.weight")[0] for i in linear_indices[:-1]]
-    names = {"edsr-baseline": "edsr-baseline-ciaosr", "rdn": "rdn-ciaosr", "swinir": "swinir-ciaosr"}
+    mlp_hidden = [int(state[f"upsampler.imnet_q.layers.{i}.weight"].shape[0]) for i in linear_indices[:-1]]
     return {
-        "name": names[encoder],
+        "name": generator_name(encoder),
         "encoder": encoder,
-        "encoder_args": encoder_args,
+        "encoder_args": {k: [int(x) for x in v] if isinstance(v, list) else int(v) for k, v in encoder_args.items()},
         "mlp_hidden": mlp_hidden,
         "non_local": "upsampler.cs_attn.down.weight" in state,
     }

@@ -31,8 +31,6 @@ from realciao.archs.ciaosr import (
     official_neighbour_step,
     pixel_index,
 )
-from realciao.archs.edsr import EDSRBaselineEncoder
-from realciao.archs.rdn import RDNEncoder
 from realciao.coords import pixel_centres
 from realciao.inference import denormalise_queries, normalise
 
@@ -51,19 +49,8 @@ _NUDGES = np.concatenate([[0.0], np.stack([_NUDGES, -_NUDGES], 1).ravel()]) * 2.
 
 
 def receptive_radius(encoder: torch.nn.Module) -> int | None:
-    """LR pixels an encoder feature can see in each direction; None when unbounded (attention).
-
-    For convolution-only trunks the longest path runs through every conv, so the sum of the
-    convs' radii is exact for EDSR-baseline (34 with 16 blocks) and RDN."""
-    if not isinstance(encoder, (EDSRBaselineEncoder, RDNEncoder)):
-        return None
-    return sum(
-        m.dilation[0] * (m.kernel_size[0] - 1) // 2 for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)
-    )
-
-
-def is_exact_when_tiled(model: CiaoSR) -> bool:
-    return model.upsampler.cs_attn is None and receptive_radius(model.encoder) is not None
+    """LR pixels an encoder feature can see in each direction; None when tiles are approximate."""
+    return encoder.receptive_radius()
 
 
 def default_margin(model: CiaoSR) -> int:

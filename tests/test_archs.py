@@ -6,15 +6,13 @@ import pytest
 import torch
 
 import realciao
+from realciao.archs import ENCODERS, generator_name
 from realciao.archs.ciaosr import pixel_index
 from realciao.coords import make_query_grid
 from realciao.inference import normalise
 
-TINY = {
-    "edsr-baseline-ciaosr": {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16]},
-    "rdn-ciaosr": {"channels": 8, "num_blocks": 2, "num_layers": 2, "growth": 4, "mlp_hidden": [16, 16]},
-    "swinir-ciaosr": {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4, "mlp_hidden": [16, 16]},
-}
+# a tiny configuration of every registered generator, from the encoders themselves
+TINY = {generator_name(name): {**encoder.tiny_options, "mlp_hidden": [16, 16]} for name, encoder in ENCODERS.items()}
 
 
 def tiny(name: str = "edsr-baseline-ciaosr", **extra) -> realciao.archs.CiaoSR:

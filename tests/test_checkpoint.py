@@ -100,7 +100,7 @@ def test_name_mismatch_missing_file_and_foreign_weights_are_clear_errors(tmp_pat
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         realciao.load_generator(tmp_path / "missing.safetensors")
     save_file({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.safetensors")
-    with pytest.raises(CheckpointError, match="no EDSR-baseline"):
+    with pytest.raises(CheckpointError, match="no keys of a known encoder"):
         realciao.load_generator(tmp_path / "other.safetensors")
     (tmp_path / "broken.safetensors").write_bytes(b"\x00\x01garbage")
     with pytest.raises(CheckpointError, match="broken.safetensors: not a readable safetensors file"):

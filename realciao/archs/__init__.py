@@ -1,40 +1,74 @@
 """Generator registry: ``build_generator(name, **overrides)``.
 
 A generator is an encoder (EDSR-baseline, RDN or SwinIR trunk) followed by the CiaoSR
-upsampler. Its config is a plain dict, saved in checkpoints, that rebuilds it exactly.
+upsampler, and is named after its encoder: ``<encoder>-ciaosr``. ``ENCODERS`` is the only
+list of encoders; ``register_encoder`` adds one (see ``realciao.archs.encoder``). A
+generator's config is a plain dict, saved in checkpoints, that rebuilds it exactly.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from torch import nn
-
-from realciao.archs.ciaosr import RGB_MEAN, CiaoSR, CiaoSRUpsampler
+from realciao.archs.ciaosr import CiaoSR, CiaoSRUpsampler
 from realciao.archs.edsr import EDSRBaselineEncoder
+from realciao.archs.encoder import Encoder
 from realciao.archs.rdn import RDNEncoder
 from realciao.archs.swinir import SwinIREncoder
 
-ENCODERS: dict[str, type[nn.Module]] = {
-    "edsr-baseline": EDSRBaselineEncoder,
-    "rdn": RDNEncoder,
-    "swinir": SwinIREncoder,
-}
-
-# registry name -> encoder type; the encoders' defaults are the paper's configurations
-GENERATORS: dict[str, str] = {
-    "edsr-baseline-ciaosr": "edsr-baseline",
-    "rdn-ciaosr": "rdn",
-    "swinir-ciaosr": "swinir",
-}
-
+ENCODERS: dict[str, type[Encoder]] = {}
+GENERATOR_SUFFIX = "-ciaosr"
 UPSAMPLER_KEYS = ("mlp_hidden", "non_local")
 DEFAULT_MLP_HIDDEN = (256, 256, 256, 256)
+CONFIG_KEYS = ("name", "encoder", "encoder_args", "mlp_hidden", "non_local")
+
+
+def register_encoder(encoder: type[Encoder]) -> type[Encoder]:
+    """Make ``<encoder.name>-ciaosr`` a generator name (usable as a class decorator)."""
+    if not (isinstance(encoder, type) and issubclass(encoder, Encoder)):
+        raise TypeError(f"an encoder must subclass realciao.archs.encoder.Encoder, got {encoder!r}")
+    registered = ENCODERS.get(encoder.name)
+    if registered is not None and registered is not encoder:
+        raise ValueError(f"an encoder named {encoder.name!r} is already registered ({registered.__qualname__})")
+    ENCODERS[encoder.name] = encoder
+    return encoder
+
+
+for _builtin in (EDSRBaselineEncoder, RDNEncoder, SwinIREncoder):
+    register_encoder(_builtin)
+
+
+class GeneratorNames(Mapping):
+    """Generator name -> encoder name, read from ``ENCODERS`` each time (never a second list)."""
+
+    def __getitem__(self, name: str) -> str:
+        if name.endswith(GENERATOR_SUFFIX) and name[: -len(GENERATOR_SUFFIX)] in ENCODERS:
+            return name[: -len(GENERATOR_SUFFIX)]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([f"{encoder}{GENERATOR_SUFFIX}" for encoder in ENCODERS])
+
+    def __len__(self) -> int:
+        return len(ENCODERS)
+
+
+GENERATORS = GeneratorNames()
+
+
+def generator_name(encoder: str) -> str:
+    return f"{encoder}{GENERATOR_SUFFIX}"
 
 
 def encoder_keys(encoder: str) -> list[str]:
     return [p for p in inspect.signature(ENCODERS[encoder]).parameters if p != "in_channels"]
+
+
+def option_keys(name: str) -> list[str]:
+    """The overrides ``build_generator(name, ...)`` accepts: the encoder's, then the upsampler's."""
+    return encoder_keys(GENERATORS[name]) + list(UPSAMPLER_KEYS)
 
 
 def generator_config(name: str, **overrides: Any) -> dict[str, Any]:
@@ -42,7 +76,7 @@ def generator_config(name: str, **overrides: Any) -> dict[str, Any]:
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
     encoder = GENERATORS[name]
-    allowed = encoder_keys(encoder) + list(UPSAMPLER_KEYS)
+    allowed = option_keys(name)
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; allowed: {allowed}")
@@ -60,9 +94,10 @@ def generator_config(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 def build_from_config(config: dict[str, Any]) -> CiaoSR:
-    expected = {"name", "encoder", "encoder_args", "mlp_hidden", "non_local"}
-    if set(config) != expected:
-        raise ValueError(f"generator config must have exactly the keys {sorted(expected)}, got {sorted(config)}")
+    if set(config) != set(CONFIG_KEYS):
+        raise ValueError(f"generator config must have exactly the keys {sorted(CONFIG_KEYS)}, got {sorted(config)}")
+    if config["encoder"] not in ENCODERS:
+        raise ValueError(f"unknown encoder {config['encoder']!r}; registered: {sorted(ENCODERS)}")
     encoder = ENCODERS[config["encoder"]](**config["encoder_args"])
     upsampler = CiaoSRUpsampler(encoder.out_channels, config["mlp_hidden"], config["non_local"])
     return CiaoSR(encoder, upsampler, name=config["name"], config=config)
@@ -73,4 +108,15 @@ def build_generator(name: str, **overrides: Any) -> CiaoSR:
     return build_from_config(generator_config(name, **overrides))
 
 
-__all__ = ["CiaoSR", "CiaoSRUpsampler", "ENCODERS", "GENERATORS", "RGB_MEAN", "build_generator", "build_from_config", "generator_config"]
+__all__ = [
+    "CiaoSR",
+    "CiaoSRUpsampler",
+    "ENCODERS",
+    "Encoder",
+    "GENERATORS",
+    "build_from_config",
+    "build_generator",
+    "generator_config",
+    "generator_name",
+    "register_encoder",
+]

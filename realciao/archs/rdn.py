@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
+
+from realciao.archs.encoder import Encoder, conv_receptive_radius, count_indices
 
 
 class DenseLayer(nn.Module):
@@ -27,7 +32,10 @@ class ResidualDenseBlock(nn.Module):
         return x + self.lff(self.layers(x))
 
 
-class RDNEncoder(nn.Module):
+class RDNEncoder(Encoder):
+    name = "rdn"
+    tiny_options = {"channels": 8, "num_blocks": 2, "num_layers": 2, "growth": 4}
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -55,3 +63,17 @@ class RDNEncoder(nn.Module):
             x = block(x)
             block_outputs.append(x)
         return self.gff(torch.cat(block_outputs, dim=1)) + shallow
+
+    def receptive_radius(self) -> int:
+        return conv_receptive_radius(self)
+
+    @classmethod
+    def options_from_state_dict(cls, state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+        if "encoder.sfe1.weight" not in state:
+            return None
+        return {
+            "channels": state["encoder.sfe1.weight"].shape[0],
+            "num_blocks": count_indices(state, r"encoder\.rdbs\.(\d+)\."),
+            "num_layers": count_indices(state, r"encoder\.rdbs\.0\.layers\.(\d+)\."),
+            "growth": state["encoder.rdbs.0.layers.0.conv.weight"].shape[0],
+        }

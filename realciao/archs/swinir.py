@@ -8,11 +8,15 @@ from the window and the input size, so they are not stored in the state dict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from realciao.archs.encoder import Encoder, count_indices
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -148,7 +152,10 @@ class PatchEmbedNorm(nn.Module):
         return self.norm(x.flatten(2).transpose(1, 2))
 
 
-class SwinIREncoder(nn.Module):
+class SwinIREncoder(Encoder):
+    name = "swinir"
+    tiny_options = {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4}
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -197,3 +204,22 @@ class SwinIREncoder(nn.Module):
             tokens = layer(tokens, size)
         deep = self.norm(tokens).transpose(1, 2).reshape(shallow.shape)
         return (self.conv_after_body(deep) + shallow)[:, :, :h, :w]
+
+    def receptive_radius(self) -> None:
+        return None  # windows depend on where a tile starts: tiles are approximate
+
+    @classmethod
+    def options_from_state_dict(cls, state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+        if "encoder.patch_embed.norm.weight" not in state:
+            return None
+        stages = count_indices(state, r"encoder\.layers\.(\d+)\.")
+        block = "encoder.layers.{}.residual_group.blocks.0."
+        table = state[block.format(0) + "attn.relative_position_bias_table"].shape
+        return {
+            "embed_dim": state["encoder.conv_first.weight"].shape[0],
+            "depths": [count_indices(state, rf"encoder\.layers\.{i}\.residual_group\.blocks\.(\d+)\.")
+                       for i in range(stages)],
+            "num_heads": [state[block.format(i) + "attn.relative_position_bias_table"].shape[1] for i in range(stages)],
+            "window_size": (int(round(math.sqrt(table[0]))) + 1) // 2,
+            "ffn_hidden": state[block.format(0) + "mlp.fc1.weight"].shape[0],
+        }
