@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from realciao.train.config import ConfigError, load_config
+from realciao.train.config import SCHEMA_PATH, ConfigError, load_config, options_schema
 
 OPTIONS = Path(__file__).resolve().parents[1] / "options"
 
@@ -23,18 +24,37 @@ def test_every_shipped_options_file_loads(path):
     assert config.name
 
 
+BASE = "data: {builtin_samples: true}\n"
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
         ("data: {builtin_samples: true, batchsize: 4}", r"opt.yml: data.batchsize: unknown key; allowed: \["),
         ("nmae: x\ndata: {builtin_samples: true}", r"opt.yml: nmae: unknown key"),
-        ("data: {builtin_samples: true, batch_size: four}", r"opt.yml: data.batch_size: expected int, got 'four'"),
-        ("data: {builtin_samples: true}\ntrain: {stage: gann}", r"opt.yml: train.stage: expected 'net' or 'gan'"),
-        ("data: {builtin_samples: true, scale_min: 3, scale_max: 2}", r"opt.yml: data.scale_min: need 0 < scale_min"),
-        ("data: {}", r"opt.yml: data.hr_folders: no training images"),
-        ("data: {builtin_samples: true}\nlosses: {perceptual_layers: {conv9_9: 1}}", r"losses.perceptual_layers: unknown layer"),
-        ("data: [1, 2]", r"opt.yml: data: expected a mapping"),
-        ("data: {builtin_samples: true, paired_probability: 1.5}", r"data.paired_probability: must be in \[0, 1\]"),
+        ("data: {builtin_samples: true, batch_size: four}", r"opt.yml: data.batch_size: expected an integer, got 'four'"),
+        (BASE + "train: {stage: gann}", r"opt.yml: train.stage: expected 'net' or 'gan', got 'gann'"),
+        ("data: {builtin_samples: true, scale_min: 3, scale_max: 2}", r"opt.yml: data.scale_min: expected <= scale_max"),
+        ("data: {}", r"opt.yml: data.hr_folders: expected training images"),
+        (BASE + "losses: {perceptual_layers: {conv9_9: 1}}", r"losses.perceptual_layers: expected layers among"),
+        ("data: [1, 2]", r"opt.yml: data: expected a mapping of options, got \[1, 2\]"),
+        ("data: {builtin_samples: true, paired_probability: 1.5}", r"data.paired_probability: expected a value <= 1, got 1.5"),
+        # values that used to pass the loader and fail later, or never
+        (BASE + "validation: {scales: ['two']}", r"opt.yml: validation.scales\[0\]: expected a number, got 'two'"),
+        (BASE + "validation: {tile: -5}", r"opt.yml: validation.tile: expected a value >= 0, got -5"),
+        (BASE + "train: {optimizer: {betas: [0.9]}}", r"opt.yml: train.optimizer.betas: expected at least 2 items, got \[0.9\]"),
+        (BASE + "train: {optimizer: {betas: [2, 3]}}", r"opt.yml: train.optimizer.betas\[0\]: expected a value < 1, got 2"),
+        (BASE + "train: {optimizer: {milestones: ['a']}}", r"opt.yml: train.optimizer.milestones\[0\]: expected an integer, got 'a'"),
+        (BASE + "train: {optimizer: {lr: -1}}", r"opt.yml: train.optimizer.lr: expected a value > 0, got -1"),
+        (BASE + "train: {grad_clip: -1}", r"opt.yml: train.grad_clip: expected a value >= 0, got -1"),
+        ("data: {builtin_samples: true, num_workers: -1}", r"opt.yml: data.num_workers: expected a value >= 0, got -1"),
+        (BASE + "generator: {name: edsr}", r"opt.yml: generator.name: expected one of \[.*'edsr-baseline-ciaosr'.*\], got 'edsr'"),
+        (BASE + "generator: {options: {blocks: 4}}", r"opt.yml: generator.options.blocks: unknown key; allowed: \["),
+        (BASE + "generator: {options: {num_blocks: two}}", r"opt.yml: generator.options.num_blocks: expected an integer"),
+        (BASE + "generator: {options: {mlp_hidden: [0]}}", r"opt.yml: generator.options.mlp_hidden\[0\]: expected a value >= 1"),
+        (BASE.replace("}", ", recipe: nosuch}"), r"opt.yml: data.recipe: nosuch: recipe file not found"),
+        (BASE + "train: {mixed_precision: no}", r"opt.yml: train.mixed_precision: expected 'fp32', 'bf16' or 'fp16', got False"),
+        (BASE + "name: a/b", r"opt.yml: name: expected .*, got 'a/b'"),
     ],
 )
 def test_mistakes_name_the_file_and_key(tmp_path, text, message):
@@ -50,6 +70,22 @@ def test_set_overrides_use_the_same_checks(tmp_path):
         load_config(path, ["train.iteration=7"])
     with pytest.raises(ConfigError, match="--set expects key.path=value"):
         load_config(path, ["train.iterations"])
+
+
+def test_a_bad_recipe_is_reported_with_its_own_file_and_key(tmp_path):
+    recipe = tmp_path / "mine.yml"
+    recipe.write_text("stages:\n  - noise: {types: [{type: gaussian, p: 1, sigma: [30, 1]}]}\n")
+    path = write(tmp_path, f"data: {{builtin_samples: true, recipe: {recipe}}}")
+    with pytest.raises(ConfigError, match=r"opt.yml: data.recipe: .*mine.yml: stages\[0\].noise.types\[0\].sigma: empty range"):
+        load_config(path)
+
+
+def test_the_shipped_schema_is_current():
+    """options/schema.json is generated from the option types; regenerate it with
+    `python -c "from realciao.train.config import write_schema; write_schema()"`."""
+    assert json.loads(SCHEMA_PATH.read_text()) == options_schema()
+    lr = options_schema()["$defs"]["OptimizerOptions"]["properties"]["lr"]
+    assert lr["exclusiveMinimum"] == 0 and lr["description"] == "Learning rate."
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -8,7 +8,9 @@ generator's config is a plain dict, saved in checkpoints, that rebuilds it exact
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -71,8 +73,32 @@ def option_keys(name: str) -> list[str]:
     return encoder_keys(GENERATORS[name]) + list(UPSAMPLER_KEYS)
 
 
+def options_model(name: str) -> type:
+    """A typed model of ``build_generator(name, ...)``'s overrides, from the encoder's
+    constructor signature (types and defaults) plus the upsampler's options."""
+    from pydantic import Field, create_model
+
+    from realciao.typed import Typed
+
+    encoder = ENCODERS[GENERATORS[name]]
+    hints = typing.get_type_hints(encoder.__init__)
+    fields: dict[str, Any] = {}
+    for key in encoder_keys(encoder.name):
+        parameter = inspect.signature(encoder).parameters[key]
+        annotation = hints.get(key, Any)
+        if typing.get_origin(annotation) is collections.abc.Sequence:
+            annotation = list[typing.get_args(annotation)[0]]  # YAML gives lists
+        fields[key] = (annotation, parameter.default)
+    fields["mlp_hidden"] = (list[typing.Annotated[int, Field(ge=1)]], list(DEFAULT_MLP_HIDDEN))
+    fields["non_local"] = (bool, True)
+    return create_model(f"{encoder.__name__}Options", __base__=Typed, **fields)
+
+
 def generator_config(name: str, **overrides: Any) -> dict[str, Any]:
-    """The full config of a registered generator with overrides applied; unknown keys are an error."""
+    """The full config of a registered generator with overrides applied; unknown keys and
+    values of the wrong type are errors."""
+    from pydantic import ValidationError
+
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
     encoder = GENERATORS[name]
@@ -80,6 +106,13 @@ def generator_config(name: str, **overrides: Any) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; allowed: {allowed}")
+    try:
+        options_model(name).model_validate(overrides)
+    except ValidationError as error:
+        from realciao.typed import describe_error
+
+        loc, message = describe_error(error.errors(include_url=False)[0], None)
+        raise ValueError(f"{name}: option {'.'.join(map(str, loc))}: {message}") from None
     encoder_args = {k: v for k, v in overrides.items() if k in encoder_keys(encoder)}
     for key, value in encoder_args.items():
         if isinstance(value, (list, tuple)):
@@ -118,5 +151,6 @@ __all__ = [
     "build_generator",
     "generator_config",
     "generator_name",
+    "options_model",
     "register_encoder",
 ]

@@ -5,10 +5,11 @@ The engine is pure batched tensor functions (``kernels``, ``filters``, ``resize`
 on the input's device; ``recipe`` reads and validates recipe files, ``pipeline`` runs them.
 """
 
-from realciao.degradations.pipeline import DegradationResult, degrade, synthesize
+from realciao.degradations.pipeline import DegradationResult, degrade, sharpen_gt, synthesize
 from realciao.degradations.recipe import (
     RecipeError,
     available_recipes,
+    dump_recipe,
     load_recipe,
     parse_recipe,
     replace_ops,
@@ -20,9 +21,11 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "available_recipes",
+    "dump_recipe",
     "degrade",
     "load_recipe",
     "parse_recipe",
     "replace_ops",
+    "sharpen_gt",
     "synthesize",
 ]

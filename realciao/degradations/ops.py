@@ -1,4 +1,5 @@
-"""Each recipe op as two steps: draw its parameters for the batch, then apply them.
+"""Each recipe op as one record (``OpKind``): draw its parameters for the batch, apply them,
+describe one sample's draw.
 
 ``draw_*`` returns a dict of (B, ...) tensors, one entry per sample, drawn up front so the
 outcome does not depend on how the pipeline groups samples. ``apply_*`` runs on a group of
@@ -10,6 +11,7 @@ samples of the group to different sizes or modes.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -28,6 +30,7 @@ from realciao.degradations.specs import (
     KernelSpec,
     NoiseOp,
     Op,
+    OpSpec,
     QuantizeOp,
     ResizeOp,
     SharpenOp,
@@ -170,49 +173,86 @@ def apply_quantize(op: QuantizeOp, images: torch.Tensor, params: Params, generat
     return _whole(quantize(images, op.bits))
 
 
+def describe_blur(op: BlurOp, params: dict[str, float]) -> dict[str, object]:
+    spec = op.kernels[int(params["entry"])]
+    record: dict[str, object] = {
+        "family": spec.family if spec.family == "sinc" else f"{spec.family}{'' if spec.isotropic else '_aniso'}",
+        "size": int(params["size"]),
+    }
+    if spec.family == "sinc":
+        record["cutoff"] = params["cutoff"]
+        return record
+    record["sigma"] = (params["sigma_x"], params["sigma_y"]) if not spec.isotropic else params["sigma_x"]
+    if not spec.isotropic:
+        record["rotation"] = params["rotation"]
+    if spec.family != "gaussian":
+        record["beta"] = params["beta"]
+    return record
+
+
+def describe_resize(op: ResizeOp, params: dict[str, float]) -> dict[str, object]:
+    return {"scale": params["scale"], "mode": op.modes[int(params["mode"])], "relative_to": op.relative_to}
+
+
+def describe_noise(op: NoiseOp, params: dict[str, float]) -> dict[str, object]:
+    spec = op.types[int(params["type"])]
+    record: dict[str, object] = {"type": spec.type, "color": ("color", "gray", "correlated")[int(params["color_mode"])]}
+    if spec.type == "gaussian":
+        record["sigma"] = params["sigma"]
+    else:
+        record["scale"] = params["scale"]
+    return record
+
+
+def describe_jpeg(op: JpegOp, params: dict[str, float]) -> dict[str, object]:
+    return {"quality": params["quality"]}
+
+
+def describe_sharpen(op: SharpenOp, params: dict[str, float]) -> dict[str, object]:
+    return {"weight": params["weight"]}
+
+
+def describe_quantize(op: QuantizeOp, params: dict[str, float]) -> dict[str, object]:
+    return {"bits": op.bits}
+
+
 Drawer = Callable[[Op, int, torch.Generator, torch.device], Params]
 Applier = Callable[[Op, torch.Tensor, Params, torch.Generator, tuple[int, int]], Parts]
+Describer = Callable[[Op, dict[str, float]], dict[str, object]]
 
-OPS: dict[type, tuple[str, Drawer, Applier]] = {
-    BlurOp: ("blur", draw_blur, apply_blur),
-    ResizeOp: ("resize", draw_resize, apply_resize),
-    NoiseOp: ("noise", draw_noise, apply_noise),
-    JpegOp: ("jpeg", draw_jpeg, apply_jpeg),
-    SharpenOp: ("sharpen", draw_sharpen, apply_sharpen),
-    QuantizeOp: ("quantize", draw_quantize, apply_quantize),
-}
+
+@dataclass(frozen=True)
+class OpKind:
+    """Everything about one op: its typed spec (whose ``op`` field is the name it is written
+    under in recipe files), how it draws its per-sample parameters, applies them to a group of
+    samples, and describes one sample's draw. Adding an op is one spec and one record."""
+
+    spec: type[OpSpec]
+    draw: Drawer
+    apply: Applier
+    describe: Describer
+
+    @property
+    def name(self) -> str:
+        return self.spec.model_fields["op"].default
+
+
+OP_KINDS = (
+    OpKind(BlurOp, draw_blur, apply_blur, describe_blur),
+    OpKind(ResizeOp, draw_resize, apply_resize, describe_resize),
+    OpKind(NoiseOp, draw_noise, apply_noise, describe_noise),
+    OpKind(JpegOp, draw_jpeg, apply_jpeg, describe_jpeg),
+    OpKind(SharpenOp, draw_sharpen, apply_sharpen, describe_sharpen),
+    OpKind(QuantizeOp, draw_quantize, apply_quantize, describe_quantize),
+)
+_BY_SPEC = {kind.spec: kind for kind in OP_KINDS}
+
+
+def kind_of(op: Op) -> OpKind:
+    return _BY_SPEC[type(op)]
 
 
 def describe(op: Op, params: dict[str, float]) -> dict[str, object]:
     """The parameters one sample drew for ``op``, readable (names, not codes)."""
-    kind = OPS[type(op)][0]
-    record: dict[str, object] = {"op": op.name, "kind": kind}
-    if isinstance(op, BlurOp):
-        spec = op.kernels[int(params["entry"])]
-        record["family"] = spec.family if spec.family == "sinc" else (
-            f"{spec.family}{'' if spec.isotropic else '_aniso'}")
-        record["size"] = int(params["size"])
-        if spec.family == "sinc":
-            record["cutoff"] = params["cutoff"]
-        else:
-            record["sigma"] = (params["sigma_x"], params["sigma_y"]) if not spec.isotropic else params["sigma_x"]
-            if not spec.isotropic:
-                record["rotation"] = params["rotation"]
-            if spec.family != "gaussian":
-                record["beta"] = params["beta"]
-    elif isinstance(op, ResizeOp):
-        record.update(scale=params["scale"], mode=op.modes[int(params["mode"])], relative_to=op.relative_to)
-    elif isinstance(op, NoiseOp):
-        spec = op.types[int(params["type"])]
-        record["type"] = spec.type
-        record["color"] = ("color", "gray", "correlated")[int(params["color_mode"])]
-        if spec.type == "gaussian":
-            record["sigma"] = params["sigma"]
-        else:
-            record["scale"] = params["scale"]
-    elif isinstance(op, JpegOp):
-        record["quality"] = params["quality"]
-    elif isinstance(op, SharpenOp):
-        record["weight"] = params["weight"]
-    return record
-
+    kind = kind_of(op)
+    return {"op": op.name, "kind": kind.name, **kind.describe(op, params)}

@@ -16,13 +16,13 @@ from typing import Union
 
 import torch
 
-from realciao.degradations.ops import OPS, describe
+from realciao.degradations.ops import describe, kind_of
 from realciao.degradations.quantize import quantize
 from realciao.degradations.recipe import load_recipe
 from realciao.degradations.resize import resize
 from realciao.degradations.sampling import bernoulli, categorical, draw, make_generator, permutations
 from realciao.degradations.sharpen import usm_sharpen
-from realciao.degradations.specs import OneOf, Op, Recipe, SharpenOp, Shuffle, Stage
+from realciao.degradations.specs import OneOf, Op, Recipe, Shuffle, Stage
 
 RecipeLike = Union[Recipe, str, Path]
 
@@ -149,7 +149,7 @@ def degrade(
 
     gt_sharpened = None
     if recipe.gt_sharpening is not None and (return_sharpened_gt or recipe.degrade_sharpened_gt):
-        gt_sharpened = _sharpen_gt(images, recipe.gt_sharpening, generator)
+        gt_sharpened = sharpen_gt(images, recipe, generator)
         if recipe.degrade_sharpened_gt:
             images = gt_sharpened
 
@@ -159,7 +159,7 @@ def degrade(
     drawn = _draw_structure(composites, batch, generator)
     programs = [_program(root, sample, drawn) for sample in range(batch)]
     gates = [_draw_gate(op.p, batch, generator, device) for op in leaves]
-    params = [OPS[type(op)][1](op, batch, generator, device) for op in leaves]
+    params = [kind_of(op).draw(op, batch, generator, device) for op in leaves]
 
     lq, out_sizes, fitted = _execute(images, leaves, programs, gates, params, target, generator)
     lq = quantize(lq)
@@ -185,9 +185,15 @@ def synthesize(
 
 
 # ------------------------------------------------------------------------------ execution
-def _sharpen_gt(images: torch.Tensor, spec: SharpenOp, generator: torch.Generator) -> torch.Tensor:
-    weight = draw(spec.weight, images.shape[0], generator, images.device)
-    return usm_sharpen(images, weight, spec.threshold, spec.radius, spec.sigma)
+@torch.no_grad()
+def sharpen_gt(gt: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """The recipe's sharpened GT (its ``gt_sharpening``), or ``gt`` itself when it has none: the
+    target of the pixel and perceptual losses, for synthetic and real pairs alike."""
+    spec = recipe.gt_sharpening
+    if spec is None:
+        return gt
+    weight = draw(spec.weight, gt.shape[0], generator, gt.device)
+    return usm_sharpen(gt.float(), weight, spec.threshold, spec.radius, spec.sigma)
 
 
 def _draw_gate(p: float, n: int, generator: torch.Generator, device: torch.device) -> list[bool]:
@@ -232,7 +238,7 @@ def _execute(
             op = leaves[leaf]
             index = torch.tensor(samples, device=images.device)
             group_params = {name: value.index_select(0, index) for name, value in params[leaf].items()}
-            for positions, result in OPS[type(op)][2](op, group, group_params, generator, target):
+            for positions, result in kind_of(op).apply(op, group, group_params, generator, target):
                 part_samples = [samples[p] for p in positions]
                 for sample in part_samples:
                     out_sizes[(leaf, sample)] = tuple(result.shape[-2:])

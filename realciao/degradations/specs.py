@@ -1,27 +1,218 @@
-"""The typed form of a recipe: what each op draws and does. ``recipe.py`` builds these from YAML.
+"""The typed form of a recipe file: what each op draws and does, with its defaults, once.
 
 A recipe is an ordered list of stages. A stage is an op (blur, resize, noise, jpeg, sharpen,
-quantize) applied with probability ``p``, or a composite: ``OneOf`` picks one branch (a
-list of stages) per sample, ``Shuffle`` runs its stages in a random order per sample
+quantize) applied with probability ``p``, or a composite: ``one_of`` picks one branch (a
+list of stages) per sample, ``shuffle`` runs its stages in a random order per sample
 (optionally keeping some in their written order). All draws are per sample.
+
+In a file a stage is a mapping with one key, the op's name: ``- blur: {kernels: [...]}``.
+A drawn value (sigma, scale, quality...) is written as a constant (``3``, ``pi/3``), a range
+``[low, high]`` (uniform), ``{uniform: [a, b]}``, ``{integer: [a, b]}``,
+``{inverse_uniform: [a, b]}`` or ``{mixture: [d1, d2, ...], probs: [...]}``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from realciao.degradations.sampling import Constant, Distribution, OddRange, Uniform
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
-KERNEL_FAMILY_NAMES = ("gaussian", "generalized_gaussian", "plateau", "sinc")
-NOISE_TYPES = ("gaussian", "poisson")
-RESIZE_RELATIVE_TO = ("input", "target")
+from realciao.degradations.jpeg import PADDINGS, TABLE_LAYOUTS
+from realciao.degradations.kernels import KERNEL_FAMILIES
+from realciao.degradations.resize import RESIZE_MODES
+from realciao.degradations.sampling import (
+    Constant,
+    Distribution,
+    IntegerUniform,
+    InverseUniform,
+    Mixture,
+    OddRange,
+    Uniform,
+)
+from realciao.typed import Typed
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+_PI_EXPRESSION = re.compile(r"^\s*(-)?\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?pi\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
+PROBABILITY_TOLERANCE = 1e-6
 
 
-@dataclass(frozen=True)
-class KernelSpec:
+class Spec(Typed):
+    """Recipe parts are immutable values (``replace_ops`` makes changed copies)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+# ----------------------------------------------------------------------------- values
+def number(value: Any) -> float:
+    """A finite number, or a pi expression: ``pi``, ``-pi``, ``2*pi``, ``pi/3``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        match = _PI_EXPRESSION.match(value)
+        if match:
+            sign, factor, divisor = match.groups()
+            result = math.pi * float(factor or 1) / float(divisor or 1)
+            return -result if sign else result
+    raise ValueError(f"expected a number (or a pi expression like pi/3), got {value!r}")
+
+
+def _plain(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _range(value: Any, convert=number, where: str = "") -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"{where}expected a range [low, high], got {value!r}")
+    low, high = convert(value[0]), convert(value[1])
+    if low > high:
+        raise ValueError(f"{where}empty range [{_plain(low)}, {_plain(high)}]")
+    return low, high
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
+
+
+def parse_distribution(value: Any, where: str = "") -> Distribution:
+    if isinstance(value, (Constant, Uniform, IntegerUniform, InverseUniform, Mixture)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return Uniform(*_range(value, number, where))
+    if isinstance(value, Mapping):
+        if "mixture" in value:
+            unknown = sorted(set(value) - {"mixture", "probs"})
+            if unknown:
+                raise ValueError(f"{where}{unknown[0]}: unknown key in a mixture (allowed: mixture, probs)")
+            parts = value["mixture"]
+            if not isinstance(parts, (list, tuple)) or not parts:
+                raise ValueError(f"{where}mixture: expected a non-empty list of distributions, got {parts!r}")
+            components = tuple(parse_distribution(v, f"{where}mixture[{i}]: ") for i, v in enumerate(parts))
+            probs = value.get("probs", [1.0 / len(components)] * len(components))
+            if not isinstance(probs, (list, tuple)) or len(probs) != len(components):
+                raise ValueError(f"{where}probs: expected {len(components)} probabilities, got {probs!r}")
+            probs = tuple(number(p) for p in probs)
+            if any(not 0 <= p <= 1 for p in probs) or abs(sum(probs) - 1) > PROBABILITY_TOLERANCE:
+                raise ValueError(f"{where}probs: expected probabilities in [0, 1] summing to 1, got {list(probs)}")
+            return Mixture(components, probs)
+        kinds = {"uniform": Uniform, "integer": IntegerUniform, "inverse_uniform": InverseUniform}
+        if len(value) != 1 or next(iter(value)) not in kinds:
+            raise ValueError(f"{where}expected exactly one of uniform, integer, inverse_uniform or mixture, got {value!r}")
+        ((kind, bounds),) = value.items()
+        if kind == "integer":
+            return IntegerUniform(*_range(bounds, _integer, f"{where}integer: "))
+        low, high = _range(bounds, number, f"{where}{kind}: ")
+        if kind == "inverse_uniform" and low <= 0:
+            raise ValueError(f"{where}inverse_uniform: expected a positive range, got {bounds!r}")
+        return kinds[kind](low, high)
+    return Constant(number(value))
+
+
+def support(dist: Distribution) -> tuple[float, float]:
+    """Smallest and largest value ``dist`` can produce."""
+    if isinstance(dist, Constant):
+        return dist.value, dist.value
+    if isinstance(dist, InverseUniform):
+        return 1.0 / dist.high, 1.0 / dist.low
+    if isinstance(dist, Mixture):
+        supports = [support(c) for c in dist.components]
+        return min(s[0] for s in supports), max(s[1] for s in supports)
+    return float(dist.low), float(dist.high)
+
+
+def dump_distribution(dist: Distribution) -> Any:
+    """The YAML form of a distribution (inverse of ``parse_distribution``)."""
+    if isinstance(dist, Constant):
+        return dist.value
+    if isinstance(dist, Uniform):
+        return [dist.low, dist.high]
+    if isinstance(dist, IntegerUniform):
+        return {"integer": [dist.low, dist.high]}
+    if isinstance(dist, InverseUniform):
+        return {"inverse_uniform": [dist.low, dist.high]}
+    return {"mixture": [dump_distribution(c) for c in dist.components], "probs": list(dist.probs)}
+
+
+_DISTRIBUTION_SCHEMA = {
+    "description": "a constant, [low, high] (uniform), {uniform|integer|inverse_uniform: [a, b]} or "
+    "{mixture: [...], probs: [...]}",
+    "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "array"}, {"type": "object"}],
+}
+
+
+def Drawn(low: float = -math.inf, high: float = math.inf):  # noqa: N802 (a type, used in annotations)
+    """A per-sample drawn value whose support must lie in [low, high]."""
+
+    def check(value: Any) -> Distribution:
+        dist = parse_distribution(value)
+        lowest, highest = support(dist)
+        if lowest < low or highest > high:
+            raise ValueError(f"expected values in [{_plain(low)}, {_plain(high)}], got {value!r}")
+        return dist
+
+    return Annotated[Distribution, PlainValidator(check), PlainSerializer(dump_distribution),
+                     WithJsonSchema(_DISTRIBUTION_SCHEMA)]
+
+
+def _odd_range(value: Any) -> OddRange:
+    if isinstance(value, OddRange):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    low, high = _range(value, _integer)
+    for bound in (low, high):
+        if bound < 1 or bound % 2 == 0:
+            raise ValueError(f"expected odd positive kernel sizes, got {bound}")
+    return OddRange(low, high)
+
+
+KernelSizes = Annotated[OddRange, PlainValidator(_odd_range), PlainSerializer(lambda r: [r.low, r.high]),
+                        WithJsonSchema({"description": "odd kernel size or [low, high] odd sizes"})]
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def Items(item: Any, min_length: int = 0):  # noqa: N802 (a type, used in annotations)
+    """A tuple of ``item`` written as a YAML list (elements checked strictly)."""
+    return Annotated[tuple[item, ...], BeforeValidator(_as_tuple), Field(min_length=min_length)]
+
+
+def check_probabilities(values: list[float], field: str) -> None:
+    total = sum(values)
+    if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+        raise ValueError(f"{field}: probabilities sum to {total:g}, expected 1")
+
+
+# ----------------------------------------------------------------------------- ops
+class OpSpec(Spec):
+    """Fields every op has; ``op`` is the key the stage is written under in a file."""
+
+    name: Optional[Annotated[str, Field(min_length=1)]] = None
+    """Name shown in parameter records and used by shuffle's keep_order (default: op name + number)."""
+    p: Probability = 1.0
+    """Probability that the op runs, drawn per sample."""
+
+
+class KernelSpec(Spec):
     """One kernel family in a blur's mixture, chosen with probability ``p``.
 
     Gaussian-like families take ``sigma`` (standard deviation in pixels, drawn separately
@@ -30,23 +221,48 @@ class KernelSpec:
     radians per pixel. ``size`` overrides the blur's kernel sizes for this family.
     """
 
-    family: str
-    p: float
+    family: Literal[KERNEL_FAMILIES]
+    p: Probability
     isotropic: bool = True
-    sigma: Distribution | None = None
-    variance: Distribution | None = None
-    rotation: Distribution = Uniform(-math.pi, math.pi)
-    beta: Distribution = Constant(1.0)
-    cutoff: Distribution | None = None
-    size: OddRange | None = None
+    sigma: Optional[Drawn(0.0)] = None
+    variance: Optional[Drawn(0.0)] = None
+    rotation: Drawn() = Uniform(-math.pi, math.pi)
+    beta: Drawn(1e-6) = Constant(1.0)
+    cutoff: Optional[Drawn(1e-6, math.pi)] = None
+    size: Optional[KernelSizes] = None
+
+    @model_validator(mode="after")
+    def _family_fields(self) -> KernelSpec:
+        given = self.model_fields_set
+        if self.family == "sinc":
+            extra = sorted(given & {"isotropic", "sigma", "variance", "rotation", "beta"})
+            if extra:
+                raise ValueError(f"{extra[0]}: not an option of the sinc family (it takes cutoff)")
+            if self.cutoff is None:
+                raise ValueError("cutoff: missing (required for the sinc family)")
+            return self
+        if "cutoff" in given:
+            raise ValueError("cutoff: only the sinc family takes a cutoff")
+        if (self.sigma is None) == (self.variance is None):
+            raise ValueError("expected exactly one of sigma and variance")
+        if self.isotropic and "rotation" in given:
+            raise ValueError("rotation: an isotropic kernel has no rotation")
+        if self.family == "gaussian" and "beta" in given:
+            raise ValueError("beta: only generalized_gaussian and plateau kernels take a beta")
+        return self
 
 
-@dataclass(frozen=True)
-class BlurOp:
-    name: str
-    kernels: tuple[KernelSpec, ...]
-    size: OddRange = OddRange(7, 21)
-    p: float = 1.0
+class BlurOp(OpSpec):
+    op: Literal["blur"] = Field("blur", exclude=True)
+    kernels: Items(KernelSpec, 1)
+    """The kernel families of the mixture; their probabilities sum to 1."""
+    size: KernelSizes = OddRange(7, 21)
+    """Odd kernel sizes drawn uniformly."""
+
+    @model_validator(mode="after")
+    def _mixture(self) -> BlurOp:
+        check_probabilities([k.p for k in self.kernels], "kernels")
+        return self
 
     @property
     def canvas(self) -> int:
@@ -54,99 +270,154 @@ class BlurOp:
         return max([self.size.high] + [k.size.high for k in self.kernels if k.size is not None])
 
 
-@dataclass(frozen=True)
-class ResizeOp:
+class ResizeOp(OpSpec):
     """Resize by ``scale`` times the input size or times the requested LR (``target``) size."""
 
-    name: str
-    scale: Distribution = Constant(1.0)
-    relative_to: str = "input"
-    modes: tuple[str, ...] = ("bicubic",)
-    mode_probs: tuple[float, ...] | None = None
+    op: Literal["resize"] = Field("resize", exclude=True)
+    scale: Drawn(1e-6) = Constant(1.0)
+    relative_to: Literal["input", "target"] = "input"
+    modes: Items(Literal[RESIZE_MODES], 1) = ("bicubic",)
+    mode_probs: Optional[Items(Probability, 1)] = None
+    """Probabilities of the modes (default: equal)."""
     antialias: bool = True
-    p: float = 1.0
+    """Widen bilinear/bicubic kernels when shrinking."""
+
+    @model_validator(mode="after")
+    def _modes(self) -> ResizeOp:
+        if self.mode_probs is not None:
+            if len(self.mode_probs) != len(self.modes):
+                raise ValueError(f"mode_probs: expected {len(self.modes)} probabilities (one per mode), "
+                                 f"got {len(self.mode_probs)}")
+            check_probabilities(list(self.mode_probs), "mode_probs")
+        return self
 
 
-@dataclass(frozen=True)
-class NoiseSpec:
+class NoiseSpec(Spec):
     """Gaussian noise (``sigma`` in 8-bit levels) or Poisson shot noise (times ``scale``)."""
 
-    type: str
-    p: float
-    sigma: Distribution | None = None
-    scale: Distribution | None = None
-    gray_p: float = 0.0
-    correlated_p: float = 0.0
+    type: Literal["gaussian", "poisson"]
+    p: Probability
+    sigma: Optional[Drawn(0.0)] = None
+    scale: Optional[Drawn(0.0)] = None
+    gray_p: Probability = 0.0
+    correlated_p: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _type_fields(self) -> NoiseSpec:
+        wanted, other = ("sigma", "scale") if self.type == "gaussian" else ("scale", "sigma")
+        if getattr(self, wanted) is None:
+            raise ValueError(f"{wanted}: missing (required for {self.type} noise)")
+        if other in self.model_fields_set:
+            raise ValueError(f"{other}: not an option of {self.type} noise (it takes {wanted})")
+        if self.type == "poisson" and "correlated_p" in self.model_fields_set:
+            raise ValueError("correlated_p: only gaussian noise can be channel-correlated")
+        if self.gray_p + self.correlated_p > 1 + PROBABILITY_TOLERANCE:
+            raise ValueError(f"expected gray_p + correlated_p <= 1, got {self.gray_p + self.correlated_p:g}")
+        return self
 
 
-@dataclass(frozen=True)
-class NoiseOp:
-    name: str
-    types: tuple[NoiseSpec, ...]
-    p: float = 1.0
+class NoiseOp(OpSpec):
+    op: Literal["noise"] = Field("noise", exclude=True)
+    types: Items(NoiseSpec, 1)
+    """The noise types of the mixture; their probabilities sum to 1."""
+
+    @model_validator(mode="after")
+    def _mixture(self) -> NoiseOp:
+        check_probabilities([t.p for t in self.types], "types")
+        return self
 
 
-@dataclass(frozen=True)
-class JpegOp:
-    name: str
-    quality: Distribution
-    padding: str = "edge"
-    table_layout: str = "ijg"
-    p: float = 1.0
+class JpegOp(OpSpec):
+    op: Literal["jpeg"] = Field("jpeg", exclude=True)
+    quality: Drawn(1.0, 100.0)
+    padding: Literal[PADDINGS] = "edge"
+    table_layout: Literal[TABLE_LAYOUTS] = "ijg"
 
 
-@dataclass(frozen=True)
-class SharpenOp:
+class SharpenOp(OpSpec):
     """Unsharp masking; ``threshold`` in 8-bit levels, ``radius`` the odd Gaussian size."""
 
-    name: str
-    weight: Distribution = Constant(0.5)
-    threshold: float = 10.0
-    radius: int = 51
+    op: Literal["sharpen"] = Field("sharpen", exclude=True)
+    weight: Drawn(0.0) = Constant(0.5)
+    threshold: Annotated[float, Field(ge=0)] = 10.0
+    radius: Annotated[int, Field(ge=1)] = 51
     sigma: float = 0.0
-    p: float = 1.0
+    """Gaussian sigma; <= 0 takes OpenCV's default for the radius."""
 
 
-@dataclass(frozen=True)
-class QuantizeOp:
-    name: str
-    bits: int = 8
-    p: float = 1.0
+class QuantizeOp(OpSpec):
+    op: Literal["quantize"] = Field("quantize", exclude=True)
+    bits: Annotated[int, Field(ge=1, le=16)] = 8
+
+
+class Branch(Spec):
+    p: Probability
+    stages: Items(Stage, 1)
+
+
+class OneOf(Spec):
+    op: Literal["one_of"] = Field("one_of", exclude=True)
+    name: Optional[Annotated[str, Field(min_length=1)]] = None
+    choices: Items(Branch, 1)
+
+    @model_validator(mode="after")
+    def _mixture(self) -> OneOf:
+        check_probabilities([b.p for b in self.choices], "choices")
+        return self
+
+
+class Shuffle(Spec):
+    """Stages in a random order per sample; each ``keep_order`` chain stays in written order."""
+
+    op: Literal["shuffle"] = Field("shuffle", exclude=True)
+    name: Optional[Annotated[str, Field(min_length=1)]] = None
+    stages: Items(Stage, 1)
+    keep_order: Items(Items(str, 1)) = ()
 
 
 Op = Union[BlurOp, ResizeOp, NoiseOp, JpegOp, SharpenOp, QuantizeOp]
+STAGE_TYPES = (BlurOp, ResizeOp, NoiseOp, JpegOp, SharpenOp, QuantizeOp, OneOf, Shuffle)
+STAGE_KEYS = tuple(t.model_fields["op"].default for t in STAGE_TYPES)
 
 
-@dataclass(frozen=True)
-class Branch:
-    p: float
-    stages: tuple[Stage, ...]
+def _stage_mapping(value: Any) -> Any:
+    """``{blur: {...}}`` (the file form) -> ``{op: blur, ...}`` (the tagged form pydantic reads)."""
+    if isinstance(value, STAGE_TYPES):
+        return value
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise ValueError(f"expected a stage: a mapping with one op ({', '.join(STAGE_KEYS)}), got {value!r}")
+    ((key, body),) = value.items()
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise ValueError(f"{key}: expected a mapping of the op's options, got {body!r}")
+    if "op" in body:
+        raise ValueError(f"{key}: 'op' is not an option (the op is the key)")
+    return {**body, "op": key}
 
 
-@dataclass(frozen=True)
-class OneOf:
-    name: str
-    choices: tuple[Branch, ...]
+Stage = Annotated[Union[BlurOp, ResizeOp, NoiseOp, JpegOp, SharpenOp, QuantizeOp, OneOf, Shuffle],
+                  Field(discriminator="op"), BeforeValidator(_stage_mapping)]
 
 
-@dataclass(frozen=True)
-class Shuffle:
-    """Stages in a random order per sample; each ``keep_order`` chain stays in written order."""
-
-    name: str
-    stages: tuple[Stage, ...]
-    keep_order: tuple[tuple[str, ...], ...] = ()
-
-
-Stage = Union[Op, OneOf, Shuffle]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    stages: tuple[Stage, ...]
+class Recipe(Spec):
+    name: Optional[str] = None
+    """Default: the file's stem."""
     description: str = ""
-    gt_sharpening: SharpenOp | None = None
+    gt_sharpening: Optional[SharpenOp] = None
+    """USM applied to the GT: the sharpened GT is the target of the pixel and perceptual losses (Real-ESRGAN)."""
     degrade_sharpened_gt: bool = False
-    path: Path | None = field(default=None, compare=False)
+    """Degrade the sharpened GT instead of the plain GT (needs gt_sharpening)."""
+    stages: Items(Stage, 1)
+    path: Optional[Path] = Field(default=None, exclude=True, repr=False)
+    """The file it was read from (set by load_recipe, not written in files)."""
 
+    @model_validator(mode="after")
+    def _sharpening(self) -> Recipe:
+        if self.degrade_sharpened_gt and self.gt_sharpening is None:
+            raise ValueError("degrade_sharpened_gt: needs gt_sharpening")
+        return self
+
+
+for _model in (Branch, OneOf, Shuffle, Recipe):
+    _model.model_rebuild()

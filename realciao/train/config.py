@@ -1,216 +1,27 @@
-"""Training options: typed dataclasses read from YAML, validated at load.
+"""Training options: the typed model of an options file, checked when it is loaded.
 
-Every mistake is reported as ``FILE: key.path: what was expected``: an unknown key, a
-wrong type, a value out of range. ``--set a.b=value`` overrides use the same checks.
+Every field's type, bounds, default and description live here, once; ``load_config`` reads
+a YAML file (plus ``--set key.path=value`` overrides) through ``realciao.typed``, so every
+mistake is one line, ``FILE: key.path: expected ..., got ...``. The generator's name and
+options and the degradation recipe are checked at load too. ``options/schema.json`` is
+generated from these models (``write_schema``) for editors.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Literal, Optional
 
-import yaml
+from pydantic import Field, field_validator, model_validator
 
+from realciao.typed import Typed, TypedFileError, apply_overrides, read_yaml, validate_data
 
-class ConfigError(ValueError):
-    """An invalid option; the message names the file and the key."""
-
-
-@dataclass
-class GeneratorOptions:
-    name: str = "edsr-baseline-ciaosr"
-    options: dict = field(default_factory=dict)  # build_generator overrides, e.g. {num_blocks: 4}
-    pretrained: Optional[str] = None  # realciao or official CiaoSR checkpoint to start from
-    allow_pickle: bool = False
-    # a fresh generator starts as plain bilinear upsampling (its residual decoder's last layer
-    # zeroed) instead of bilinear plus random noise; no effect with `pretrained`
-    zero_init_residual: bool = True
-
-
-@dataclass
-class DataOptions:
-    hr_folders: list = field(default_factory=list)  # folders of clean HR images, searched recursively
-    builtin_samples: bool = False  # scikit-image's bundled photos (no download)
-    meta_info: Optional[str] = None  # text file of image paths relative to the first folder, one a line
-    lmdb: Optional[str] = None  # BasicSR-style LMDB folder (data.mdb + meta_info.txt)
-    paired_lr_folder: Optional[str] = None  # real LR images named like their HR counterparts
-    paired_hr_folder: Optional[str] = None
-    paired_probability: float = 0.0  # chance a batch is drawn from the real pairs
-    paired_scale: float = 4.0  # HR size / LR size of the real pairs
-    lr_patch: int = 48
-    scale_min: float = 1.0
-    scale_max: float = 4.0
-    per_axis_scale: bool = False  # draw the height and width scales independently
-    batch_size: int = 16  # per process
-    num_workers: int = 0
-    hflip: bool = True
-    rotate: bool = True  # 90-degree rotations and transposes
-    recipe: str = "realesrgan"  # degradation recipe: a name in degradations/ or a path
-    pool_size: int = 0  # training pairs kept to mix batches; 0 turns the pool off
-    queries_per_patch: int = 2304  # sampled HR pixels per patch in the Net stage
-
-
-@dataclass
-class OptimizerOptions:
-    lr: float = 1e-4
-    betas: list = field(default_factory=lambda: [0.9, 0.99])
-    weight_decay: float = 0.0
-    milestones: list = field(default_factory=list)  # iterations at which the lr is multiplied by gamma
-    gamma: float = 0.5
-
-
-@dataclass
-class LossOptions:
-    l1_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    perceptual_layers: dict = field(
-        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
-    )
-    vgg_weights: Optional[str] = None  # torchvision's vgg19-dcbb9e9d.pth; else torchvision's cache
-    gan_weight: float = 0.1
-    sharpened_target: bool = True  # USM-sharpened GT for L1 and perceptual (Real-ESRGAN)
-
-
-@dataclass
-class DiscriminatorOptions:
-    channels: int = 64
-    skip_connection: bool = True
-    pretrained: Optional[str] = None  # a Real-ESRGAN discriminator (safetensors, or .pth with allow_pickle)
-    allow_pickle: bool = False
-    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
-
-
-@dataclass
-class TrainOptions:
-    stage: str = "net"  # "net": L1 on sampled pixels; "gan": L1 + perceptual + GAN on whole patches
-    iterations: int = 1000
-    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
-    ema_decay: float = 0.999
-    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
-    grad_accumulation: int = 1
-    mixed_precision: str = "no"  # no, bf16, fp16
-    compile: bool = False
-    max_bad_steps: int = 10  # stop after this many non-finite losses in a row
-    log_every: int = 10
-
-
-@dataclass
-class CheckpointOptions:
-    every: int = 500
-    keep_last: int = 3
-
-
-@dataclass
-class ValidationOptions:
-    every: int = 500
-    hr_folder: Optional[str] = None  # paired set: HR images, LR made with MATLAB-style bicubic
-    builtin_sample: bool = False  # scikit-image's coffee photo, held out of builtin_samples
-    scales: list = field(default_factory=lambda: [2.0, 3.0, 4.0])
-    real_lr_folder: Optional[str] = None  # real low-quality photos, no-reference metrics
-    real_scale: float = 4.0
-    niqe_params: Optional[str] = None  # niqe_modelparameters.mat for offline NIQE
-    tile: int = 128
-    max_images: int = 10
-    save_images: int = 2
-
-
-@dataclass
-class TrainConfig:
-    name: str = "realciao"
-    output_dir: str = "experiments"
-    seed: int = 0
-    generator: GeneratorOptions = field(default_factory=GeneratorOptions)
-    data: DataOptions = field(default_factory=DataOptions)
-    train: TrainOptions = field(default_factory=TrainOptions)
-    losses: LossOptions = field(default_factory=LossOptions)
-    discriminator: DiscriminatorOptions = field(default_factory=DiscriminatorOptions)
-    checkpoint: CheckpointOptions = field(default_factory=CheckpointOptions)
-    validation: ValidationOptions = field(default_factory=ValidationOptions)
-
-    @property
-    def experiment_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
-
-
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        return _check_type(value, args[0], where)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    expected = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}.get(
-        getattr(annotation, "__name__", str(annotation)), annotation
-    )
-    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-        raise ConfigError(f"{where}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: Any, source: str, keypath: str = ""):
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {keypath or 'top level'}: expected a mapping of options, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ConfigError(f"{source}: {keypath + '.' if keypath else ''}{unknown[0]}: unknown key; allowed: {sorted(fields)}")
-    values = {}
-    for name, value in data.items():
-        key = f"{keypath}.{name}" if keypath else name
-        if dataclasses.is_dataclass(hints[name]):
-            values[name] = from_dict(hints[name], value, source, key)
-        else:
-            values[name] = _check_type(value, hints[name], f"{source}: {key}")
-    return cls(**values)
-
-
-def _parse_override(text: str, where: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"{where}: --set expects key.path=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
-
-
-def validate(config: TrainConfig, where: str) -> TrainConfig:
-    def fail(key: str, message: str):
-        raise ConfigError(f"{where}: {key}: {message}")
-
-    d, t = config.data, config.train
-    if t.stage not in ("net", "gan"):
-        fail("train.stage", f"expected 'net' or 'gan', got {t.stage!r}")
-    if t.mixed_precision not in ("no", "bf16", "fp16"):
-        fail("train.mixed_precision", f"expected no, bf16 or fp16, got {t.mixed_precision!r}")
-    for key, value in (("train.iterations", t.iterations), ("data.batch_size", d.batch_size), ("data.lr_patch", d.lr_patch),
-                       ("train.grad_accumulation", t.grad_accumulation), ("checkpoint.every", config.checkpoint.every),
-                       ("checkpoint.keep_last", config.checkpoint.keep_last), ("validation.every", config.validation.every),
-                       ("data.queries_per_patch", d.queries_per_patch), ("train.max_bad_steps", t.max_bad_steps)):
-        if value < 1:
-            fail(key, f"must be at least 1, got {value}")
-    if not 0 < d.scale_min <= d.scale_max:
-        fail("data.scale_min", f"need 0 < scale_min <= scale_max, got [{d.scale_min}, {d.scale_max}]")
-    if not 0 <= d.paired_probability <= 1:
-        fail("data.paired_probability", f"must be in [0, 1], got {d.paired_probability}")
-    if d.paired_probability > 0 and not (d.paired_lr_folder and d.paired_hr_folder):
-        fail("data.paired_probability", "needs data.paired_lr_folder and data.paired_hr_folder")
-    if not (d.hr_folders or d.builtin_samples or d.lmdb):
-        fail("data.hr_folders", "no training images: give hr_folders, lmdb or builtin_samples: true")
-    if not 0 <= t.ema_decay < 1:
-        fail("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
-    unknown_layers = sorted(set(config.losses.perceptual_layers) - set(VGG_LAYERS))
-    if unknown_layers:
-        fail("losses.perceptual_layers", f"unknown layer {unknown_layers[0]!r}; choose from {list(VGG_LAYERS)}")
-    return config
-
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 # pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
 VGG_LAYERS = {
@@ -218,22 +29,257 @@ VGG_LAYERS = {
     "conv3_4": 16, "conv4_1": 19, "conv4_2": 21, "conv4_3": 23, "conv4_4": 25, "conv5_1": 28, "conv5_2": 30,
     "conv5_3": 32, "conv5_4": 34,
 }
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "options" / "schema.json"
+
+
+class ConfigError(TypedFileError):
+    """An invalid option; the message names the file and the key."""
+
+
+class GeneratorOptions(Typed):
+    name: str = "edsr-baseline-ciaosr"
+    """Registered generator: edsr-baseline-ciaosr, rdn-ciaosr, swinir-ciaosr (or one registered by a plugin)."""
+    options: dict = Field(default_factory=dict)
+    """Overrides of the generator's configuration, e.g. {channels: 32, num_blocks: 4, mlp_hidden: [64, 64]}."""
+    pretrained: Optional[str] = None
+    """A realciao .safetensors or official CiaoSR checkpoint to start from (sizes come from the file)."""
+    allow_pickle: bool = False
+    """Allow a .pth/.pt `pretrained` file that needs full unpickling (it can run code: only for files you trust)."""
+    zero_init_residual: bool = True
+    """A fresh generator starts as plain bilinear upsampling (the decoder's last layer zeroed); no effect with `pretrained`."""
+
+
+class DataOptions(Typed):
+    hr_folders: list[str] = Field(default_factory=list)
+    """Folders of clean HR images, searched recursively."""
+    builtin_samples: bool = False
+    """Train on scikit-image's bundled photos (no download)."""
+    meta_info: Optional[str] = None
+    """Text file of image paths relative to the first HR folder, one a line."""
+    lmdb: Optional[str] = None
+    """BasicSR-style LMDB folder (data.mdb + meta_info.txt)."""
+    paired_lr_folder: Optional[str] = None
+    """Real LR images named like their HR counterparts."""
+    paired_hr_folder: Optional[str] = None
+    """Real HR images of the pairs."""
+    paired_probability: Probability = 0.0
+    """Chance that a batch is drawn from the real pairs."""
+    paired_scale: PositiveFloat = 4.0
+    """HR size / LR size of the real pairs."""
+    lr_patch: PositiveInt = 48
+    """LR patch side in pixels."""
+    scale_min: PositiveFloat = 1.0
+    """Smallest training scale (GT size / LR size)."""
+    scale_max: PositiveFloat = 4.0
+    """Largest training scale."""
+    per_axis_scale: bool = False
+    """Draw the height and width scales independently."""
+    batch_size: PositiveInt = 16
+    """Patches per batch, per process."""
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    """DataLoader worker processes (0: load in the training process)."""
+    hflip: bool = True
+    """Random horizontal flips."""
+    rotate: bool = True
+    """Random vertical flips and transposes (90-degree rotations)."""
+    recipe: str = "realesrgan"
+    """Degradation recipe: a shipped name (realesrgan, bsrgan, phone_camera, bicubic) or a path to a YAML file."""
+    pool_size: Annotated[int, Field(ge=0)] = 0
+    """Training pairs kept to mix batches; 0 turns the pool off."""
+    queries_per_patch: PositiveInt = 2304
+    """Sampled HR pixels per patch in the Net stage."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataOptions:
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min: expected <= scale_max ({self.scale_max:g}), got {self.scale_min:g}")
+        if self.paired_probability > 0 and not (self.paired_lr_folder and self.paired_hr_folder):
+            raise ValueError("paired_probability: expected paired_lr_folder and paired_hr_folder with it")
+        if not (self.hr_folders or self.builtin_samples or self.lmdb):
+            raise ValueError("hr_folders: expected training images: give hr_folders, lmdb or builtin_samples: true")
+        return self
+
+
+class OptimizerOptions(Typed):
+    lr: PositiveFloat = 1e-4
+    """Learning rate."""
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.99]
+    """Adam's two betas, each in [0, 1)."""
+    weight_decay: NonNegativeFloat = 0.0
+    """L2 weight decay."""
+    milestones: list[PositiveInt] = Field(default_factory=list)
+    """Iterations at which the learning rate is multiplied by gamma."""
+    gamma: PositiveFloat = 0.5
+    """Factor applied at each milestone."""
+
+
+class LossOptions(Typed):
+    l1_weight: NonNegativeFloat = 1.0
+    """Weight of the L1 loss (both stages)."""
+    perceptual_weight: NonNegativeFloat = 1.0
+    """Weight of the VGG19 perceptual loss (GAN stage)."""
+    perceptual_layers: dict[str, NonNegativeFloat] = Field(
+        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    """Pre-ReLU VGG19 layers and their weights."""
+    vgg_weights: Optional[str] = None
+    """torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it); default: torchvision's cache."""
+    gan_weight: NonNegativeFloat = 0.1
+    """Weight of the generator's GAN loss (GAN stage)."""
+
+    @model_validator(mode="after")
+    def _known_layers(self) -> LossOptions:
+        unknown = sorted(set(self.perceptual_layers) - set(VGG_LAYERS))
+        if unknown:
+            raise ValueError(f"perceptual_layers: expected layers among {list(VGG_LAYERS)}, got {unknown[0]!r}")
+        return self
+
+
+class DiscriminatorOptions(Typed):
+    channels: PositiveInt = 64
+    """Base width of the U-Net discriminator."""
+    skip_connection: bool = True
+    """U-Net skip connections."""
+    pretrained: Optional[str] = None
+    """A Real-ESRGAN U-Net discriminator to start from (.safetensors, or .pth)."""
+    allow_pickle: bool = False
+    """Allow a .pth `pretrained` file that needs full unpickling (it can run code)."""
+    optimizer: OptimizerOptions = Field(default_factory=OptimizerOptions)
+    """The discriminator's optimiser."""
+
+
+class TrainOptions(Typed):
+    stage: Literal["net", "gan"] = "net"
+    """net: L1 on sampled pixels; gan: L1 + perceptual + GAN on whole rendered patches."""
+    iterations: PositiveInt = 1000
+    """Optimiser steps in the run."""
+    optimizer: OptimizerOptions = Field(default_factory=OptimizerOptions)
+    """The generator's optimiser."""
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    """Decay of the generator's exponential moving average (the release weights)."""
+    grad_clip: NonNegativeFloat = 0.0
+    """Maximum gradient norm; 0 turns clipping off."""
+    grad_accumulation: PositiveInt = 1
+    """Micro-batches per optimiser step."""
+    mixed_precision: Precision = "fp32"
+    """fp32, bf16 (CPU and GPU) or fp16 (GPU, one gradient scaler per optimiser)."""
+    compile: bool = False
+    """torch.compile the generator."""
+    max_bad_steps: PositiveInt = 10
+    """Stop after this many non-finite losses in a row."""
+    log_every: PositiveInt = 10
+    """Iterations between log lines."""
+
+
+class CheckpointOptions(Typed):
+    every: PositiveInt = 500
+    """Iterations between checkpoints."""
+    keep_last: PositiveInt = 3
+    """Complete checkpoints kept."""
+
+
+class ValidationOptions(Typed):
+    every: PositiveInt = 500
+    """Iterations between validations."""
+    hr_folder: Optional[str] = None
+    """A paired set: HR images; the LR is made with MATLAB bicubic at each scale."""
+    builtin_sample: bool = False
+    """Validate on scikit-image's coffee photo, held out of builtin_samples."""
+    scales: Annotated[list[PositiveFloat], Field(min_length=1)] = [2.0, 3.0, 4.0]
+    """Scales of the paired validation; any positive numbers (1.7, 3.3...)."""
+    real_lr_folder: Optional[str] = None
+    """Real low-quality photos, scored with no-reference metrics."""
+    real_scale: PositiveFloat = 4.0
+    """Scale of the real-photo validation."""
+    niqe_params: Optional[str] = None
+    """niqe_modelparameters.mat for NIQE without internet."""
+    tile: Annotated[int, Field(ge=0)] = 128
+    """LR tile side of validation inference; 0: whole images."""
+    max_images: PositiveInt = 10
+    """Images per validation set."""
+    save_images: Annotated[int, Field(ge=0)] = 2
+    """Outputs written per set and scale."""
+
+
+class TrainConfig(Typed):
+    name: Annotated[str, Field(min_length=1)] = "realciao"
+    """The experiment's name: its folder is output_dir/name."""
+    output_dir: str = "experiments"
+    """Where experiment folders go."""
+    seed: Annotated[int, Field(ge=0)] = 0
+    """Seed of every random draw (data order, crops, degradations, initialisation)."""
+    generator: GeneratorOptions = Field(default_factory=GeneratorOptions)
+    data: DataOptions = Field(default_factory=DataOptions)
+    train: TrainOptions = Field(default_factory=TrainOptions)
+    losses: LossOptions = Field(default_factory=LossOptions)
+    discriminator: DiscriminatorOptions = Field(default_factory=DiscriminatorOptions)
+    checkpoint: CheckpointOptions = Field(default_factory=CheckpointOptions)
+    validation: ValidationOptions = Field(default_factory=ValidationOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"expected a folder name (no / or \\), got {name!r}")
+        return name
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def check_generator(config: TrainConfig, file: str) -> None:
+    """The generator's name and options against the registry, keys named as in the file."""
+    from pydantic import ValidationError
+
+    from realciao.archs import GENERATORS, options_model
+    from realciao.typed import raise_first
+
+    name = config.generator.name
+    if name not in GENERATORS:
+        raise ConfigError(file, "generator.name", f"expected one of {sorted(GENERATORS)}, got {name!r}")
+    if config.generator.pretrained:
+        return  # sizes come from the file
+    try:
+        options_model(name).model_validate(config.generator.options)
+    except ValidationError as error:
+        try:
+            raise_first(error, file, options_model(name), ("generator", "options"))
+        except TypedFileError as typed:
+            raise ConfigError(typed.file, typed.key_path, typed.detail) from None
+
+
+def check_recipe(config: TrainConfig, file: str) -> None:
+    from realciao.degradations import RecipeError, load_recipe
+
+    try:
+        load_recipe(config.data.recipe)
+    except RecipeError as error:
+        raise ConfigError(file, "data.recipe", str(error)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such options file")
+    """The options file at ``path`` with ``--set`` overrides, fully checked."""
+    file = str(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
-    for text in overrides or []:
-        keys, value = _parse_override(text, str(path))
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{path}: --set {text}: {key} is not a mapping")
-        node[keys[-1]] = value
-    return validate(from_dict(TrainConfig, data, str(path)), str(path))
+        data = apply_overrides(read_yaml(path, "options file"), overrides or [], file)
+        config = validate_data(TrainConfig, data, file)
+    except TypedFileError as error:
+        raise ConfigError(error.file, error.key_path, error.detail) from None
+    check_generator(config, file)
+    check_recipe(config, file)
+    return config
+
+
+def options_schema() -> dict:
+    """The JSON schema of an options file (what ``options/schema.json`` holds)."""
+    schema = TrainConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "realciao training options"
+    return schema
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(options_schema(), indent=2, sort_keys=True) + "\n")
+    return path

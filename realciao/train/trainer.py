@@ -28,8 +28,7 @@ from realciao.archs import build_generator
 from realciao.archs.discriminator import UNetDiscriminatorSN
 from realciao.checkpoint import load_generator, read_state, save_generator
 from realciao.coords import make_query_grid, pixel_centres
-from realciao.degradations import degrade, load_recipe
-from realciao.degradations.sharpen import usm_sharpen
+from realciao.degradations import degrade, load_recipe, sharpen_gt
 from realciao.inference import normalise
 from realciao.train import state as checkpoints
 from realciao.train.allocator import keep_freed_memory
@@ -140,7 +139,7 @@ class Trainer:
             self._resume()
         if self.accelerator.is_main_process:
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "options.json").write_text(json.dumps(_as_dict(config), indent=2))
+            (self.dir / "options.json").write_text(config.model_dump_json(indent=2))
             self.accelerator.init_trackers(config.name, config={"options": config_path})
 
     # ---------------------------------------------------------------------- building
@@ -236,19 +235,15 @@ class Trainer:
     def _make_pairs(self, batch: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
         gt = batch["gt"].to(self.device, non_blocking=True)
         generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 3, micro_step, self.rank))
-        sharpen = self.config.losses.sharpened_target
-        if "lq" in batch:  # a real pair: only the target sharpening applies
+        sharpens = self.recipe.gt_sharpening is not None
+        if "lq" in batch:  # a real pair: of the recipe, only its GT sharpening applies
             lq = batch["lq"].to(self.device, non_blocking=True)
-            target = usm_sharpen(gt) if sharpen else gt
+            target = sharpen_gt(gt, self.recipe, generator)
         else:
             lq_size = (self.config.data.lr_patch, self.config.data.lr_patch)
-            recipe_sharpens = self.recipe.gt_sharpening is not None
-            result = degrade(gt, self.recipe, lq_size, generator, return_sharpened_gt=sharpen and recipe_sharpens)
+            result = degrade(gt, self.recipe, lq_size, generator, return_sharpened_gt=sharpens)
             lq = result.lq
-            if sharpen:  # the recipe's own USM settings when it has them, Real-ESRGAN's otherwise
-                target = result.gt_sharpened if recipe_sharpens else usm_sharpen(gt)
-            else:
-                target = gt
+            target = result.gt_sharpened if sharpens else gt
         pairs = {"gt": gt, "target": target, "lq": lq}
         return self.pool.mix(pairs, generator) if self.pool.capacity else pairs
 
@@ -446,12 +441,6 @@ def _save_png(image: torch.Tensor, path: Path) -> None:
 
     array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(array).save(path)
-
-
-def _as_dict(config) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(config)
 
 
 def main_process_exit(accelerator_world: int) -> None:
