@@ -32,6 +32,7 @@ setup(
         "accelerate>=0.30",
         "pyiqa>=0.1.13",
         "safetensors>=0.4",
+        "spandrel>=0.4.2,<0.5",  # peers' models (Real-ESRGAN, BSRGAN, SwinIR, HAT...) for realciao-eval
         "numpy>=1.24",
         "pyyaml>=6.0",
         "tqdm>=4.66",

@@ -1,0 +1,511 @@
+"""Measurements of how degraded an image looks, the building blocks of ``realciao-fit-recipe``.
+
+The command takes the same measurements on a user's photos and on LR images synthesised
+with a candidate recipe, and matches them as distributions (1-D Wasserstein per
+measurement). So each measurement is a small deterministic function of the pixels, defined
+the same way on a 12 MP photo and on a 64 x 64 LR crop, and monotone in the degradation it
+tracks; several are statistics rather than physical quantities, which is enough to compare
+two sets of images.
+
+Images are numpy arrays, (H, W) grey or (H, W, 3) RGB, float in [0, 1] (uint8 and uint16
+are divided by their maximum). Everything is measured on luminance (BT.601 weights for RGB)
+on the 8-bit scale 0..255. ``measure_image`` takes all of them; a measurement gets NaN when
+the image is smaller than its ``Measurement.min_side`` or when it is undefined there (a flat
+image has no edges to measure blur on).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+BT601_WEIGHTS = (0.299, 0.587, 0.114)
+TABLE_ORDERS = ("auto", "natural", "zigzag")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One key of ``measure_image``'s result."""
+
+    name: str
+    unit: str
+    min_side: int  # smallest image side (px) it is defined on; smaller images get NaN
+    description: str
+
+
+MEASUREMENTS = (
+    Measurement("jpeg_quality", "IJG quality 1..100", 1,
+                "quality that libjpeg would write the file's quantisation tables at; the closest one "
+                "for non-IJG (camera) tables; NaN without tables (PNG, synthesised LR)"),
+    Measurement("jpeg_blockiness", "ratio, 1 = no 8x8 grid", 32,
+                "luminance steps across the strongest 8x8 grid over steps inside blocks; rises as "
+                "JPEG quality falls"),
+    Measurement("noise_sigma", "8-bit levels", 16,
+                "standard deviation of white noise on luminance (finest diagonal Haar band, "
+                "flattest half of the image, sigma-clipped)"),
+    Measurement("blur_sigma", "pixels", 32,
+                "Gaussian blur of the strongest edges, from how much a re-blur lowers their "
+                "gradient; 0.5-0.8 for a sharp photo, rises with blur"),
+    Measurement("mscn_shape", "GGD shape", 32,
+                "shape of a generalised Gaussian fitted to the MSCN coefficients (BRISQUE's "
+                "first feature): 2 = Gaussian; lower (peakier) with blur and JPEG, higher with noise"),
+    Measurement("mscn_variance", "MSCN units squared", 32,
+                "mean square of the MSCN coefficients: low for smooth (blurred) images, "
+                "towards 0.8 for noise"),
+    Measurement("mscn_pair_shape", "AGGD shape", 32,
+                "shape of an asymmetric generalised Gaussian fitted to products of horizontally "
+                "adjacent MSCN coefficients (BRISQUE's pairwise feature)"),
+)
+_MIN_SIDE = {measurement.name: measurement.min_side for measurement in MEASUREMENTS}
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luminance on 8-bit levels 0..255: grey as is, RGB with BT.601 weights."""
+    array = np.asarray(image)
+    if array.dtype.kind == "u":
+        array = array.astype(np.float32) / np.iinfo(array.dtype).max
+    elif array.dtype.kind != "f":
+        raise TypeError(f"expected a float image in [0, 1] (or uint8/uint16), got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return array.astype(np.float32) * np.float32(255)
+    if array.ndim == 3 and array.shape[2] == 3:
+        weights = np.asarray(BT601_WEIGHTS, dtype=np.float32) * np.float32(255)
+        return array.astype(np.float32, copy=False) @ weights
+    raise ValueError(f"expected an (H, W) grey or (H, W, 3) RGB image, got shape {array.shape}")
+
+
+def _too_small(y: np.ndarray, name: str) -> bool:
+    return min(y.shape) < _MIN_SIDE[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# JPEG quality from the file's quantisation tables
+
+
+@dataclass(frozen=True)
+class JpegTableFit:
+    """How well libjpeg's quality scaling explains a file's quantisation tables."""
+
+    quality: float  # the exact quality when ``exact``, else the closest (0.1 steps)
+    exact: bool  # every entry equals libjpeg's table at this integer quality
+    log_error: float  # rms of log(table / IJG table) over all entries: 0 when exact
+    order: str  # "natural" or "zigzag": how the tables were read
+
+
+def _zigzag_positions() -> np.ndarray:
+    """Natural (row-major) index of each coefficient in JPEG's zigzag scan."""
+    order = []
+    for diagonal in range(15):
+        rows = range(max(0, diagonal - 7), min(diagonal, 7) + 1)
+        order += [row * 8 + diagonal - row for row in (rows if diagonal % 2 else reversed(rows))]
+    return np.asarray(order)
+
+
+ZIGZAG = _zigzag_positions()
+# the standard tables (ITU T.81 Annex K) that libjpeg scales, natural order: rows = vertical
+# frequency. Also in realciao.degradations.jpeg; repeated so that measuring needs only numpy.
+IJG_LUMA_TABLE = np.asarray([
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+])  # fmt: skip
+IJG_CHROMA_TABLE = np.full((8, 8), 99)
+IJG_CHROMA_TABLE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
+IJG_CHROMA_TABLE = IJG_CHROMA_TABLE.ravel()
+_BASE_TABLES = (IJG_LUMA_TABLE, IJG_CHROMA_TABLE)
+_FINE_QUALITIES = np.arange(10, 1001) / 10.0  # 1.0, 1.1, ... 100.0
+
+
+def _scale(quality: np.ndarray, integer: bool) -> np.ndarray:
+    """libjpeg's jpeg_quality_scaling, in percent (integer division as in C when ``integer``)."""
+    low = 5000 // quality if integer else 5000.0 / quality
+    return np.where(quality < 50, low, 200 - 2 * quality)
+
+
+@lru_cache(maxsize=2)
+def _ijg_tables(max_entry: int) -> tuple[np.ndarray, np.ndarray]:
+    """(100, 64) luma and chroma tables libjpeg writes at qualities 1..100, natural order.
+
+    Entries are clipped to [1, max_entry]: 255 for baseline files (what Pillow, OpenCV and
+    most software write), 32767 for 16-bit tables."""
+    scale = _scale(np.arange(1, 101), integer=True)[:, None]
+    return tuple(np.clip((base[None] * scale + 50) // 100, 1, max_entry) for base in _BASE_TABLES)
+
+
+@lru_cache(maxsize=2)
+def _ijg_log_tables(max_entry: int) -> tuple[np.ndarray, np.ndarray]:
+    """log of libjpeg's tables at fractional qualities (``_FINE_QUALITIES``), without rounding."""
+    scale = _scale(_FINE_QUALITIES, integer=False)[:, None]
+    return tuple(np.log(np.clip(base[None] * scale / 100, 1, max_entry)) for base in _BASE_TABLES)
+
+
+def _as_tables(quantization_tables) -> list[np.ndarray]:
+    """Tables as given by Pillow (dict {0: luma, 1: chroma, ...}) or a list, each 64 entries."""
+    if isinstance(quantization_tables, Mapping):
+        items = [quantization_tables[key] for key in sorted(quantization_tables)]
+    else:
+        array = np.asarray(quantization_tables)
+        items = [array] if array.ndim == 1 or array.shape == (8, 8) else list(array)
+    tables = [np.asarray(item, dtype=np.int64).ravel() for item in items]
+    if not 1 <= len(tables) <= 4 or any(table.size != 64 for table in tables):
+        sizes = [table.size for table in tables]
+        raise ValueError(f"expected 1 to 4 quantisation tables of 64 entries, got sizes {sizes}")
+    if any(table.min() < 1 for table in tables):
+        raise ValueError("quantisation table entries must be >= 1")
+    return tables
+
+
+def _fit(tables: list[np.ndarray], order: str) -> JpegTableFit:
+    """Fit of natural-order ``tables``: table 0 is luma, the others chroma (one quality for all)."""
+    max_entry = 255 if max(int(table.max()) for table in tables) <= 255 else 32767
+    luma, chroma = _ijg_tables(max_entry)
+    match = np.all(luma == tables[0], axis=1)
+    for table in tables[1:]:
+        match &= np.all(chroma == table, axis=1)
+    if match.any():  # libjpeg's tables differ at every quality, so at most one matches
+        return JpegTableFit(float(np.argmax(match) + 1), True, 0.0, order)
+    log_luma, log_chroma = _ijg_log_tables(max_entry)
+    squares = ((log_luma - np.log(tables[0])) ** 2).sum(axis=1)
+    for table in tables[1:]:
+        squares = squares + ((log_chroma - np.log(table)) ** 2).sum(axis=1)
+    best = int(np.argmin(squares))
+    log_error = math.sqrt(squares[best] / (64 * len(tables)))
+    return JpegTableFit(float(_FINE_QUALITIES[best]), False, float(log_error), order)
+
+
+def fit_jpeg_quality(quantization_tables, order: str = "auto") -> JpegTableFit:
+    """The libjpeg (IJG) quality that explains a JPEG's quantisation tables, and how well.
+
+    ``quantization_tables``: Pillow's ``Image.open(path).quantization`` (a dict: 0 = luma,
+    1 (and 2) = chroma), or a list of tables of 64 entries (or 8 x 8). Pillow gives them in
+    natural (row-major) order: it de-zigzags the file's DQT segment when reading
+    (python-pillow/Pillow#4989, 2021); older Pillow releases and raw DQT bytes give the
+    file's zigzag order. ``order="auto"`` tries natural order first, then zigzag, and keeps
+    the better fit.
+
+    The tables are IJG-scaled (``exact``) when every entry equals what libjpeg's
+    ``jpeg_set_quality`` writes at some integer quality: the standard Annex K tables scaled
+    by 5000 / q (q < 50) or 200 - 2 q percent, rounded, clipped to 1..255 (1..32767 for 16-bit
+    tables), one quality for luma and chroma. libjpeg writes distinct tables at each quality,
+    so an exact fit is unique. Otherwise (a camera's or another encoder's own tables) the
+    quality is the closest one in 0.1 steps: the least squares fit of log(table entries)
+    by the unrounded scaled tables, i.e. an effective compression strength on the IJG
+    scale; ``log_error`` (rms of the log ratios) says how far the tables' shape is from
+    Annex K's.
+    """
+    if order not in TABLE_ORDERS:
+        raise ValueError(f"unknown table order {order!r}; expected one of {TABLE_ORDERS}")
+    tables = _as_tables(quantization_tables)
+    fits = []
+    if order in ("auto", "natural"):
+        fits.append(_fit(tables, "natural"))
+    if order in ("auto", "zigzag"):
+        natural = []
+        for stream in tables:
+            table = np.empty_like(stream)
+            table[ZIGZAG] = stream
+            natural.append(table)
+        fits.append(_fit(natural, "zigzag"))
+    return min(fits, key=lambda fit: (not fit.exact, fit.log_error))
+
+
+def jpeg_quality_from_tables(quantization_tables, closest: bool = False, order: str = "auto") -> float | None:
+    """libjpeg quality 1..100 that wrote these quantisation tables (see ``fit_jpeg_quality``).
+
+    Exact (an integer) for files written by libjpeg at a known quality (Pillow, OpenCV,
+    ImageMagick, GIMP...). For tables that are not IJG-scaled: None, or with ``closest=True``
+    the closest quality (fractional, 0.1 steps)."""
+    fit = fit_jpeg_quality(quantization_tables, order)
+    return fit.quality if fit.exact or closest else None
+
+
+# ---------------------------------------------------------------------------------------------
+# JPEG blockiness from pixels
+
+
+def jpeg_quality_from_pixels(image: np.ndarray) -> float:
+    """JPEG blockiness of the decoded pixels: a statistic, not a quality.
+
+    The mean absolute luminance step between neighbouring pixels across the 8 x 8 block
+    grid, over the mean step inside blocks (horizontal and vertical steps pooled). The grid
+    phase per axis is the one with the largest steps, so crops of a JPEG still count. About
+    1.0-1.05 for images that were never JPEG-compressed (or were resized afterwards, which
+    moves the grid off 8 pixels), rising as quality falls (about 1.1 at quality 90 and 2-3 at
+    quality 10 on photos; content shifts it). Noise added after compression lowers it.
+    Dimensionless, >= 1 (the strongest phase is the grid); NaN below 32 px or for a flat
+    image.
+    """
+    y = luminance(image)
+    return math.nan if _too_small(y, "jpeg_blockiness") else _blockiness(y)
+
+
+def _blockiness(y: np.ndarray) -> float:
+    across, inside = 0.0, 0.0
+    for axis in (0, 1):
+        steps = np.abs(np.diff(y, axis=axis))
+        per_line = steps.mean(axis=1 - axis, dtype=np.float64)  # mean step between line i and i + 1
+        phases = np.asarray([per_line[phase::8].mean() for phase in range(8)])
+        grid = int(np.argmax(phases))
+        across += phases[grid]
+        inside += (phases.sum() - phases[grid]) / 7
+    return float(across / inside) if inside > 0 else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise
+
+_MAD_TO_SIGMA = 1 / 0.6744897501960817  # 1 / (Gaussian's 75 % quantile)
+_CLIP = 3.0  # sigma clipping of the detail coefficients
+_CLIPPED_LEVELS = (0.5, 254.5)  # a 2 x 2 block touching these luminance levels is saturated
+# E[x^2 | |x| < k sigma] / sigma^2 for a Gaussian: corrects the clipped second moment
+_CLIPPED_VARIANCE = 1 - 2 * _CLIP * math.exp(-(_CLIP**2) / 2) / math.sqrt(2 * math.pi) / math.erf(_CLIP / math.sqrt(2))
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Standard deviation of white noise on luminance, in 8-bit levels (0 = no noise).
+
+    A wavelet estimator (Donoho's MAD on the finest diagonal band), made less sensitive to
+    image content: the diagonal Haar coefficients (a - b - c + d) / 2 of 2 x 2 blocks carry
+    the noise at its own sigma and little of smooth content; only the flattest half of the
+    blocks is used (by the gradient of the neighbouring blocks' means, which is independent
+    of the coefficient for white noise), and the sigma is the rms of the coefficients within
+    3 sigma (from the MAD, refined three times), corrected for the clipping; 2 x 2 blocks
+    touching 0 or 255 (saturated, so with less noise) are left out. Within a few percent for
+    Gaussian noise of 2-20 levels on smooth images; on photos fine texture reads as noise
+    (0.7-1.4 levels on scikit-image's clean photos) and adds to it roughly in quadrature.
+    Noise that JPEG, blur or resizing smoothed afterwards, or correlated (demosaiced,
+    chroma) noise, reads lower. Colour noise with independent channels of sigma s reads as
+    about 0.67 s on luminance. NaN below 16 px or when every block is saturated.
+    """
+    y = luminance(image)
+    return math.nan if _too_small(y, "noise_sigma") else _noise_sigma(y)
+
+
+def _noise_sigma(y: np.ndarray) -> float:
+    h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
+    a, b, c, d = y[0:h:2, 0:w:2], y[0:h:2, 1:w:2], y[1:h:2, 0:w:2], y[1:h:2, 1:w:2]
+    detail = ((a - b - c + d) / 2)[1:-1, 1:-1]
+    mean = (a + b + c + d) / 4
+    activity = np.abs(mean[1:-1, 2:] - mean[1:-1, :-2]) + np.abs(mean[2:, 1:-1] - mean[:-2, 1:-1])
+    # clipped (saturated) blocks hold less noise than the rest: leave them out
+    low, high = np.minimum(np.minimum(a, b), np.minimum(c, d)), np.maximum(np.maximum(a, b), np.maximum(c, d))
+    unclipped = ((low > _CLIPPED_LEVELS[0]) & (high < _CLIPPED_LEVELS[1]))[1:-1, 1:-1]
+    if not unclipped.any():
+        return math.nan
+    activity, detail = activity[unclipped], detail[unclipped]
+    detail = detail[activity <= np.median(activity)].astype(np.float64)
+    squares = detail * detail
+    sigma = float(np.median(np.abs(detail))) * _MAD_TO_SIGMA
+    for _ in range(3):
+        if sigma == 0:
+            break
+        inliers = squares < (_CLIP * sigma) ** 2
+        sigma = math.sqrt(float(squares[inliers].mean()) / _CLIPPED_VARIANCE)
+    return sigma
+
+
+# ---------------------------------------------------------------------------------------------
+# Blur
+
+_REBLUR_SIGMA = 1.0
+_REBLUR_KERNEL = 9  # radius 4 sigma
+_MAX_BLUR = 20.0  # px; what an edge that a re-blur does not weaken reads as
+_STRONGEST_EDGES = 0.2  # fraction of the edge pixels measured
+
+
+def blur_sigma(image: np.ndarray) -> float:
+    """Gaussian blur sigma of the image's edges, in pixels (a blur measure: rises with blur).
+
+    The re-blur gradient ratio: a step edge blurred by sigma has a peak gradient
+    proportional to 1 / sigma; re-blurring it by sigma0 = 1 px lowers that by
+    R = sqrt(sigma^2 + sigma0^2) / sigma, so sigma = sigma0 / sqrt(R^2 - 1). R is the
+    median over the strongest 20 % of edge pixels (local maxima of the Sobel gradient
+    along its direction, 4 px from the border). The estimate includes the pixel grid and
+    the Sobel operator: a sharp step edge reads about 0.8 px (sharp photos 0.5-0.8), and
+    Gaussian blur sigma s on step edges reads about sqrt(s^2 + 0.5), up to 10 % lower for s
+    >= 3 where edges come close. Neighbouring edges (fine texture) and noise read sharper;
+    an image without sharp edges (a smooth texture) reads as its own feature size whatever
+    blur is added. Range about 0.5-20 px; NaN below 32 px or without edges (flat image).
+    """
+    y = luminance(image)
+    return math.nan if _too_small(y, "blur_sigma") else _blur_sigma(y)
+
+
+def _gradient(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sobel gradient (levels per pixel) and its magnitude."""
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REPLICATE)
+    return gx, gy, cv2.magnitude(gx, gy)
+
+
+def _edge_maxima(gx: np.ndarray, gy: np.ndarray, magnitude: np.ndarray, margin: int) -> np.ndarray:
+    """Mask of pixels whose gradient magnitude is a local maximum along the gradient direction
+    (quantised to 0, 45, 90, 135 degrees), ``margin`` px from the border."""
+    m = magnitude
+    h, w = m.shape
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        return m[margin + dy : h - margin + dy, margin + dx : w - margin + dx]
+
+    inner = (slice(margin, h - margin), slice(margin, w - margin))
+    centre, gx, gy = shifted(0, 0), gx[inner], gy[inner]
+    tan22 = np.float32(math.tan(math.pi / 8))
+    horizontal = np.abs(gy) <= tan22 * np.abs(gx)
+    vertical = np.abs(gx) <= tan22 * np.abs(gy)
+    same_sign = gx * gy > 0
+    along_x = (centre >= shifted(0, -1)) & (centre > shifted(0, 1))
+    along_y = (centre >= shifted(-1, 0)) & (centre > shifted(1, 0))
+    along_main = (centre >= shifted(-1, -1)) & (centre > shifted(1, 1))
+    along_anti = (centre >= shifted(-1, 1)) & (centre > shifted(1, -1))
+    diagonal = np.where(same_sign, along_main, along_anti)
+    peak = np.where(horizontal, along_x, np.where(vertical, along_y, diagonal)) & (centre > 0)
+    mask = np.zeros_like(m, dtype=bool)
+    mask[inner] = peak
+    return mask
+
+
+def _blur_sigma(y: np.ndarray) -> float:
+    gx, gy, magnitude = _gradient(y)
+    size = (_REBLUR_KERNEL, _REBLUR_KERNEL)
+    reblurred = cv2.GaussianBlur(y, size, _REBLUR_SIGMA, borderType=cv2.BORDER_REPLICATE)
+    edges = _edge_maxima(gx, gy, magnitude, margin=_REBLUR_KERNEL // 2)
+    strength = magnitude[edges]
+    if strength.size < 8:
+        return math.nan
+    strongest = strength >= np.quantile(strength, 1 - _STRONGEST_EDGES)
+    weakened = _gradient(reblurred)[2][edges][strongest]
+    ratio = float(np.median(strength[strongest] / np.maximum(weakened, 1e-6)))
+    return _REBLUR_SIGMA / math.sqrt(max(ratio * ratio - 1, (_REBLUR_SIGMA / _MAX_BLUR) ** 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# MSCN statistics (BRISQUE / NIQE)
+
+_MSCN_SIGMA = 7 / 6
+_MSCN_C = 1.0  # on the 0..255 scale, as BRISQUE
+_MSCN_FLAT = 1e-6  # mean |coefficient| below this is float rounding of a flat image: no shape
+
+
+@lru_cache(maxsize=1)
+def _mscn_window() -> np.ndarray:
+    taps = np.exp(-(np.arange(-3, 4) ** 2) / (2 * _MSCN_SIGMA**2))
+    return taps / taps.sum()
+
+
+def mscn_coefficients(image: np.ndarray) -> np.ndarray:
+    """(H, W) float64 mean-subtracted contrast-normalised luminance (I - mu) / (sigma + 1):
+    local mean and standard deviation over a 7 x 7 Gaussian window (sigma 7/6, edge pixels
+    replicated), on 8-bit levels, as BRISQUE and NIQE compute them."""
+    return _mscn(luminance(image))
+
+
+def _mscn(y: np.ndarray) -> np.ndarray:
+    y = y.astype(np.float64)
+    window = _mscn_window()
+    mean = cv2.sepFilter2D(y, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
+    square = cv2.sepFilter2D(y * y, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
+    deviation = np.sqrt(np.abs(square - mean * mean))
+    return (y - mean) / (deviation + _MSCN_C)
+
+
+@lru_cache(maxsize=1)
+def _shape_grid() -> tuple[np.ndarray, np.ndarray]:
+    """GGD shapes 0.2..10 and rho(shape) = Gamma(1/a) Gamma(3/a) / Gamma(2/a)^2 = E[x^2] / E[|x|]^2
+    (decreasing in the shape)."""
+    shapes = np.arange(200, 10001) / 1000.0
+    log_rho = [math.lgamma(1 / a) + math.lgamma(3 / a) - 2 * math.lgamma(2 / a) for a in shapes]
+    return shapes, np.exp(np.asarray(log_rho))
+
+
+def _ggd_shape(x: np.ndarray) -> float:
+    mean_abs = float(np.abs(x).mean())
+    if mean_abs < _MSCN_FLAT:
+        return math.nan
+    shapes, rho = _shape_grid()
+    return float(np.interp(float((x * x).mean()) / mean_abs**2, rho[::-1], shapes[::-1]))
+
+
+def _aggd_shape(x: np.ndarray) -> float:
+    """Shape of an asymmetric GGD by BRISQUE's moment matching."""
+    negative = x < 0
+    count_left, count_right = int(negative.sum()), int((x > 0).sum())
+    if count_left == 0 or count_right == 0 or float(np.abs(x).mean()) < _MSCN_FLAT**2:
+        return math.nan
+    squares = x * x
+    left = math.sqrt(float(squares[negative].sum()) / count_left)
+    right = math.sqrt(float(squares.sum() - squares[negative].sum()) / count_right)
+    gamma = left / right
+    r_hat = float(np.abs(x).mean()) ** 2 / float(squares.mean())
+    r_norm = r_hat * (gamma**3 + 1) * (gamma + 1) / (gamma**2 + 1) ** 2
+    shapes, rho = _shape_grid()
+    return float(np.interp(r_norm, 1 / rho, shapes))
+
+
+def mscn_shape(image: np.ndarray) -> float:
+    """Shape of a generalised Gaussian fitted to the MSCN coefficients (moment matching,
+    0.2..10; 2 = Gaussian, 1 = Laplacian): about 1.4-1.7 for clean photos, lower (peakier)
+    with blur and strong JPEG, which flatten many windows, higher (towards 3) with noise,
+    which makes every window look alike. NaN below 32 px or for a flat image."""
+    y = luminance(image)
+    return math.nan if _too_small(y, "mscn_shape") else _ggd_shape(_mscn(y))
+
+
+def mscn_variance(image: np.ndarray) -> float:
+    """Mean square of the MSCN coefficients (BRISQUE's GGD variance), 0..~0.8: about 0.2-0.3
+    for clean photos, falling with blur and JPEG (in flat windows the constant 1 dominates the
+    local deviation), rising towards 0.7-0.8 with noise. NaN below 32 px."""
+    y = luminance(image)
+    return math.nan if _too_small(y, "mscn_variance") else float(np.mean(_mscn(y) ** 2))
+
+
+def mscn_pair_shape(image: np.ndarray) -> float:
+    """Shape (0.2..10) of an asymmetric generalised Gaussian fitted to the products of
+    horizontally adjacent MSCN coefficients (BRISQUE's pairwise feature): about 0.55-0.6 for
+    clean photos, lower with blur and JPEG, towards 1 with noise. NaN below 32 px or for a
+    flat image."""
+    y = luminance(image)
+    return math.nan if _too_small(y, "mscn_pair_shape") else _aggd_shape(_horizontal_products(_mscn(y)))
+
+
+def _horizontal_products(coefficients: np.ndarray) -> np.ndarray:
+    return coefficients[:, :-1] * coefficients[:, 1:]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def measure_image(image: np.ndarray, jpeg_tables=None) -> dict[str, float]:
+    """All measurements of one image, keyed as ``MEASUREMENTS`` (same order), floats; NaN for a
+    measurement the image is too small for or that is undefined on it.
+
+    ``jpeg_tables``: the file's quantisation tables (Pillow's ``Image.open(path).quantization``)
+    when it is a JPEG; ``jpeg_quality`` is then the exact IJG quality, or the closest one for
+    non-IJG tables (``fit_jpeg_quality`` tells which), and NaN without tables.
+    """
+    y = luminance(image)
+    values = {"jpeg_quality": math.nan}
+    if jpeg_tables is not None:
+        values["jpeg_quality"] = fit_jpeg_quality(jpeg_tables).quality
+    small = {name for name in _MIN_SIDE if _too_small(y, name)}
+    values["jpeg_blockiness"] = math.nan if "jpeg_blockiness" in small else _blockiness(y)
+    values["noise_sigma"] = math.nan if "noise_sigma" in small else _noise_sigma(y)
+    values["blur_sigma"] = math.nan if "blur_sigma" in small else _blur_sigma(y)
+    coefficients = None if small >= {"mscn_shape", "mscn_variance", "mscn_pair_shape"} else _mscn(y)
+    values["mscn_shape"] = math.nan if "mscn_shape" in small else _ggd_shape(coefficients)
+    values["mscn_variance"] = math.nan if "mscn_variance" in small else float(np.mean(coefficients**2))
+    values["mscn_pair_shape"] = (
+        math.nan if "mscn_pair_shape" in small else _aggd_shape(_horizontal_products(coefficients))
+    )
+    return values
