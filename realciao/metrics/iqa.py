@@ -5,7 +5,7 @@ pyiqa (PolyForm Noncommercial 1.0.0) downloads its weight files on first use int
 can hold those files instead: ``--weights-dir DIR`` or ``$REALCIAO_WEIGHTS_DIR``. Layout:
 
     DIR/niqe_modelparameters.mat        pyiqa files, flat (DIR/pyiqa/... also accepted)
-    DIR/brisque_svm_weights.pth
+    DIR/brisque_svm_weights.pth         (or LIVE's libsvm files DIR/allmodel + DIR/allrange)
     DIR/LPIPS_v0.1_alex-df73285e.pth
     DIR/checkpoints/alexnet-owt-7be5be79.pth   torchvision backbones (torch hub layout)
 
@@ -27,6 +27,8 @@ from typing import Callable
 
 import torch
 
+from realciao.errors import RealciaoError
+
 WEIGHTS_ENV = "REALCIAO_WEIGHTS_DIR"
 DEFAULT_NR_METRICS = ("niqe", "brisque", "piqe")
 # smallest image side each metric can measure: NIQE works on 96x96 blocks (and 48 at the
@@ -34,11 +36,11 @@ DEFAULT_NR_METRICS = ("niqe", "brisque", "piqe")
 MIN_SIZE = {"niqe": 96, "piqe": 16, "brisque": 16, "lpips": 16}
 
 
-class WeightsMissing(RuntimeError):
+class WeightsMissing(RealciaoError, RuntimeError):
     """A metric's weight file is not available (offline, or the download failed)."""
 
 
-class WeightsDownloadError(RuntimeError):
+class WeightsDownloadError(RealciaoError, RuntimeError):
     """``prepare_weights`` could not download a file (usually: no internet here)."""
 
 
@@ -217,8 +219,41 @@ class Metric:
         return value
 
 
+def create_brisque_metric(weights_dir: Path | None = None) -> Metric:
+    """BRISQUE computed by realciao (``realciao.metrics.brisque``: numpy features and SVR,
+    no libsvm) from the LIVE model, the one pyiqa's default ``brisque`` uses: pyiqa's
+    ``brisque_svm_weights.pth`` read as plain tensors (pyiqa itself would unpickle it with
+    ``weights_only=False``), or the LIVE release's ``allmodel`` + ``allrange``. Without a
+    weights folder the file comes from pyiqa's cache, downloaded there as pyiqa would.
+    The PyPI brisque package's model is not used: it does not reproduce LIVE's values."""
+    from realciao.metrics import brisque
+
+    file = known_weight_files("brisque")[0]
+    path = find_weight(weights_dir, file.name) if weights_dir is not None else None
+    libsvm_folders = () if weights_dir is None or path else (weights_dir, weights_dir / "pyiqa")
+    try:
+        for folder in libsvm_folders:
+            if (folder / "allmodel").is_file() and (folder / "allrange").is_file():
+                model = brisque.load_svr(folder / "allmodel", folder / "allrange")
+                return Metric("brisque", brisque.BrisqueScorer(model), MIN_SIZE["brisque"])
+        if path is None and weights_dir is not None:
+            raise WeightsMissing(missing_message("brisque", file.name, weights_dir, file.url))
+        if path is None:
+            from pyiqa.utils.download_util import load_file_from_url
+
+            with _pyiqa_files("brisque", None, allow_download=True):
+                path = Path(load_file_from_url(file.url))
+        model = brisque.load_live_model(path)
+    except brisque.BrisqueModelError as error:
+        raise WeightsMissing(missing_message("brisque", file.name, weights_dir, file.url, str(error))) from error
+    return Metric("brisque", brisque.BrisqueScorer(model), MIN_SIZE["brisque"])
+
+
 def create_metric(name: str, weights_dir: Path | None = None, device: str | torch.device = "cpu") -> Metric:
-    """A ``Metric`` for a pyiqa metric name (niqe, brisque, piqe, lpips, musiq, ...)."""
+    """A ``Metric`` for a pyiqa metric name (niqe, brisque, piqe, lpips, musiq, ...);
+    BRISQUE is realciao's own (``create_brisque_metric``)."""
+    if name.lower() == "brisque":
+        return create_brisque_metric(weights_dir)
     metric = create_pyiqa_metric(name, weights_dir, device)
     return Metric(
         name=name.lower(),
