@@ -1,14 +1,19 @@
-"""Generator speed and memory: EDSR-baseline-CiaoSR, whole-image inference, fp32 and bf16.
+"""Generator speed and memory: EDSR-baseline-CiaoSR, whole-image inference, fp32 and bf16,
+against the official algorithm measured in the same run.
 
     python scripts/bench_generator.py                      # the four issue configs
     python scripts/bench_generator.py --configs 48x4 --precisions fp32 --repeats 5
+    python scripts/bench_generator.py --configs 24x2 --repeats 1 --no-baseline   # quick check
 
 Each (config, precision) runs in a fresh subprocess so that peak RSS is its own. Prints
 median wall time, peak RSS, multiply-accumulates per output pixel (counted with torch's
 FlopCounterMode: matmuls and convolutions), achieved GFLOP/s next to a matrix-multiply
-peak measured in the same run, bf16-vs-fp32 PSNR, and the ratio against the official
-code's figures measured on this machine kind (docs/ciaosr_architecture.md in ../shared;
-the official code is not available offline, so those are not re-measured here).
+peak measured in the same run, and bf16-vs-fp32 PSNR. Each config also runs the official
+algorithm (``scripts/official_ciaosr.py``: fp32, test-mode chunks of 30,000 queries that
+each redo the unfold and the quadratic-memory non-local branch) in a subprocess of the
+same kind, with the same threads, weights and input; every row shows its seconds and
+peak RSS and the ratio official / realciao. The baseline is slow: at 256x256 -> x2 its
+non-local branch alone takes about a minute and 12 GiB per chunk, and it runs 9 chunks.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import resource
 import statistics
 import subprocess
@@ -27,9 +33,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 FIXTURE_WEIGHTS = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
-# official CiaoSR on this machine kind, 2 threads, fp32: seconds, peak RSS GiB
-OFFICIAL = {"48x4": (4.4, 1.70), "64x4": (11.8, 1.73), "128x2": (30.0, 2.32)}
+OFFICIAL = "official"  # the child's "precision" that runs the baseline
 
 
 def parse_config(text: str) -> tuple[int, int]:
@@ -60,11 +66,52 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def official_child(config: str, repeats: int, threads: int) -> dict:
+    """The official algorithm on the same input; then realciao fp32 once, for their difference."""
+    import official_ciaosr
+
+    import realciao
+
+    torch.set_num_threads(threads)
+    lr_size, scale = parse_config(config)
+    model, weights = load_model()
+    lr = test_image(lr_size)
+    size = (lr_size * scale, lr_size * scale)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = official_ciaosr.official_upscale(model, lr, size)
+        times.append(time.perf_counter() - start)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before realciao's run below
+    diff = (out - realciao.upscale(model, lr, size)).abs().max().item()
+    return {"config": config, "precision": OFFICIAL, "seconds": statistics.median(times), "runs": len(times),
+            "peak_rss_gib": peak_rss, "weights": weights, "max_abs_diff_vs_fp32": diff}
+
+
 def child(config: str, precision: str, repeats: int, threads: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     import realciao
 
+    if precision == OFFICIAL:
+        return official_child(config, repeats, threads)
     torch.set_num_threads(threads)
     lr_size, scale = parse_config(config)
     model, weights = load_model()
@@ -106,6 +153,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,23 +161,32 @@ def main() -> None:
         return
 
     peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+          f"{args.threads} threads")
     print(f"matrix-multiply peak, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
-    rows = []
+    rows, baselines = [], {}
     for config in args.configs.split(","):
         lr_size, _ = parse_config(config)
         repeats = args.repeats or (5 if lr_size <= 64 else 3 if lr_size <= 128 else 1)
-        for precision in args.precisions.split(","):
+        runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])
+        for precision in runs:
             cmd = [sys.executable, __file__, "--child", config, precision, "--repeats", str(repeats),
                    "--threads", str(args.threads)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"{config} {precision}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"  done {config} {precision}: {rows[-1]['seconds']:.2f} s", file=sys.stderr)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if precision == OFFICIAL:
+                baselines[config] = result
+            else:
+                rows.append(result)
+            print(f"  done {config} {precision}: {result['seconds']:.2f} s", file=sys.stderr)
 
-    print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time")
-    header = "| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 | speed-up vs official |"
+    print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
+          "official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run")
+    header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 "
+              "| official seconds | official peak RSS GiB | official / realciao time | official / realciao RSS |")
     print(header)
     print("| --- " * (header.count("|") - 1) + "|")
     macs_by_config = {r["config"]: r["macs_per_px"] for r in rows if "macs_per_px" in r and r["precision"] == "fp32"}
@@ -138,15 +195,19 @@ def main() -> None:
         macs = r.get("macs_per_px", macs_by_config.get(r["config"]))
         pixels = (lr_size * scale) ** 2
         gflops = f"{2 * macs * pixels / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})" if macs else "-"
-        official = OFFICIAL.get(r["config"])
-        ratio = f"{official[0] / r['seconds']:.1f}x" if official else "-"
         acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
         mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
+        base = baselines.get(r["config"])
+        if base:
+            official = (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / r['seconds']:.1f}x | "
+                        f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
+        else:
+            official = "- | - | - | -"
         print(f"| {lr_size}x{lr_size} -> x{scale} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
-              f"{mac_text} | {gflops} | {acc} | {ratio} |")
-    print("official CiaoSR on this machine kind (fp32): 48->x4 4.4 s 1.70 GiB; 64->x4 11.8 s 1.73 GiB; "
-          "128->x2 29-31 s 2.32 GiB; its non-local branch alone at 256x256: 52 s, 12.3 GiB")
-
+              f"{mac_text} | {gflops} | {acc} | {official} |")
+    for config, base in baselines.items():
+        print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the output image "
+              f"{base['max_abs_diff_vs_fp32']:.1e}")
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,28 @@
-"""Training step speed and memory for EDSR-baseline-CiaoSR on this machine.
+"""Training step speed and memory for EDSR-baseline-CiaoSR on this machine, against the
+official algorithm measured in the same run.
 
     python scripts/bench_train.py                       # Net stage fp32 + bf16, GAN stage fp32
     python scripts/bench_train.py --stages net --precisions fp32 --steps 3
+    python scripts/bench_train.py --stages net --precisions fp32 --steps 1 --no-baseline   # quick check
 
 Net stage: batch 16, LR 48x48, 2304 sampled queries per patch, a scale U(1, 4) per batch,
-forward + backward + Adam, the step the official code takes 11.5 s and 6.0 GiB for on
-this machine kind (measured in the issue; the official code is not available offline, so
-it is not re-run here). GAN stage: batch 4, LR 32, whole rendered HR patches (sides
+forward + backward + Adam. GAN stage: batch 4, LR 32, whole rendered HR patches (sides
 rounded to multiples of 8), L1 + VGG19 perceptual + GAN, then the discriminator step
 (VGG weights random: speed does not depend on them). Data loading and degradation are
 not included. Each configuration runs in its own process; median of the timed steps.
 Like the trainer on the CPU, each process keeps freed memory (``realciao/train/allocator.py``).
+
+Per stage, the baseline runs the same steps on the same batches (same seeds, threads and
+allocator setting) with the generator's forward replaced by the official algorithm
+(``scripts/official_ciaosr.py``: one fp32 pass over all queries, plain autograd); every
+row shows its seconds and peak RSS and the ratio official / realciao.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import resource
 import statistics
 import subprocess
@@ -29,7 +35,25 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-OFFICIAL_NET_STEP = (11.5, 6.0)  # seconds, peak RSS GiB
+sys.path.insert(0, str(ROOT / "scripts"))
+OFFICIAL = "official"  # the child's "precision" that runs the baseline (fp32)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def net_step(model, optimizer, generator, dtype, batch=16, lr_size=48, queries=2304):
@@ -43,7 +67,7 @@ def net_step(model, optimizer, generator, dtype, batch=16, lr_size=48, queries=2
     cell = torch.full_like(coord, 2.0 / gt)
     target = torch.rand(batch, queries, 3, generator=generator) - 0.44
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        pred = model(lr, coord, cell)
+        pred = generator_forward(model, dtype)(lr, coord, cell)
     loss = F.l1_loss(pred.float(), target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -60,7 +84,8 @@ def gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, dtype, b
     hr = torch.rand(batch, 3, gt, gt, generator=generator)
     coord, cell = make_query_grid(gt, gt, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        sr = model(lr, coord, cell).float().view(batch, gt, gt, 3).permute(0, 3, 1, 2) + 0.44
+        pred = generator_forward(model, dtype)(lr, coord, cell)
+        sr = pred.float().view(batch, gt, gt, 3).permute(0, 3, 1, 2) + 0.44
         loss = F.l1_loss(sr, hr) + perceptual(sr, hr) + 0.1 * gan_loss(discriminator(sr), True)
     opt_g.zero_grad(set_to_none=True)
     loss.float().backward()
@@ -70,6 +95,15 @@ def gan_step(model, discriminator, perceptual, opt_g, opt_d, generator, dtype, b
     opt_d.zero_grad(set_to_none=True)
     loss_d.float().backward()
     opt_d.step()
+
+
+def generator_forward(model, dtype):
+    """realciao's forward, or for the baseline the official algorithm on the same weights."""
+    if dtype != OFFICIAL:
+        return model
+    import official_ciaosr
+
+    return lambda lr, coord, cell: official_ciaosr.official_forward(model, lr, coord, cell)
 
 
 def child(stage: str, precision: str, steps: int, threads: int, keep_memory: bool = True) -> dict:
@@ -117,30 +151,44 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-keep-memory", action="store_true", help="glibc's default allocator behaviour "
                         "(the trainer keeps freed memory on the CPU), to see what that setting is worth")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
-    rows = []
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+          f"{args.threads} threads")
+    rows, baselines = [], {}
     for stage in args.stages.split(","):
-        for precision in args.precisions.split(","):
+        runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])
+        for precision in runs:
             cmd = [sys.executable, __file__, "--child", stage, precision, "--steps", str(args.steps),
                    "--threads", str(args.threads)] + (["--no-keep-memory"] if args.no_keep_memory else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode:
                 print(f"{stage} {precision} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | speed-up vs official Net step |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if precision == OFFICIAL:
+                baselines[stage] = result
+            else:
+                rows.append(result)
+    print("official = the same step with the official algorithm as the generator's forward "
+          "(scripts/official_ciaosr.py, fp32), in the same run")
+    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step "
+          "| official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |")
+    print("| --- " * 10 + "|")
     for r in rows:
-        ratio = f"{OFFICIAL_NET_STEP[0] / r['seconds']:.1f}x" if r["stage"] == "net" else "-"
+        base = baselines.get(r["stage"])
+        if base:
+            official = (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / r['seconds']:.1f}x | "
+                        f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
+        else:
+            official = "- | - | - | -"
         print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {ratio} |")
-    print(f"official CiaoSR Net step on this machine kind: {OFFICIAL_NET_STEP[0]} s, {OFFICIAL_NET_STEP[1]} GiB peak RSS")
-
+              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {official} |")
 
 if __name__ == "__main__":
     main()
