@@ -44,6 +44,6 @@ setup(
         "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
     },
     entry_points={
-        "console_scripts": ["realciao-upscale = realciao.upscale:main", "realciao-eval = realciao.evaluate:main"]
+        "console_scripts": ["realciao-upscale = realciao.cli.upscale:main", "realciao-eval = realciao.cli.evaluate:main"]
     },
 )

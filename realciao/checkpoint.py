@@ -4,7 +4,8 @@ A realciao file is safetensors with the generator config in its metadata. An off
 checkpoint (plain state dict, mmediting ``state_dict`` with ``generator.`` keys, BasicSR
 ``params_ema``/``params``, ``module.`` prefixes) has its encoder type and sizes inferred
 from its keys and shapes, so official models of any width load without a config.
-Pickle files (.pth/.pt) can run code when loaded: they are read only when asked.
+Pickle files (.pth/.pt) are read with torch's restricted (weights-only) unpickler, which cannot
+run code; one that needs full unpickling (which can) is read only with the user's consent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from safetensors.torch import save_file
 
 from realciao.archs import ENCODERS, CiaoSR, build_from_config, generator_name
 from realciao.archs.swinir import relative_position_index
+from realciao.errors import RealciaoError
 
 FORMAT_TAG = "realciao.generator/1"
 PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", ".pkl"}
@@ -32,8 +35,12 @@ UPSAMPLER_PREFIXES = ("imnet_q.", "imnet_k.", "imnet_v.", "cs_attn.")
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "cs_attn.escape_NaN")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RealciaoError, ValueError):
     """A checkpoint file that cannot become a CiaoSR generator; the message names the file."""
+
+
+class PickleRefused(CheckpointError):
+    """A pickle that only full unpickling (which can run code) reads, and no consent was given."""
 
 
 def save_generator(model: CiaoSR, path: str | os.PathLike) -> Path:
@@ -54,17 +61,34 @@ def save_generator(model: CiaoSR, path: str | os.PathLike) -> Path:
 
 
 def load_generator(
-    path: str | os.PathLike, name: str | None = None, allow_pickle: bool = False, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    name: str | None = None,
+    allow_pickle: bool = False,
+    device: str | torch.device = "cpu",
+    consent: str = "allow_pickle=True (command line: --allow-pickle)",
 ) -> CiaoSR:
     """Load a realciao or official CiaoSR checkpoint as a generator in eval mode.
 
     ``name`` (e.g. ``"swinir-ciaosr"``) only checks that the file holds that kind of
-    generator; sizes always come from the file.
+    generator; sizes always come from the file. ``consent`` is how the caller's user allows
+    full unpickling, named in the refusal.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    metadata, state = read_state(path, allow_pickle)
+    metadata, state = read_state(path, allow_pickle, consent)
+    return generator_from_state(metadata, state, path, name).to(device).eval()
+
+
+def is_ciaosr_state(metadata: Mapping[str, str], state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a file's contents are a CiaoSR generator (realciao or official keys)."""
+    if metadata.get("format") == FORMAT_TAG:
+        return True
+    return any("imnet_q.layers." in key for key in state)  # the upsampler's decoder, under any prefix
+
+
+def generator_from_state(metadata: Mapping[str, str], state: dict[str, torch.Tensor], path: Path,
+                         name: str | None = None) -> CiaoSR:
     if metadata.get("format") == FORMAT_TAG:
         config = json.loads(metadata["config"])
     else:
@@ -82,10 +106,15 @@ def load_generator(
             f"{path}: does not match the {config['name']} generator inferred from it: "
             f"missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
         )
-    return model.to(device).eval()
+    return model
 
 
-def read_state(path: Path, allow_pickle: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_state(path: Path, allow_pickle: bool = False, consent: str = "--allow-pickle"
+               ) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a weights file. Safetensors, and pickles that torch's restricted
+    (weights-only) unpickler accepts, load as they are: neither can run code. A pickle that
+    needs full unpickling raises ``PickleRefused`` unless ``allow_pickle``."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -94,16 +123,18 @@ def read_state(path: Path, allow_pickle: bool) -> tuple[dict[str, str], dict[str
             raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     if path.suffix not in PICKLE_SUFFIXES:
         raise CheckpointError(f"{path}: unknown checkpoint type {path.suffix!r}; expected .safetensors or .pth/.pt")
-    if not allow_pickle:
-        raise CheckpointError(
-            f"{path}: is a pickle file, which can run arbitrary code when loaded. Load it only if you trust its "
-            f"source, with allow_pickle=True (command line: --allow-pickle), or convert it to .safetensors."
-        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        # mmediting checkpoints carry config objects in 'meta'; the caller allowed full unpickling
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as error:
+        if not allow_pickle:
+            raise PickleRefused(
+                f"{path}: holds Python objects that only full unpickling can read, which can run arbitrary code. "
+                f"Load it only if you trust its source, with {consent}, or convert it to .safetensors "
+                f"({str(error).splitlines()[0][:120]})"
+            ) from None
+        loaded = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
     return {}, unwrap_state_dict(loaded, path)
 
 

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms
 
+from realciao.errors import RealciaoError
+
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
 HEIF_SUFFIXES = {".heic", ".heif"}
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
@@ -46,7 +48,7 @@ ORIENTATION_FIXES = {
 }
 
 
-class ImageReadError(Exception):
+class ImageReadError(RealciaoError):
     """A file that cannot be read as an image; the message names the file."""
 
 
@@ -79,15 +81,11 @@ def heif_available() -> bool:
     return True
 
 
-def is_heif(path: Path) -> bool:
-    if path.suffix.lower() in HEIF_SUFFIXES:
+def is_heif(data: bytes, name: str = "") -> bool:
+    """HEIC/HEIF by suffix or by the ISO-BMFF brand in the first bytes."""
+    if Path(name).suffix.lower() in HEIF_SUFFIXES:
         return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
-    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
 def read_image(path: str | os.PathLike) -> Picture:
@@ -95,25 +93,75 @@ def read_image(path: str | os.PathLike) -> Picture:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    if is_heif(path) and not heif_available():
-        raise ImageReadError(f"{path}: HEIC/HEIF images need pillow-heif; {HEIF_EXTRA_HINT}")
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read ({error})") from error
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, label: str) -> Picture:
+    """An encoded image (a file's bytes, an LMDB value) upright; ``label`` names it in errors."""
+    if not data:
+        raise ImageReadError(f"{label}: empty file")
+    if is_heif(data, label) and not heif_available():
+        raise ImageReadError(f"{label}: HEIC/HEIF images need pillow-heif; {HEIF_EXTRA_HINT}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "JPEG" and data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+                raise ImageReadError(f"{label}: truncated JPEG (no end-of-image marker)")
             exif = image.getexif()
             meta = ImageMeta(image.format, source_exif(image, exif), image.info.get("icc_profile"))
-            if needs_opencv(path, image):
-                pixels = read_with_opencv(path, image.mode)
+            if needs_opencv(data, image):
+                pixels = read_with_opencv(data, label, image.mode)
             else:
                 pixels, meta = pil_pixels(image, meta)
     except ImageReadError:
         raise
     except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"{path}: cannot read as an image ({error})") from error
+        raise ImageReadError(f"{label}: cannot read as an image ({error})") from error
     # libheif already applies HEIF's own rotation (irot/imir), which phones mirror into EXIF
     orientation = 1 if meta.source_format == "HEIF" else exif.get(ORIENTATION_TAG, 1)
     if orientation in ORIENTATION_FIXES:
         pixels = ORIENTATION_FIXES[orientation](pixels)
     return Picture(np.ascontiguousarray(pixels), meta)
+
+
+def is_grey(pixels: np.ndarray) -> bool:
+    """A single-channel layout ((H, W) or grey + alpha); equal RGB channels do not count."""
+    return pixels.ndim == 2 or pixels.shape[2] in (1, 2)
+
+
+def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Any of the four layouts (uint8, uint16 or float) -> (H, W, 3) float32 RGB in [0, 1]:
+    grey is replicated, alpha dropped (what the models see)."""
+    if pixels.dtype == np.uint8:
+        values = pixels.astype(np.float32) / 255
+    elif pixels.dtype == np.uint16:
+        values = pixels.astype(np.float32) / 65535
+    else:
+        values = np.clip(pixels, 0, 1).astype(np.float32, copy=False)
+    if values.ndim == 2:
+        values = values[..., None]
+    if values.shape[2] in (1, 2):
+        values = np.repeat(values[..., :1], 3, axis=2)
+    return np.ascontiguousarray(values[..., :3])
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) float32 RGB in [0, 1], upright (training, validation, evaluation)."""
+    return to_float_rgb(read_image(path).pixels)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in READ_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files in a folder (by suffix, hidden files left out), sorted."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if is_image_file(p))
 
 
 def source_exif(image: Image.Image, exif: Image.Exif) -> bytes | None:
@@ -124,19 +172,18 @@ def source_exif(image: Image.Image, exif: Image.Exif) -> bytes | None:
     return exif.tobytes()
 
 
-def png_header(path: Path) -> tuple[int, int] | None:
+def png_header(data: bytes) -> tuple[int, int] | None:
     """(bit depth, colour type) from a PNG's IHDR."""
-    with open(path, "rb") as f:
-        head = f.read(26)
+    head = data[:26]
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
         return None
     return head[24], head[25]
 
 
-def needs_opencv(path: Path, image: Image.Image) -> bool:
+def needs_opencv(data: bytes, image: Image.Image) -> bool:
     """16-bit colour (and 16-bit grey + alpha), which Pillow would read as 8-bit."""
     if image.format == "PNG":
-        header = png_header(path)
+        header = png_header(data)
         return header is not None and header[0] == 16 and header[1] in (2, 4, 6)
     if image.format == "TIFF":
         bits = image.tag_v2.get(258, (8,))
@@ -145,10 +192,10 @@ def needs_opencv(path: Path, image: Image.Image) -> bool:
     return False
 
 
-def read_with_opencv(path: Path, pil_mode: str) -> np.ndarray:
-    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+def read_with_opencv(data: bytes, label: str, pil_mode: str) -> np.ndarray:
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.dtype != np.uint16:
-        raise ImageReadError(f"{path}: cannot read as a 16-bit image")
+        raise ImageReadError(f"{label}: cannot read as a 16-bit image")
     if pixels.ndim == 3:
         pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]  # BGR(A) -> RGB(A)
         if pil_mode.startswith("L") and pixels.shape[2] == 4:  # libpng expands grey + alpha to RGBA

@@ -31,8 +31,9 @@ import torch
 from spandrel import ImageModelDescriptor, ModelLoader, ModelTiling, SizeRequirements, UnsupportedModelError
 
 from realciao.bicubic import matlab_resize
+from realciao.devices import autocast, autocast_dtype, available_memory, check_precision, without_autocast
 from realciao.errors import RealciaoError
-from realciao.tiling import PRECISIONS, available_memory, check_precision, split_cores
+from realciao.tiling import split_cores
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 SUFFIXES = PICKLE_SUFFIXES + (".safetensors",)
@@ -223,15 +224,15 @@ class PeerModel:
         """spandrel's call pads the window to the size requirements (reflect, then replicate,
         at the bottom and right), runs the model, clamps to [0, 1] and crops the padding off."""
         window = window.to(self.device)
-        dtype = PRECISIONS[precision]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with without_autocast(self.device), autocast(self.device, precision):
             pred = self.descriptor(window)
         if not bool(torch.isfinite(pred).all()):
-            if dtype is None:
+            if autocast_dtype(precision) is None:
                 raise PeerError(f"{self.path}: the model produced NaN in fp32 (a broken checkpoint?)")
             if report is not None:
                 report.fp32_fallbacks += 1  # never a silently black tile
-            pred = self.descriptor(window)
+            with without_autocast(self.device):
+                pred = self.descriptor(window)
         return pred
 
     def _check_precision(self, precision: str) -> None:

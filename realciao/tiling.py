@@ -28,11 +28,13 @@ from realciao.archs.ciaosr import (
     NEIGHBOUR_SIGNS,
     CiaoSR,
     neighbour_coords,
+    normalise,
     official_neighbour_step,
     pixel_index,
 )
-from realciao.coords import pixel_centres
-from realciao.inference import denormalise_queries, normalise
+from realciao.coords import cell_size, pixel_centres
+from realciao.devices import autocast, available_memory, check_precision, without_autocast
+from realciao.inference import denormalise_queries
 
 UPSAMPLER_REACH = 2  # LR pixels between an output pixel's own LR pixel and the farthest feature it reads
 # the non-local branch sees the upsampler's window; a wider one keeps its own edge effects (zero
@@ -42,7 +44,6 @@ NON_LOCAL_REACH = 4
 # margin when the non-local branch makes tiles approximate anyway: the fixture EDSR's output moved
 # by under 2e-6 between margins 16 and 36, and the encoder then runs on 1.8x instead of 3x a tile's area
 NON_LOCAL_MARGIN = 16
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # candidate nudges, in units of 2**-24 (half an ulp of 1.0): dense near zero, then geometric
 _NUDGES = np.unique(np.concatenate([np.arange(1, 17), np.round(16 * 1.15 ** np.arange(1, 120))]))
 _NUDGES = np.concatenate([[0.0], np.stack([_NUDGES, -_NUDGES], 1).ravel()]) * 2.0**-24
@@ -61,20 +62,6 @@ def default_margin(model: CiaoSR) -> int:
     if radius is None or model.upsampler.cs_attn is not None:
         return NON_LOCAL_MARGIN
     return min(radius + UPSAMPLER_REACH, 48)
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for a tile's working set on the device (Linux MemAvailable on the CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 def default_tile(model: CiaoSR, scale: float = 4.0, device: torch.device | None = None) -> int:
@@ -136,7 +123,7 @@ class AxisFrame:
 
 def axis_frames(lr_size: tuple[int, int], out_size: tuple[int, int], device) -> tuple[AxisFrame, AxisFrame]:
     """Row and column frames of the whole image (decisions computed on the model's device)."""
-    cell = torch.tensor([[2.0 / out_size[0], 2.0 / out_size[1]]], device=device)
+    cell = torch.tensor([cell_size(*out_size)], device=device)
     step = official_neighbour_step(cell, *lr_size)[0]
     frames = []
     for axis in (0, 1):
@@ -212,15 +199,6 @@ def tile_axis_query(frame: AxisFrame, tile: AxisTile, axis: int, device) -> tupl
 # ---------------------------------------------------------------------------------------
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
-            f"fp16 runs only on CUDA (this model is on {device.type}); use bf16 for reduced precision on the CPU"
-        )
-
-
 def to_unit_float(pixels: np.ndarray) -> np.ndarray:
     """uint8/uint16/float array -> float32 in [0, 1]."""
     if pixels.dtype == np.uint8:
@@ -293,6 +271,11 @@ class TiledUpscaler:
             out = np.empty((height, width, 3), dtype=lr.dtype if lr.dtype.kind == "u" else np.float32)
         if out.shape[:2] != (height, width):
             raise ValueError(f"out has shape {out.shape}, expected ({height}, {width}, C)")
+        with without_autocast(self.device):
+            return self._run(lr, out, (height, width), on_tile, tile_transform)
+
+    def _run(self, lr, out, out_size, on_tile, tile_transform) -> tuple[np.ndarray, TileReport]:
+        height, width = out_size
         rows, cols, row_tiles, col_tiles = self.plan(lr.shape[:2], (height, width))
         report = TileReport()
         col_queries = [tile_axis_query(cols, t, 1, self.device) for t in col_tiles]
@@ -337,6 +320,5 @@ class TiledUpscaler:
         return denormalise_queries(pred, len(row_coords), len(col_coords))[0].permute(1, 2, 0)
 
     def _upsample(self, feature, lr_normalised, coord, cell, step, precision: str) -> torch.Tensor:
-        dtype = PRECISIONS[precision]
-        with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(self.device, precision):
             return self.model.upsampler(feature, lr_normalised, coord, cell, neighbour_step=step)

@@ -27,7 +27,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def realciao_run(folder: Path, weights: Path) -> float:
-    from realciao import evaluate
+    from realciao.cli import evaluate
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()

@@ -78,7 +78,7 @@ def run_one(config: dict) -> dict:
     import torch
 
     from realciao.inference import upscale
-    from realciao.upscale import upscale_image
+    from realciao.upscaling import upscale_image
 
     model, weights = load_model(config["device"])
     scale, tile = config["scale"], config["tile"]

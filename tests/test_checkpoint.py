@@ -85,12 +85,35 @@ def test_official_pickle_layouts_load_with_the_flag(tmp_path, wrap):
     assert same_function(model, realciao.load_generator(path, allow_pickle=True))
 
 
-def test_pickle_is_refused_without_the_flag(tmp_path):
+def test_a_plain_pth_state_dict_loads_without_consent(tmp_path):
+    """torch's restricted (weights-only) unpickler reads tensors and containers, never code."""
+    model = tiny()
     path = tmp_path / "model.pth"
-    torch.save(official_state_dict(tiny()), path)
-    with pytest.raises(CheckpointError, match="pickle.*allow_pickle=True") as error:
+    torch.save(official_state_dict(model), path)
+    assert same_function(model, realciao.load_generator(path))
+
+
+class RunsCode:
+    """Unpickling this object runs a shell command (writes the marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "crafted.pth"
+    torch.save({"state_dict": official_state_dict(tiny()), "meta": RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="only full unpickling can read.*allow_pickle=True") as error:
         realciao.load_generator(path)
     assert str(path) in str(error.value)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match=r"generator\.allow_pickle: true"):
+        realciao.load_generator(path, consent="generator.allow_pickle: true")
+    assert not marker.exists()
 
 
 def test_name_mismatch_missing_file_and_foreign_weights_are_clear_errors(tmp_path):

@@ -1,4 +1,4 @@
-"""realciao-eval: paired and real protocols on tiny images, outputs, bad inputs."""
+"""realciao-eval (realciao.cli.evaluate on realciao.evaluation): paired and real protocols on tiny images, outputs, bad inputs."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import realciao
-from realciao import evaluate
 from realciao.bicubic import matlab_resize
+from realciao.cli import evaluate
 from realciao.compat import import_basicsr
 
 
@@ -53,10 +53,10 @@ def test_paired_protocol_matches_basicsr_and_writes_outputs(tmp_path, tiny_model
 
     # the bicubic x2 row of a.png, recomputed and measured with basicsr's reference functions
     metrics = import_basicsr("metrics")
+    from realciao.imageio import read_rgb
     from realciao.metrics import quantize_8bit
-    from realciao.train.data import read_image_file
 
-    hr = torch.from_numpy(read_image_file(hr_dir / "a.png")).permute(2, 0, 1)
+    hr = torch.from_numpy(read_rgb(hr_dir / "a.png")).permute(2, 0, 1)
     lr = quantize_8bit(matlab_resize(hr, (25, 21)))
     sr = quantize_8bit(matlab_resize(lr, (50, 42)))
     def to_bgr_u8(t):
@@ -146,7 +146,7 @@ def test_grey_hr_measured_on_grey_levels_like_matlab(tmp_path):
     hr = torch.from_numpy(grey.astype(np.float32) / 255)[None]
     from realciao.metrics import quantize_8bit
 
-    sr = quantize_8bit(matlab_resize(quantize_8bit(evaluate.matlab_resize(hr, (10, 11))), (40, 44)))
+    sr = quantize_8bit(matlab_resize(quantize_8bit(matlab_resize(hr, (10, 11))), (40, 44)))
     metrics = import_basicsr("metrics")
     expected = metrics.calculate_psnr(np.round(sr[0].numpy() * 255), grey.astype(np.float64), crop_border=4,
                                       input_order="HWC", test_y_channel=False)
@@ -166,7 +166,7 @@ def test_two_processes_split_the_images_and_write_the_same_results(tmp_path, tin
     assert evaluate.main([*common, "-o", str(tmp_path / "one"), "--quiet"]) == 0
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "realciao.evaluate", *common,
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "realciao.cli.evaluate", *common,
                            "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     progress = re.findall(r"\[phones x2\] \d/5 (p\d).png", done.stdout)
@@ -176,3 +176,30 @@ def test_two_processes_split_the_images_and_write_the_same_results(tmp_path, tin
     assert one == two and one.count("\n") == 1 + 5 * 2  # header, 5 images x (bicubic, tiny), same order
     assert sorted(p.name for p in (tmp_path / "two" / "crops").iterdir()) == \
         sorted(p.name for p in (tmp_path / "one" / "crops").iterdir())
+
+
+def test_an_exif_rotated_photo_is_scored_upright(tmp_path):
+    """A portrait phone photo stores landscape pixels plus an orientation tag; both
+    commands read it upright, so it scores as the upright image does."""
+    from PIL import ImageOps
+
+    from realciao.imageio import EXIF_IFD, ORIENTATION_TAG
+
+    upright = np.asarray(Image.open(_png(tmp_path / "src.png", (40, 28), 11)))  # portrait, 40 x 28
+    real = tmp_path / "real"
+    real.mkdir()
+    Image.fromarray(upright).save(real / "upright.png")
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # what the sensor wrote: landscape
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6  # rotate 90 degrees clockwise to view
+    exif.get_ifd(EXIF_IFD)
+    Image.fromarray(stored).save(real / "rotated.png", exif=exif)
+    assert np.array_equal(np.asarray(ImageOps.exif_transpose(Image.open(real / "rotated.png"))), upright)
+    out = tmp_path / "o"
+    assert evaluate.main(["--real", str(real), "--scale", "2", "--metrics", "piqe", "--report-images", "2",
+                          "-o", str(out), "--quiet"]) == 0
+    rows = {r["image"]: r for r in json.loads((out / "results.json").read_text())["per_image"]}
+    assert rows["rotated"]["piqe"] == pytest.approx(rows["upright"]["piqe"], abs=1e-9)
+    crops = {name: np.asarray(Image.open(out / "crops" / f"real_x2_{name}_bicubic.png")) for name in rows}
+    assert crops["rotated"].shape == crops["upright"].shape == (80, 56, 3)
+    assert np.array_equal(crops["rotated"], crops["upright"])

@@ -69,9 +69,9 @@ def test_prepare_weights_failure_is_clear(tmp_path):
 
 
 def _read_rgb(path):
-    from realciao.train.data import read_image_file
+    from realciao.imageio import read_rgb
 
-    return torch.from_numpy(read_image_file(path)).permute(2, 0, 1)[None]
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1)[None]
 
 
 def test_niqe_offline_from_matlab_parameters(tmp_path):

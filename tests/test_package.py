@@ -14,9 +14,10 @@ def test_public_api_names():
         assert callable(getattr(realciao, name)), name
 
 
-def test_upscale_stays_the_function_after_importing_the_command_line_module():
-    code = ("import realciao.upscale, importlib; import realciao; importlib.import_module('realciao.upscale');"
-            "from realciao.upscale import main; assert realciao.upscale.__module__ == 'realciao.inference'")
+def test_upscale_is_the_function_and_no_module_shadows_it():
+    code = ("import importlib.util, realciao; import realciao.cli.upscale;"
+            "assert realciao.upscale.__module__ == 'realciao.inference';"
+            "assert importlib.util.find_spec('realciao.upscale') is None")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert importlib.import_module("realciao").upscale.__name__ == "upscale"
 

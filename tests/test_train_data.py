@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from realciao.imageio import read_rgb
 from realciao.train.config import DataOptions
 from realciao.train.data import (
     CropDataset,
@@ -15,7 +16,6 @@ from realciao.train.data import (
     batch_plan,
     collate,
     gather_sources,
-    read_image_file,
 )
 
 
@@ -43,7 +43,7 @@ def test_sixteen_bit_gray_and_alpha_images_read_as_float_rgb(tmp_path):
     cv2.imwrite(str(tmp_path / "gray.png"), np.full((4, 5), 128, np.uint8))
     cv2.imwrite(str(tmp_path / "rgba.png"), np.full((4, 5, 4), 255, np.uint8))
     for name, value in (("a16.png", 1.0), ("gray.png", 128 / 255), ("rgba.png", 1.0)):
-        image = read_image_file(tmp_path / name)
+        image = read_rgb(tmp_path / name)
         assert image.shape == (4, 5, 3) and image.dtype == np.float32
         assert np.allclose(image, value)
 

@@ -1,4 +1,4 @@
-"""realciao.upscale: ``upscale_image`` on arrays and Pillow images, and the realciao-upscale command."""
+"""realciao.upscaling (``upscale_image`` on arrays and Pillow images) and the realciao-upscale command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from PIL import Image
 from realciao import imageio
 from realciao.archs import build_generator
 from realciao.checkpoint import save_generator
+from realciao.cli.upscale import main
 from realciao.inference import upscale
-from realciao.upscale import main, target_size, upscale_image
+from realciao.upscaling import target_size, upscale_image
 
 TINY = {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16], "non_local": False}
 
@@ -163,12 +164,25 @@ def test_missing_model_file_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_pickle_checkpoints_need_allow_pickle(tmp_path, model, capsys):
-    torch.save(model.state_dict(), tmp_path / "model.pth")
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_plain_pth_loads_and_a_code_running_pickle_needs_allow_pickle(tmp_path, model, capsys):
+    torch.save(model.state_dict(), tmp_path / "model.pth")  # tensors only: safe to read
     Image.fromarray(photo()).save(tmp_path / "a.png")
-    assert run(str(tmp_path / "model.pth"), "-i", tmp_path / "a.png", "-o", tmp_path / "out") == 2
-    assert "--allow-pickle" in capsys.readouterr().err
-    assert run(str(tmp_path / "model.pth"), "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--allow-pickle") == 0
+    assert run(str(tmp_path / "model.pth"), "-i", tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    marker = tmp_path / "ran"
+    torch.save({"params": model.state_dict(), "meta": RunsCode(marker)}, tmp_path / "crafted.pth")
+    assert run(str(tmp_path / "crafted.pth"), "-i", tmp_path / "a.png", "-o", tmp_path / "out2") == 2
+    err = capsys.readouterr().err
+    assert "--allow-pickle" in err and "Traceback" not in err and not marker.exists()
 
 
 def test_phone_jpeg_comes_out_upright_with_metadata(tmp_path, model_file):

@@ -28,7 +28,7 @@ from realciao.archs.neighbour_attention import compute_dtype, decode_queries
 from realciao.archs.nonlocal_attention import ScaleAwareNonLocal
 from realciao.coords import pixel_centres
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the generator's input is centred on
+RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the generator's input and output are centred on
 NEIGHBOUR_SIGNS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 EPS_SHIFT = 1e-6
 
@@ -196,11 +196,20 @@ class CiaoSR(nn.Module):
         self.upsampler = upsampler
         self.name = name
         self.config = dict(config or {})
-        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, lr_normalised: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         check_inputs(lr_normalised, coord, cell)
         return self.upsampler(self.encoder(lr_normalised), lr_normalised, coord, cell)
+
+
+def normalise(image: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> the generator's input space (minus ``RGB_MEAN``), channels in dim -3."""
+    return image - image.new_tensor(RGB_MEAN).view(3, 1, 1)
+
+
+def denormalise(image: torch.Tensor) -> torch.Tensor:
+    """The generator's output space -> RGB (not clamped), channels in dim -3."""
+    return image + image.new_tensor(RGB_MEAN).view(3, 1, 1)
 
 
 def check_inputs(lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> None:

@@ -19,7 +19,6 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*modules)
         self.in_dim = in_dim
         self.out_dim = out_dim
-        self.hidden = tuple(hidden)
 
     @property
     def linears(self) -> list[nn.Linear]:

@@ -146,9 +146,3 @@ def _separable_conv(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     out = F.conv2d(padded, taps.view(1, 1, 1, size))
     out = F.conv2d(out, taps.view(1, 1, size, 1))
     return out.reshape(shape)
-
-
-def gaussian_blur(images: torch.Tensor, size: int, sigma: float = 0.0) -> torch.Tensor:
-    """Separable Gaussian blur with reflect borders; see ``gaussian_kernel_1d`` for sigma."""
-    return separable_filter(images, gaussian_kernel_1d(size, sigma))
-

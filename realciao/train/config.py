@@ -15,13 +15,14 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from realciao.devices import PRECISIONS
 from realciao.typed import Typed, TypedFileError, apply_overrides, read_yaml, validate_data
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal[PRECISIONS]  # the one vocabulary (realciao.devices)
 
 # pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
 VGG_LAYERS = {

@@ -8,55 +8,27 @@ Unreadable images are skipped with a warning naming the file; training never sto
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from realciao.errors import RealciaoError
+from realciao.imageio import READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb
 from realciao.train.config import DataOptions
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # scikit-image photos that ship with it (no download); `coffee` is held out for validation
 BUILTIN_TRAIN = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
                  "stereo_left", "stereo_right", "camera", "brick", "grass", "gravel", "moon", "coins", "clock")
 BUILTIN_VALIDATION = ("coffee",)
 
 
-class DataError(ValueError):
+class DataError(RealciaoError, ValueError):
     """Training data that cannot be used at all (missing or empty folder, no images)."""
-
-
-def to_float_rgb(image: np.ndarray, label: str) -> np.ndarray:
-    """8- or 16-bit, gray, RGB or RGBA (as OpenCV reads it, BGR) -> float32 RGB HxWx3 in [0, 1]."""
-    if image.dtype == np.uint8:
-        scale = 255.0
-    elif image.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        raise ValueError(f"{label}: unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image.astype(np.float32) / scale
-
-
-def read_image_file(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ValueError(f"{path}: unreadable or not an image")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
-        raise ValueError(f"{path}: truncated JPEG (no end-of-image marker)")
-    return to_float_rgb(image, str(path))
 
 
 def builtin_image(name: str) -> np.ndarray:
@@ -80,9 +52,9 @@ class ImageSource:
 def list_image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: training image folder does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = list_images(folder)
     if not files:
-        raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found, searched recursively")
+        raise DataError(f"{folder}: no images ({', '.join(sorted(READ_SUFFIXES))}) found, searched recursively")
     return files
 
 
@@ -123,10 +95,7 @@ class LmdbReader:
             value = txn.get(key.encode("ascii"))
         if value is None:
             raise ValueError(f"{self.folder}:{key}: key not in the LMDB")
-        image = cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ValueError(f"{self.folder}:{key}: undecodable image bytes")
-        return to_float_rgb(image, f"{self.folder}:{key}")
+        return to_float_rgb(decode_image(value, f"{self.folder}:{key}").pixels)
 
 
 def gather_sources(options: DataOptions) -> list[ImageSource]:
@@ -136,10 +105,10 @@ def gather_sources(options: DataOptions) -> list[ImageSource]:
         if not folders:
             raise DataError(f"{options.meta_info}: data.meta_info needs data.hr_folders (paths are relative to the first)")
         files = meta_info_files(Path(options.meta_info), folders[0])
-        sources += [ImageSource(str(p), (lambda p=p: read_image_file(p))) for p in files]
+        sources += [ImageSource(str(p), (lambda p=p: read_rgb(p))) for p in files]
     else:
         for folder in folders:
-            sources += [ImageSource(str(p), (lambda p=p: read_image_file(p))) for p in list_image_files(folder)]
+            sources += [ImageSource(str(p), (lambda p=p: read_rgb(p))) for p in list_image_files(folder)]
     if options.lmdb:
         sources += lmdb_sources(Path(options.lmdb))
     if options.builtin_samples:
@@ -156,8 +125,8 @@ def paired_sources(options: DataOptions) -> list[tuple[ImageSource, ImageSource]
     if not common:
         raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no images with matching names")
     return [
-        (ImageSource(str(lr_files[n]), (lambda p=lr_files[n]: read_image_file(p))),
-         ImageSource(str(hr_files[n]), (lambda p=hr_files[n]: read_image_file(p))))
+        (ImageSource(str(lr_files[n]), (lambda p=lr_files[n]: read_rgb(p))),
+         ImageSource(str(hr_files[n]), (lambda p=hr_files[n]: read_rgb(p))))
         for n in common
     ]
 
@@ -316,11 +285,3 @@ class CropDataset(Dataset):
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
-
-
-def effective_scale(gt_size: tuple[int, int], lq_size: tuple[int, int]) -> tuple[float, float]:
-    return gt_size[0] / lq_size[0], gt_size[1] / lq_size[1]
-
-
-def round_to_multiple(value: int, multiple: int) -> int:
-    return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)

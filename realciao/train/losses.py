@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realciao.errors import RealciaoError
 from realciao.train.config import VGG_LAYERS
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's file name for its ImageNet VGG19 weights
@@ -17,7 +18,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsMissingError(FileNotFoundError):
+class WeightsMissingError(RealciaoError, FileNotFoundError):
     """A weight file the configuration needs is not there; the message says where to put it."""
 
 

@@ -9,9 +9,9 @@ the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from realciao.archs import build_generator
+from realciao.archs.ciaosr import denormalise, normalise
 from realciao.archs.discriminator import UNetDiscriminatorSN
 from realciao.checkpoint import load_generator, read_state, save_generator
-from realciao.coords import make_query_grid, pixel_centres
+from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
-from realciao.inference import normalise
+from realciao.errors import RealciaoError
 from realciao.train import state as checkpoints
 from realciao.train.allocator import keep_freed_memory
 from realciao.train.config import TrainConfig
@@ -49,7 +50,7 @@ from realciao.train.validation import validate
 DISCRIMINATOR_MULTIPLE = 8  # the U-Net discriminator downsamples three times
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RealciaoError, RuntimeError):
     """Training cannot go on (e.g. losses stayed non-finite); the message says why and what is saved."""
 
 
@@ -155,7 +156,7 @@ class Trainer:
         g = self.config.generator
         torch.manual_seed(self.config.seed)
         if g.pretrained:
-            model = load_generator(g.pretrained, allow_pickle=g.allow_pickle)
+            model = load_generator(g.pretrained, allow_pickle=g.allow_pickle, consent="generator.allow_pickle: true")
             if g.name != model.config["name"]:
                 raise TrainingError(f"generator.pretrained {g.pretrained} holds a {model.config['name']}, "
                                     f"but generator.name is {g.name}")
@@ -171,7 +172,7 @@ class Trainer:
         d = self.config.discriminator
         model = UNetDiscriminatorSN(3, d.channels, d.skip_connection)
         if d.pretrained:
-            _, state = read_state(Path(d.pretrained), d.allow_pickle)
+            _, state = read_state(Path(d.pretrained), d.allow_pickle, "discriminator.allow_pickle: true")
             state = {k.removeprefix("module."): v for k, v in state.items()}
             try:
                 model.load_state_dict(state)
@@ -261,11 +262,11 @@ class Trainer:
         picks = torch.rand(b, h * w, generator=generator, device=self.device).argsort(dim=1)[:, :count]
         rows, cols = picks // w, picks % w
         coord = torch.stack([pixel_centres(h, self.device)[rows], pixel_centres(w, self.device)[cols]], dim=-1)
-        cell = coord.new_tensor([2.0 / h, 2.0 / w]).expand(b, count, 2)
+        cell = coord.new_tensor(cell_size(h, w)).expand(b, count, 2)
         values = target.flatten(2).gather(2, picks.unsqueeze(1).expand(b, 3, count)).transpose(1, 2)
         with self._autocast():
             pred = self.generator(normalise(lq), coord, cell)
-        truth = values - values.new_tensor((0.4488, 0.4371, 0.4040))
+        truth = normalise(values.transpose(1, 2)[..., None])[..., 0].transpose(1, 2)  # (B, Q, 3) in model space
         l1 = F.l1_loss(pred.float(), truth) * self.config.losses.l1_weight
         return l1, {"l1": l1.detach()}
 
@@ -275,7 +276,7 @@ class Trainer:
         with self._autocast():
             pred = self.generator(normalise(lq), coord, cell)
         image = pred.float().view(lq.shape[0], *size, 3).permute(0, 3, 1, 2)
-        return image + image.new_tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1)
+        return denormalise(image)
 
     def _gan_generator_loss(self, pairs: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
         losses = self.config.losses
@@ -322,7 +323,7 @@ class Trainer:
         for micro in range(accum):
             micro_step = self.counters.iteration * accum + micro
             pairs = self._make_pairs(next(batches), micro_step)
-            sync = self.accelerator.no_sync(self.generator) if micro < accum - 1 else _nullcontext()
+            sync = self.accelerator.no_sync(self.generator) if micro < accum - 1 else contextlib.nullcontext()
             with sync:
                 if self.gan:
                     loss, parts, sr = self._gan_generator_loss(pairs)
@@ -340,7 +341,7 @@ class Trainer:
         if self.gan:
             d_finite = True
             for micro, (pairs, sr) in enumerate(zip(pairs_list, sr_list)):
-                sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else _nullcontext()
+                sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else contextlib.nullcontext()
                 with sync:
                     loss_d, parts = self._discriminator_loss(pairs, sr)
                     d_finite = d_finite and bool(torch.isfinite(loss_d))
@@ -427,14 +428,6 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _save_png(image: torch.Tensor, path: Path) -> None:
     import numpy as np
     from PIL import Image
@@ -451,4 +444,4 @@ def main_process_exit(accelerator_world: int) -> None:
         os._exit(0)
 
 
-__all__ = ["Trainer", "TrainingError", "main_process_exit", "math"]
+__all__ = ["Trainer", "TrainingError", "main_process_exit"]

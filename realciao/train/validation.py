@@ -1,5 +1,6 @@
 """Validation during training, on the main process: PSNR/SSIM on a paired set (LR made
-with MATLAB-style bicubic), no-reference metrics on real LR photos, sample images."""
+with MATLAB bicubic, per axis, so every scale works), no-reference metrics on real LR photos,
+sample images. Images are read and upscaled by the same library code as the commands."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realciao.bicubic import matlab_resize
+from realciao.imageio import ImageReadError, read_rgb
 from realciao.metrics import psnr, quantize_8bit, ssim
 from realciao.train.config import ValidationOptions
-from realciao.train.data import BUILTIN_VALIDATION, builtin_image, list_image_files, read_image_file
+from realciao.train.data import BUILTIN_VALIDATION, builtin_image, list_image_files
+from realciao.upscaling import upscale_image
 
 
 @dataclass
@@ -22,16 +26,9 @@ class ValidationResult:
     images: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (3, H, W) in [0, 1]
 
 
-def matlab_bicubic(image: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) -> (3, h, w) with MATLAB's imresize (antialiased bicubic), via basicsr's port."""
-    from realciao.compat import import_basicsr
-
-    imresize = import_basicsr("utils.matlab_functions").imresize
-    scale = lr_size[0] / image.shape[-2]
-    out = imresize(image.double(), scale).float()
-    if tuple(out.shape[-2:]) != tuple(lr_size):
-        raise ValueError(f"bicubic LR came out {tuple(out.shape[-2:])}, expected {lr_size}")
-    return quantize_8bit(out)
+def bicubic_lr(hr: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) -> (3, h, w): MATLAB's imresize to exactly ``lr_size``, on 8-bit levels."""
+    return quantize_8bit(matlab_resize(hr, lr_size))
 
 
 def paired_images(options: ValidationOptions) -> list[tuple[str, torch.Tensor]]:
@@ -41,16 +38,14 @@ def paired_images(options: ValidationOptions) -> list[tuple[str, torch.Tensor]]:
     if options.hr_folder:
         for path in list_image_files(Path(options.hr_folder))[: options.max_images]:
             try:
-                images.append((path.stem, torch.from_numpy(read_image_file(path)).permute(2, 0, 1)))
-            except ValueError as error:
+                images.append((path.stem, torch.from_numpy(read_rgb(path)).permute(2, 0, 1)))
+            except ImageReadError as error:
                 warnings.warn(f"skipping validation image: {error}", stacklevel=2)
     return images
 
 
 def _upscale(model, lr: torch.Tensor, size: tuple[int, int], tile: int) -> torch.Tensor:
     """Tiled, through the same code as ``realciao-upscale``, so validation never runs out of memory."""
-    from realciao.upscale import upscale_image
-
     array = lr[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
     out = upscale_image(model, array, size=size, tile=tile)
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None]
@@ -67,7 +62,7 @@ def validate(model: torch.nn.Module, options: ValidationOptions, device: torch.d
             lr_size = (int(hr.shape[-2] // scale), int(hr.shape[-1] // scale))
             hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
             hr = hr[:, : hr_size[0], : hr_size[1]]
-            lr = matlab_bicubic(hr, lr_size)
+            lr = bicubic_lr(hr, lr_size)
             sr = quantize_8bit(_upscale(model, lr[None].to(device), hr_size, options.tile).cpu())
             shave = math.ceil(scale)
             values["psnr"].append(psnr(sr, hr[None], shave))
@@ -91,8 +86,8 @@ def real_photo_metrics(model, options: ValidationOptions, device, images: dict) 
     scores = {name: [] for name in metrics}
     for index, path in enumerate(list_image_files(Path(options.real_lr_folder))[: options.max_images]):
         try:
-            lr = torch.from_numpy(read_image_file(path)).permute(2, 0, 1)[None]
-        except ValueError as error:
+            lr = torch.from_numpy(read_rgb(path)).permute(2, 0, 1)[None]
+        except ImageReadError as error:
             warnings.warn(f"skipping validation photo: {error}", stacklevel=2)
             continue
         size = (round(lr.shape[-2] * options.real_scale), round(lr.shape[-1] * options.real_scale))

@@ -1,0 +1,154 @@
+"""``realciao-eval``: compare models and bicubic on real photos (no-reference metrics) and on
+paired benchmarks (PSNR/SSIM in the SR literature's protocol), with a visual report.
+
+    realciao-eval --model net_g.safetensors --real ../shared/data/RealSRSet --scale 4 \\
+        --paired ../shared/data/Set5/HR --scale 2 --scale 3 --scale 4 \\
+        --weights-dir ~/iqa-weights -o eval_out
+    accelerate launch --num_processes 4 -m realciao.cli.evaluate ...   # several processes share the images
+
+Outputs in OUTDIR: per_image.csv, means.csv, results.json, results.md, report.html (+ crops/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from realciao.cli import exit_process, fail
+from realciao.devices import PRECISIONS
+from realciao.errors import RealciaoError
+from realciao.evaluation import EvaluationSettings, RunSettings, run_evaluation
+from realciao.metrics import iqa
+
+PROG = "realciao-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Evaluate super-resolution models against bicubic: no-reference metrics (NIQE, BRISQUE, "
+        "PIQE, any pyiqa metric) on real photos, PSNR/SSIM (and LPIPS) on paired benchmarks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
+                        help="a realciao/official CiaoSR checkpoint or any SR model spandrel loads (Real-ESRGAN, "
+                        "BSRGAN, SwinIR, HAT...); NAME= names its rows (default: the file's stem); repeatable; "
+                        "'bicubic' is always included")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=PATH",
+                        help="the same as --model NAME=PATH")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow checkpoints that need full unpickling (they can run code)")
+    parser.add_argument("--real", action="append", default=[], type=Path, help="folder of real LR photos (no ground "
+                        "truth); repeatable")
+    parser.add_argument("--paired", action="append", default=[], type=Path, help="folder of HR images; LR made by "
+                        "MATLAB bicubic unless --lr-folder; repeatable")
+    parser.add_argument("--lr-folder", action="append", default=[], type=Path, help="LR images for the i-th --paired "
+                        "folder (same stem, or stem + x<scale>)")
+    parser.add_argument("--scale", action="append", type=float, default=None, help="scale(s), any positive number; "
+                        "repeatable (default 4)")
+    parser.add_argument("--metrics", default=",".join(iqa.DEFAULT_NR_METRICS), help="no-reference metrics for --real "
+                        "(pyiqa names, comma-separated)")
+    parser.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
+    parser.add_argument("--no-lpips", action="store_true", help="do not try LPIPS on paired sets")
+    parser.add_argument("--weights-dir", default=None, help=f"local folder of metric weights (offline); "
+                        f"default ${iqa.WEIGHTS_ENV}")
+    parser.add_argument("--download-weights", metavar="DIR", default=None, help="download the metric weights into "
+                        "DIR (needs internet) and exit")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="output folder")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps")
+    parser.add_argument("--tile", type=int, default=None, help="LR tile size (default: from free memory; 0: whole image)")
+    parser.add_argument("--tile-margin", type=int, default=None)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--max-images", type=int, default=0, help="first N images per folder (0: all)")
+    parser.add_argument("--report-images", type=int, default=3, help="images per set shown in report.html")
+    parser.add_argument("--crop", type=int, default=128, help="output crop size in the report")
+    parser.add_argument("--quiet", action="store_true", help="print only the results (notes are printed again at the "
+                        "end when something fails)")
+    return parser
+
+
+def split_metrics(text: str) -> list[str]:
+    return [m.strip().lower() for m in re.split(r"[,\s]+", text) if m.strip()]
+
+
+def settings_from(args) -> EvaluationSettings:
+    if args.output is None:
+        raise _usage("give an output folder with -o OUTDIR")
+    for name in ("tile", "tile_margin", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise _usage(f"--{name.replace('_', '-')}: expected a number >= 0, got {value}")
+    for name in ("max_images", "report_images", "crop"):
+        if getattr(args, name) < 0:
+            raise _usage(f"--{name.replace('_', '-')}: expected a number >= 0, got {getattr(args, name)}")
+    for label in args.label:
+        if "=" not in label:
+            raise _usage(f"--label: expected NAME=PATH, got {label!r}")
+    return EvaluationSettings(
+        output=args.output,
+        models=[*args.model, *args.label],
+        real=args.real,
+        paired=args.paired,
+        lr_folders=args.lr_folder,
+        scales=args.scale or [4.0],
+        metrics=split_metrics(args.metrics),
+        metrics_explicit=args.metrics != ",".join(iqa.DEFAULT_NR_METRICS),
+        rgb=args.rgb,
+        lpips=not args.no_lpips,
+        weights_dir=args.weights_dir,
+        allow_pickle=args.allow_pickle,
+        device=args.device,
+        run=RunSettings(args.tile, args.tile_margin, args.precision),
+        max_images=args.max_images,
+        report_images=args.report_images,
+        crop=args.crop,
+    )
+
+
+class UsageError(RealciaoError):
+    pass
+
+
+def _usage(message: str) -> UsageError:
+    return UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    notes: list[str] = []
+
+    def echo(text: str) -> None:
+        if text.startswith("note: "):
+            notes.append(text)
+        if not args.quiet:
+            print(text, flush=True)
+
+    if args.download_weights:
+        metrics = list(dict.fromkeys(split_metrics(args.metrics) + ["lpips"]))
+        try:
+            iqa.prepare_weights(args.download_weights, metrics, echo=echo)
+        except RealciaoError as error:
+            return fail(PROG, error)
+        print(f"weights ready in {args.download_weights}; use --weights-dir {args.download_weights}", flush=True)
+        return 0
+    try:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        paths = run_evaluation(settings_from(args), echo)
+    except RealciaoError as error:
+        if args.quiet:  # the notes the error points to
+            for note in notes:
+                print(note, file=sys.stderr)
+        return fail(PROG, error)
+    if paths:
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    exit_process(main())

@@ -1,0 +1,49 @@
+"""``train_realciao.py``: train a real-world CiaoSR model.
+
+    accelerate launch train_realciao.py -opt options/quickstart.yml
+    accelerate launch train_realciao.py -opt options/train_realciaonet_edsr.yml --set data.batch_size=8
+    accelerate launch train_realciao.py -opt options/train_realciaonet_edsr.yml --auto-resume
+
+Plain ``python train_realciao.py ...`` also works on one process. Bad options, data or
+checkpoints stop the run before it starts, in one line naming the file and key (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from realciao.cli import fail
+from realciao.errors import RealciaoError
+
+PROG = "train_realciao.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-opt", "--options", required=True, help="options YAML file (see options/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an option, e.g. --set train.iterations=100 (repeatable)")
+    parser.add_argument("--auto-resume", action="store_true", help="continue from the latest checkpoint of this run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from realciao.train.config import load_config
+
+        config = load_config(args.options, args.set)
+        from realciao.train.trainer import Trainer, main_process_exit
+
+        trainer = Trainer(config, auto_resume=args.auto_resume, config_path=args.options)
+        release = trainer.run()
+    except RealciaoError as error:
+        return fail(PROG, error)
+    trainer.accelerator.print(f"done: release weights (EMA) at {release}")
+    main_process_exit(trainer.world)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

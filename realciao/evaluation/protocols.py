@@ -1,0 +1,402 @@
+"""The two evaluation protocols and the run that combines them.
+
+- Real photos (no ground truth): each method upscales every photo by each scale; the
+  outputs are scored with no-reference metrics (NIQE, BRISQUE, PIQE, any pyiqa metric).
+- Paired benchmarks: the LR is made from the HR by MATLAB bicubic (or read from an LR
+  folder); PSNR/SSIM on Y (BT.601) with a border shave of ceil(scale), as the literature
+  measures; a single-channel HR file is measured on its grey levels, as MATLAB does.
+
+Images are read by ``realciao.imageio`` (upright, any bit depth) and every output goes
+through the same tiled code as ``realciao-upscale``, quantised to 8 bits. Several
+processes started by ``accelerate launch`` share the images; the first writes the outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realciao.bicubic import matlab_resize
+from realciao.errors import RealciaoError
+from realciao.evaluation.methods import Method, RunSettings, load_methods
+from realciao.imageio import ImageReadError, is_grey, list_images, read_image, to_float_rgb
+from realciao.metrics import iqa, psnr, quantize_8bit, ssim
+from realciao.upscaling import target_size
+
+LUMA = (0.299, 0.587, 0.114)  # grey level of a colour output, for grey ground truth
+
+
+class EvaluationError(RealciaoError, ValueError):
+    """Inputs that cannot be evaluated at all (missing or empty folder, bad options)."""
+
+
+@dataclass
+class EvaluationSettings:
+    """Everything one evaluation run needs; ``realciao-eval`` fills it from its arguments."""
+
+    output: Path
+    models: list[str] = field(default_factory=list)  # PATH or NAME=PATH; bicubic is always included
+    real: list[Path] = field(default_factory=list)
+    paired: list[Path] = field(default_factory=list)
+    lr_folders: list[Path] = field(default_factory=list)  # one per paired folder, or none
+    scales: list[float] = field(default_factory=lambda: [4.0])
+    metrics: list[str] = field(default_factory=lambda: list(iqa.DEFAULT_NR_METRICS))
+    metrics_explicit: bool = False  # a missing metric is then an error, not a note
+    rgb: bool = False
+    lpips: bool = True
+    weights_dir: str | None = None
+    allow_pickle: bool = False
+    device: str = "auto"
+    run: RunSettings = field(default_factory=RunSettings)
+    max_images: int = 0
+    report_images: int = 3
+    crop: int = 128
+
+
+@dataclass
+class Results:
+    rows: list[dict] = field(default_factory=list)  # per image
+    notes: list[str] = field(default_factory=list)  # skipped files, unavailable metrics
+    crops: list[dict] = field(default_factory=list)  # report entries
+    seconds: dict[str, float] = field(default_factory=dict)  # per dataset/scale/method
+
+    def note(self, text: str, echo) -> None:
+        self.notes.append(text)
+        echo(f"note: {text}")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The images this process evaluates: every ``world``-th one, starting at ``rank``."""
+
+    rank: int = 0
+    world: int = 1
+    device: object = None  # this process's device when several share a node
+
+    def mine(self, index: int) -> bool:
+        return index % self.world == self.rank
+
+    def gather(self, value) -> list:
+        """``value`` from every process, in rank order, on every process."""
+        if self.world == 1:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
+
+def current_shard() -> Shard:
+    """Several processes when started by ``accelerate launch`` (or torchrun), else one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard()
+    from accelerate import PartialState
+
+    # like Accelerator, honour ACCELERATE_USE_CPU (PartialState alone does not read it)
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
+    return Shard(state.process_index, state.num_processes, state.device)
+
+
+def merge(parts: list[Results]) -> Results:
+    """One ``Results`` from every process's share, rows and crops back in the single-process order."""
+    merged = Results()
+    for part in parts:
+        merged.rows += part.rows
+        merged.crops += part.crops
+        merged.notes += part.notes
+        for key, seconds in part.seconds.items():
+            merged.seconds[key] = merged.seconds.get(key, 0.0) + seconds
+    merged.rows.sort(key=lambda row: row.pop("_order"))
+    merged.crops.sort(key=lambda entry: entry.pop("_order"))
+    merged.notes = list(dict.fromkeys(merged.notes))  # notes every process made once
+    return merged
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------
+
+
+def image_files(folder: Path, label: str) -> list[Path]:
+    if not folder.is_dir():
+        raise EvaluationError(f"{label} folder {folder} does not exist")
+    files = list_images(folder)
+    if not files:
+        from realciao.imageio import READ_SUFFIXES
+
+        raise EvaluationError(
+            f"{label} folder {folder} holds no images ({', '.join(sorted(READ_SUFFIXES))}, searched recursively)"
+        )
+    return files
+
+
+def match_lr(hr: Path, lr_files: dict[str, Path], scale: float) -> Path | None:
+    """LR for an HR file: same stem, or the stem plus a scale tag (``babyx4``, ``baby_x4``)."""
+    if hr.stem in lr_files:
+        return lr_files[hr.stem]
+    pattern = re.compile(rf"^{re.escape(hr.stem)}[_-]?(x|X|SRF_)?{scale:g}(_LR)?$")
+    for stem, path in lr_files.items():
+        if pattern.match(stem):
+            return path
+    return None
+
+
+def as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float32 -> (3, H, W)."""
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+
+
+def crop_box(size: tuple[int, int], crop: int) -> tuple[int, int, int, int]:
+    """Centre crop (top, left, height, width) of an output of ``size``."""
+    height, width = min(crop, size[0]), min(crop, size[1])
+    return (size[0] - height) // 2, (size[1] - width) // 2, height, width
+
+
+def save_crop(image: torch.Tensor, box, path: Path) -> str:
+    from PIL import Image
+
+    top, left, height, width = box
+    pixels = image[0, :, top:top + height, left:left + width].permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(pixels * 255).clip(0, 255).astype(np.uint8)).save(path)
+    return path.name
+
+
+def measure_metric(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[str], hr=None) -> None:
+    try:
+        row[metric.name] = metric(sr, hr) if metric.full_reference else metric(sr)
+    except iqa.NotMeasurable as error:
+        row[metric.name] = float("nan")
+        notes.append(f"not measurable: {error}")
+
+
+@dataclass
+class Task:
+    """One (folder, scale) of a run, and what every image of it shares."""
+
+    index: int
+    dataset: str
+    scale: float
+    methods: list[Method]
+    settings: EvaluationSettings
+    results: Results
+    crop_dir: Path
+    echo: object
+
+
+def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, image: str, index: int,
+                  kind: str, entry: dict, box) -> None:
+    """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
+    keep its row, its time and (for the first images) its report crop."""
+    for method_index, method in enumerate(task.methods):
+        start = time.perf_counter()
+        sr = method.upscale(lr, size, task.settings.run)
+        row = {"dataset": task.dataset, "kind": kind, "scale": task.scale, "method": method.name, "image": image,
+               "_order": (task.index, index, method_index)}
+        notes: list[str] = []
+        measure(sr, row, notes)
+        row["note"] = "; ".join(notes)
+        task.results.rows.append(row)
+        key = f"{task.dataset}|x{task.scale:g}|{method.name}"
+        task.results.seconds[key] = task.results.seconds.get(key, 0.0) + time.perf_counter() - start
+        if index < task.settings.report_images:
+            name = f"{task.dataset}_x{task.scale:g}_{image}_{method.name}.png"
+            entry["crops"][method.name] = save_crop(sr, box, task.crop_dir / name)
+
+
+def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Shard) -> None:
+    files = image_files(folder, "--real")[: task.settings.max_images or None]
+    for index, path in enumerate(files):
+        if not shard.mine(index):
+            continue
+        try:
+            lr = to_float_rgb(read_image(path).pixels)  # upright: EXIF orientation applied
+        except ImageReadError as error:
+            task.results.note(f"skipped {error}", task.echo)
+            continue
+        size = target_size(lr.shape[:2], scale=task.scale)
+        entry = {"dataset": task.dataset, "scale": task.scale, "image": path.stem, "crops": {},
+                 "_order": (task.index, index)}
+        box = crop_box(size, task.settings.crop)
+
+        def measure(sr, row, notes):
+            for metric in metrics:
+                measure_metric(metric, sr, row, notes)
+
+        score_methods(task, lr, size, measure, path.stem, index, "real", entry, box)
+        if index < task.settings.report_images:
+            scale = task.scale
+            lr_box = tuple(int(v / scale) for v in box[:2]) + tuple(max(1, int(v / scale)) for v in box[2:])
+            lr_crop = as_tensor(lr)[None, :, lr_box[0]:lr_box[0] + lr_box[2], lr_box[1]:lr_box[1] + lr_box[3]]
+            lr_view = torch.nn.functional.interpolate(lr_crop, size=box[2:], mode="nearest")
+            name = f"{task.dataset}_x{scale:g}_{path.stem}_LR.png"
+            entry["crops"] = {"LR (nearest)": save_crop(lr_view, (0, 0, *box[2:]), task.crop_dir / name),
+                              **entry["crops"]}
+            task.results.crops.append(entry)
+        task.echo(f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name}")
+
+
+def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metrics: list[iqa.Metric],
+                    shard: Shard) -> None:
+    settings = task.settings
+    files = image_files(hr_folder, "--paired")[: settings.max_images or None]
+    lr_files = {p.stem: p for p in image_files(lr_folder, "--lr-folder")} if lr_folder is not None else None
+    scale = task.scale
+    shave = math.ceil(scale)
+    y_channel = not settings.rgb
+    suffix = "" if y_channel else "_rgb"
+    for index, path in enumerate(files):
+        if not shard.mine(index):
+            continue
+        try:
+            picture = read_image(path)
+            hr_full = as_tensor(to_float_rgb(picture.pixels))
+            if lr_files is None:
+                lr_size = (int(hr_full.shape[-2] // scale), int(hr_full.shape[-1] // scale))
+                lr_t = None
+            else:
+                lr_path = match_lr(path, lr_files, scale)
+                if lr_path is None:
+                    raise ImageReadError(f"{path}: no LR image for it in {lr_folder}")
+                lr_t = as_tensor(to_float_rgb(read_image(lr_path).pixels))
+                lr_size = tuple(lr_t.shape[-2:])
+        except ImageReadError as error:
+            task.results.note(f"skipped {error}", task.echo)
+            continue
+        hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
+        if min(lr_size) < 1 or hr_size[0] > hr_full.shape[-2] or hr_size[1] > hr_full.shape[-1]:
+            task.results.note(f"skipped {path}: HR {tuple(hr_full.shape[-2:])} too small for LR {lr_size} "
+                              f"at x{scale:g}", task.echo)
+            continue
+        hr = hr_full[:, : hr_size[0], : hr_size[1]]
+        if lr_t is None:
+            lr_t = quantize_8bit(matlab_resize(hr, lr_size))
+        lr = lr_t.permute(1, 2, 0).contiguous().numpy()
+        hr = hr[None]
+        grey = is_grey(picture.pixels)
+        entry = {"dataset": task.dataset, "scale": scale, "image": path.stem, "crops": {},
+                 "_order": (task.index, index)}
+        box = crop_box(hr_size, settings.crop)
+
+        def measure(sr, row, notes, hr=hr, hr_size=hr_size, grey=grey):  # this image's values, bound now
+            if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
+                row[f"psnr{suffix}"] = row[f"ssim{suffix}"] = float("nan")
+                notes.append(f"not measurable: psnr/ssim: image {hr_size[1]}x{hr_size[0]} too small for shave {shave}")
+            elif y_channel and grey:
+                # MATLAB's protocol measures a grey image on its own levels (no rgb2ycbcr)
+                sr_grey = quantize_8bit((sr * sr.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True))
+                row["psnr"] = psnr(sr_grey, hr[:, :1], shave, y_channel=False)
+                row["ssim"] = ssim(sr_grey, hr[:, :1], shave, y_channel=False)
+            else:
+                row[f"psnr{suffix}"] = psnr(sr, hr, shave, y_channel)
+                row[f"ssim{suffix}"] = ssim(sr, hr, shave, y_channel)
+            for metric in fr_metrics:
+                measure_metric(metric, sr, row, notes, hr)
+
+        score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry, box)
+        if index < settings.report_images:
+            entry["crops"]["HR"] = save_crop(hr, box, task.crop_dir / f"{task.dataset}_x{scale:g}_{path.stem}_HR.png")
+            task.results.crops.append(entry)
+        task.echo(f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name}")
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+
+
+def check_settings(settings: EvaluationSettings) -> None:
+    if not settings.real and not settings.paired:
+        raise EvaluationError("nothing to evaluate: give --real FOLDER and/or --paired HR_FOLDER")
+    if settings.lr_folders and len(settings.lr_folders) != len(settings.paired):
+        raise EvaluationError("give one --lr-folder per --paired folder (in the same order), or none")
+    for scale in settings.scales:
+        if not (scale > 0 and math.isfinite(scale)):
+            raise EvaluationError(f"--scale: expected a positive number, got {scale:g}")
+    for label, folders in (("--real", settings.real), ("--paired", settings.paired), ("--lr-folder", settings.lr_folders)):
+        for folder in folders:
+            image_files(folder, label)  # a missing or empty folder is an error before any work
+
+
+def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, echo):
+    nr_metrics = []
+    if settings.real:
+        for name in settings.metrics:
+            try:
+                nr_metrics.append(iqa.create_metric(name, weights_dir, device="cpu"))
+            except iqa.WeightsMissing as error:
+                if settings.metrics_explicit:
+                    raise
+                results.note(f"{name} unavailable: {error}", echo)
+        if not nr_metrics:
+            raise EvaluationError("no no-reference metric is available; see the notes above (weights missing)")
+    fr_metrics = []
+    if settings.paired and settings.lpips:
+        try:
+            fr_metrics.append(iqa.create_metric("lpips", weights_dir, device="cpu"))
+        except iqa.WeightsMissing as error:
+            results.note(f"lpips unavailable: {error}", echo)
+    return nr_metrics, fr_metrics
+
+
+def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
+    """Evaluate every method on every folder and scale; the first process writes OUTDIR."""
+    from realciao.devices import choose_device
+    from realciao.evaluation.report import write_outputs
+
+    check_settings(settings)
+    weights_dir = iqa.resolve_weights_dir(settings.weights_dir)
+    shard = current_shard()
+    device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
+    results = Results()
+    nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
+    methods = load_methods(settings.models, settings.allow_pickle, device)
+    crop_dir = settings.output / "crops"
+    folders = [(folder, None, "real") for folder in settings.real]
+    folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
+                for i, folder in enumerate(settings.paired)]
+    index = 0
+    with torch.no_grad():
+        for folder, lr_folder, kind in folders:
+            dataset = folder.parent.name if kind == "paired" and folder.name.upper() == "HR" else folder.name
+            for scale in settings.scales:
+                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo)
+                if kind == "real":
+                    evaluate_real(task, folder, nr_metrics, shard)
+                else:
+                    evaluate_paired(task, folder, lr_folder, fr_metrics, shard)
+                index += 1
+    results = merge(shard.gather(results))
+    if shard.rank != 0:
+        return {}  # the first process writes the outputs
+    if not results.rows:
+        raise EvaluationError("no image could be evaluated; see the notes above")
+    config = {
+        "models": {m.name: m.description for m in methods},
+        "real": [str(p) for p in settings.real],
+        "paired": [str(p) for p in settings.paired],
+        "lr_folders": [str(p) for p in settings.lr_folders],
+        "scales": settings.scales,
+        "nr_metrics": [m.name for m in nr_metrics],
+        "fr_metrics": ["psnr", "ssim", *[m.name for m in fr_metrics]],
+        "y_channel": not settings.rgb,
+        "weights_dir": str(weights_dir) if weights_dir else None,
+        "tile": settings.run.tile,
+        "precision": settings.run.precision,
+    }
+    lower_better = {m.name: m.lower_better for m in nr_metrics + fr_metrics}
+    paths = write_outputs(settings.output, results, config, lower_better, methods)
+    echo(paths["results.md"].read_text())
+    return paths
