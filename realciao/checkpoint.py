@@ -15,7 +15,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from safetensors.torch import save_file
 from realciao.archs import ENCODERS, CiaoSR, build_from_config, generator_name
 from realciao.archs.swinir import relative_position_index
 from realciao.errors import RealciaoError
+from realciao.files import atomic_path
 
 FORMAT_TAG = "realciao.generator/1"
 PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", ".pkl"}
@@ -48,15 +48,8 @@ def save_generator(model: CiaoSR, path: str | os.PathLike) -> Path:
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT_TAG, "config": json.dumps(model.config)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as temporary:
+        save_file(state, str(temporary), metadata=metadata)
     return path
 
 

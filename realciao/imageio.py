@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from realciao.errors import RealciaoError
+from realciao.files import atomic_write
 
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
 HEIF_SUFFIXES = {".heic", ".heif"}
@@ -357,16 +357,3 @@ def add_png_chunks(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
     if exif:
         extra += png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
     return data[:ihdr_end] + extra + data[ihdr_end:]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Never leave a half-written output (an interrupted run must not look finished)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -26,7 +26,7 @@ from realciao.errors import RealciaoError
 
 Model = TypeVar("Model", bound="Typed")
 # a validator's message may start with the field it is about ("scale_min: ..."): the key path gets it
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): (.*)$", re.S)
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$", re.S)
 
 
 class Typed(BaseModel):

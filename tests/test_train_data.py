@@ -49,11 +49,15 @@ def test_sixteen_bit_gray_and_alpha_images_read_as_float_rgb(tmp_path):
 
 
 def test_corrupt_images_are_skipped_with_a_warning_naming_the_file(tmp_path):
-    folder = make_folder(tmp_path, count=2)
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for name, level in (("grey10.png", 10), ("grey200.png", 200)):  # the only readable images: flat levels
+        cv2.imwrite(str(folder / name), np.full((40, 50, 3), level, np.uint8))
     (folder / "broken.png").write_bytes(b"not a png at all")
-    good = (folder / "img0.png").read_bytes()
-    (folder / "cut.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes()[:200])
-    assert len(good) > 0
+    whole = cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes()
+    (folder / "cut.jpg").write_bytes(whole[:200])  # cut inside the image data
+    assert whole.endswith(b"\xff\xd9")
+    (folder / "no_end.jpg").write_bytes(whole[:-2])  # every byte but the end-of-image marker
     options = DataOptions(hr_folders=[str(folder)], batch_size=8, lr_patch=8, scale_min=2, scale_max=2)
     sources = gather_sources(options)
     dataset = CropDataset(options, sources)
@@ -61,8 +65,12 @@ def test_corrupt_images_are_skipped_with_a_warning_naming_the_file(tmp_path):
         warnings.simplefilter("always")
         batch = collate([dataset[t] for t in batch_plan(options, 0, 0, 0, 1, len(sources))])
     assert batch["gt"].shape == (8, 3, 16, 16)
+    # every crop comes from a readable image: flat at one of their two levels, never a corrupt one's zeros
+    levels = (batch["gt"] * 255).round().flatten(1)
+    assert all(len(set(row.tolist())) == 1 and row[0].item() in (10.0, 200.0) for row in levels)
     messages = " ".join(str(w.message) for w in caught)
     assert "broken.png" in messages and "cut.jpg" in messages
+    assert "no_end.jpg: truncated JPEG (no end-of-image marker)" in messages
 
 
 def test_plan_is_deterministic_sized_by_scale_and_ranks_get_different_images():

@@ -172,5 +172,109 @@ def test_two_cpu_processes_train_together(tmp_path):
     assert set(prints) == {"0", "1"} and prints["0"] == prints["1"], output
     run_dir = tmp_path / "experiments" / "run"
     assert sorted(p.name for p in (run_dir / "states").iterdir()) == ["iter_00000002", "iter_00000004"]
-    assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*.pt")} == {"rank_0.pt", "rank_1.pt"}
+    assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*")} == \
+        {"rank_0.safetensors", "rank_1.safetensors"}
     assert len(list((run_dir / "models").glob("net_g_iter_*.safetensors"))) == 2
+
+
+# --- reliability: what survives a kill, what is refused --------------------------------------------
+
+CRASH_ITERATIONS = 20
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run that every interrupted-and-resumed run must end equal to."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
+                        train={"iterations": CRASH_ITERATIONS}, checkpoint={"every": 5, "keep_last": 2})
+    done = launch([sys.executable, "train_realciao.py", "-opt", str(path), "--set", "name=whole"])
+    assert done.wait(timeout=600) == 0, done.stdout.read()
+    return path, tmp_path / "experiments" / "whole"
+
+
+def release_and_final(run_dir: Path) -> dict[str, torch.Tensor]:
+    weights = final_weights(run_dir, CRASH_ITERATIONS)
+    return {**weights, **{f"release.{k}": v for k, v in load_file(run_dir / "net_g_ema.safetensors").items()}}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    first, second = release_and_final(a), release_and_final(b)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first), "the resumed run is not bitwise equal"
+
+
+@pytest.mark.parametrize("point,iteration", [
+    ("inside-temporary", 10),  # rank files not written yet, no manifest
+    ("before-rename", 10),  # complete in .tmp-iter_00000010, not yet published
+    ("prune", 5),  # deleting iter_00000005 while publishing iter_00000015
+    ("release", CRASH_ITERATIONS),  # writing net_g_ema.safetensors at the end
+])
+def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, reference, point, iteration):
+    path, whole = reference
+    name = f"killed_{point}"
+    script = [sys.executable, "train_realciao.py", "-opt", str(path), "--set", f"name={name}",
+              "--set", f"output_dir={tmp_path}"]
+    killed = launch(script, env={"REALCIAO_CRASH_AT": f"{point}:{iteration}"})
+    assert killed.wait(timeout=600) == -signal.SIGKILL, killed.stdout.read()
+    run_dir = tmp_path / name
+    if point == "release":
+        assert list(run_dir.glob(".net_g_ema.safetensors.*.tmp")) and not (run_dir / "net_g_ema.safetensors").exists()
+    resumed = launch([*script, "--auto-resume"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert not list(run_dir.glob(".*.tmp")) and not list((run_dir / "states").glob(".tmp-*"))
+    assert_same_run(whole, run_dir)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
+    path, whole = reference
+    script = [sys.executable, "train_realciao.py", "-opt", str(path), "--set", "name=damaged",
+              "--set", f"output_dir={tmp_path}"]
+    killed = launch(script, env={"REALCIAO_CRASH_AT": "before-rename:15"})
+    assert killed.wait(timeout=600) == -signal.SIGKILL
+    states = tmp_path / "damaged" / "states"
+    (states / "iter_00000010" / "optimizer_g.safetensors").write_bytes(b"")  # an empty optimizer file
+    resumed = launch([*script, "--auto-resume"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "skipping a damaged checkpoint" in output and "optimizer_g.safetensors: 0 bytes" in output
+    assert f"resumed from {states / 'iter_00000005'}" in output
+    assert "Traceback" not in output
+    assert_same_run(whole, tmp_path / "damaged")
+
+
+def test_a_second_run_into_the_same_experiment_is_refused_and_the_first_stays_exact(tmp_path, reference):
+    path, whole = reference
+    overrides = ["name=busy", f"output_dir={tmp_path}"]
+    script = [sys.executable, "train_realciao.py", "-opt", str(path), *[a for o in overrides for a in ("--set", o)]]
+    first = launch(script, env={"REALCIAO_PAUSE_AT": "inside-temporary:5:20"})  # holds the folder a while
+    states = tmp_path / "busy" / "states"
+    deadline = time.time() + 300
+    while not list(states.glob(".tmp-iter_00000005/*")) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    with pytest.raises(TrainingError, match=rf"another training run \(PID {first.pid}\) is writing"):
+        Trainer(load_config(path, overrides), auto_resume=True)
+    second = launch([*script, "--auto-resume"])
+    output = second.communicate(timeout=600)[0]
+    assert second.returncode == 2 and f"PID {first.pid}" in output and "Traceback" not in output, output
+    assert first.wait(timeout=600) == 0
+    assert_same_run(whole, tmp_path / "busy")
+
+
+def test_resume_with_changed_plan_options_is_refused_unless_allowed(tmp_path):
+    path = options_file(tmp_path, train={"iterations": 4})
+    run_in_process(path)
+    with pytest.raises(TrainingError, match=r"data\.batch_size: 2 -> 3.*--allow-changed-options"):
+        Trainer(load_config(path, ["data.batch_size=3", "train.iterations=6"]), auto_resume=True)
+    with pytest.raises(TrainingError, match=r"generator\.options"):
+        Trainer(load_config(path, ["generator.options={channels: 12, num_blocks: 1, mlp_hidden: [16]}"]),
+                auto_resume=True)
+    trainer = Trainer(load_config(path, ["data.batch_size=3", "train.iterations=6"]), auto_resume=True,
+                      allow_changed_options=True)
+    trainer.run()
+    assert "data.batch_size: 2 -> 3" in (trainer.dir / "option_changes.log").read_text()
+    # options that do not change the model or the data plan may change freely
+    run = Trainer(load_config(path, ["train.iterations=7", "data.batch_size=3", "train.optimizer.lr=0.0005"]),
+                  auto_resume=True)
+    run.run()

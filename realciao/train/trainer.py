@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,9 @@ from realciao.archs.discriminator import UNetDiscriminatorSN
 from realciao.checkpoint import load_generator, read_state, save_generator
 from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
+from realciao.devices import autocast_dtype
 from realciao.errors import RealciaoError
+from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
 from realciao.train.allocator import keep_freed_memory
 from realciao.train.config import TrainConfig
@@ -44,6 +47,7 @@ from realciao.train.data import (
 )
 from realciao.train.ema import ModelEMA
 from realciao.train.losses import PerceptualLoss, gan_loss, online_allowed, resolve_vgg19_weights
+from realciao.train.optim import build_optimizer, build_scheduler
 from realciao.train.pool import PairPool
 from realciao.train.validation import validate
 
@@ -67,6 +71,36 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+# options that decide the model or the data plan: a resumed run must have the same ones
+PLAN_KEYS = (
+    "seed", "generator.name", "generator.options", "generator.pretrained", "data.hr_folders", "data.builtin_samples",
+    "data.meta_info", "data.lmdb", "data.paired_lr_folder", "data.paired_hr_folder", "data.paired_probability",
+    "data.paired_scale", "data.lr_patch", "data.scale_min", "data.scale_max", "data.per_axis_scale",
+    "data.batch_size", "data.hflip", "data.rotate", "data.recipe", "data.pool_size", "data.queries_per_patch",
+    "train.stage", "train.grad_accumulation", "discriminator.channels", "discriminator.skip_connection",
+)
+
+
+def plan_options(options: dict, run: dict) -> dict:
+    """The model- and data-plan-deciding values of an options dump, plus the world size and
+    the recipe's content (a recipe file edited in place changes the plan too)."""
+    values = {}
+    for key in PLAN_KEYS:
+        node = options
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values[key] = node
+    values["world size"] = run.get("world_size")
+    values["recipe content (sha256)"] = run.get("recipe_sha256")
+    return values
+
+
+def recipe_digest(name_or_path: str) -> str:
+    from realciao.degradations.recipe import resolve_recipe_path
+
+    return hashlib.sha256(resolve_recipe_path(name_or_path).read_bytes()).hexdigest()[:16]
+
+
 class Counters:
     """Progress that Accelerate checkpoints with the models: iteration and bad-step streak."""
 
@@ -82,7 +116,8 @@ class Counters:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, auto_resume: bool = False, config_path: str = ""):
+    def __init__(self, config: TrainConfig, auto_resume: bool = False, config_path: str = "",
+                 allow_changed_options: bool = False):
         self.config = config
         self.dir = config.experiment_dir
         self.states_dir = self.dir / "states"
@@ -97,7 +132,12 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.lock = checkpoints.ExperimentLock(self.dir)
+        self._take_lock()
         self._check_fresh_or_resume(auto_resume)
+        self.run_info = {"world_size": self.world, "recipe_sha256": recipe_digest(config.data.recipe)}
+        if auto_resume:
+            self._check_options(allow_changed_options)
         set_seed(config.seed)
 
         self.recipe = load_recipe(config.data.recipe)
@@ -107,8 +147,8 @@ class Trainer:
 
         generator = self._build_generator()
         self.ema = ModelEMA(generator, t.ema_decay)
-        optimizer_g = self._optimizer(generator, t.optimizer)
-        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer_g, t.optimizer.milestones, t.optimizer.gamma)]
+        optimizer_g = build_optimizer(generator.parameters(), t.optimizer)
+        self.schedulers = [build_scheduler(optimizer_g, t.schedule, t.iterations)]
         self.gan = t.stage == "gan"
         self.perceptual = None
         discriminator = optimizer_d = None
@@ -117,9 +157,8 @@ class Trainer:
                 vgg_state = resolve_vgg19_weights(config.losses.vgg_weights, allow_download=online_allowed())
                 self.perceptual = PerceptualLoss(config.losses.perceptual_layers, vgg_state).to(self.device)
             discriminator = self._build_discriminator()
-            optimizer_d = self._optimizer(discriminator, config.discriminator.optimizer)
-            o = config.discriminator.optimizer
-            self.schedulers.append(torch.optim.lr_scheduler.MultiStepLR(optimizer_d, o.milestones, o.gamma))
+            optimizer_d = build_optimizer(discriminator.parameters(), config.discriminator.optimizer)
+            self.schedulers.append(build_scheduler(optimizer_d, config.discriminator.schedule, t.iterations))
         if t.compile:
             generator = torch.compile(generator)
         if self.gan:
@@ -131,26 +170,75 @@ class Trainer:
         self.ema.module.to(self.device)
         fp16 = t.mixed_precision == "fp16"
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)]
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
+        self.autocast_dtype = autocast_dtype(t.mixed_precision)
         self.pool = PairPool(config.data.pool_size)
         self.counters = Counters()
-        for obj in (self.ema, self.counters, *self.schedulers):
-            self.accelerator.register_for_checkpointing(obj)
         if auto_resume:
             self._resume()
         if self.accelerator.is_main_process:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "options.json").write_text(config.model_dump_json(indent=2))
+            (self.dir / "run.json").write_text(json.dumps(self.run_info, indent=2))
             self.accelerator.init_trackers(config.name, config={"options": config_path})
 
     # ---------------------------------------------------------------------- building
+    def _take_lock(self) -> None:
+        """The main process locks the experiment folder before anything is written; every
+        process stops together when another run holds it."""
+        problem = ""
+        if self.accelerator.is_main_process:
+            try:
+                self.lock.acquire()
+                for folder in (self.dir, self.models_dir):  # temporary files of a killed run
+                    remove_stale(folder)
+            except checkpoints.StateError as error:
+                problem = str(error)
+        problem = self._agree(problem)
+        if problem:
+            raise TrainingError(problem)
+
+    def _agree(self, message: str) -> str:
+        """The main process's message, on every process."""
+        if self.world == 1:
+            return message
+        from accelerate.utils import broadcast_object_list
+
+        box = [message]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
     def _check_fresh_or_resume(self, auto_resume: bool) -> None:
-        latest = checkpoints.latest_checkpoint(self.states_dir)
-        if latest and not auto_resume:
+        folders = checkpoints.checkpoint_folders(self.states_dir)
+        if folders and not auto_resume:
             raise TrainingError(
-                f"{self.dir} already holds checkpoints (latest {latest[1].name}): pass --auto-resume to continue "
+                f"{self.dir} already holds checkpoints (latest {folders[-1][1].name}): pass --auto-resume to continue "
                 f"that run, or choose another name (--set name=...)"
             )
+
+    def _check_options(self, allow_changed: bool) -> None:
+        """Options that change the model or the data plan must be those of the checkpointed run."""
+        saved_options, saved_run = self.dir / "options.json", self.dir / "run.json"
+        if not saved_options.is_file():
+            return  # nothing was checkpointed yet
+        try:
+            before = plan_options(json.loads(saved_options.read_text()),
+                                  json.loads(saved_run.read_text()) if saved_run.is_file() else {})
+        except (OSError, ValueError) as error:
+            raise TrainingError(f"{saved_options}: unreadable ({error}); it records the run being resumed") from error
+        now = plan_options(self.config.model_dump(), self.run_info)
+        changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
+                   if before.get(key) != now.get(key) and key in before]
+        if not changed:
+            return
+        if not allow_changed:
+            raise TrainingError(f"--auto-resume: options that change the model or the data plan differ from the "
+                                f"checkpointed run ({'; '.join(changed)}); restore them, or pass "
+                                f"--allow-changed-options to resume anyway (the change is recorded)")
+        if self.accelerator.is_main_process:
+            with open(self.dir / "option_changes.log", "a") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n")
+        self.accelerator.print(f"resuming with changed options (recorded in {self.dir / 'option_changes.log'}): "
+                               f"{'; '.join(changed)}")
 
     def _build_generator(self) -> torch.nn.Module:
         g = self.config.generator
@@ -181,37 +269,70 @@ class Trainer:
                                     f"discriminator with {d.channels} channels ({error})") from error
         return model.to(self.device).train()
 
-    @staticmethod
-    def _optimizer(model: torch.nn.Module, options) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=options.lr, betas=tuple(options.betas),
-                                weight_decay=options.weight_decay)
-
     # ---------------------------------------------------------------------- resume
     def _resume(self) -> None:
-        latest = checkpoints.latest_checkpoint(self.states_dir)
-        if latest is None:
-            self.accelerator.print(f"--auto-resume: no checkpoint in {self.states_dir}, starting from scratch")
+        choice = checkpoints.latest_complete(self.states_dir)
+        for problem in choice.skipped if choice else [p for _, f in checkpoints.checkpoint_folders(self.states_dir)
+                                                       if (p := checkpoints.checkpoint_problem(f))]:
+            self.accelerator.print(f"--auto-resume: skipping a damaged checkpoint: {problem}")
+        if choice is None:
+            self.accelerator.print(f"--auto-resume: no complete checkpoint in {self.states_dir}, starting from scratch")
             return
-        iteration, path = latest
-        self.accelerator.load_state(str(path))
-        extras = torch.load(path / f"rank_{self.rank}.pt", map_location="cpu", weights_only=False)
+        path = choice.path
+        load = checkpoints.load_tree
+        self.accelerator.unwrap_model(self.generator).load_state_dict(load(path / "generator.safetensors"))
+        self.ema.load_state_dict(load(path / "ema.safetensors"))
+        self.optimizer_g.load_state_dict(load(path / "optimizer_g.safetensors"))
+        if self.gan:
+            self.accelerator.unwrap_model(self.discriminator).load_state_dict(load(path / "discriminator.safetensors"))
+            self.optimizer_d.load_state_dict(load(path / "optimizer_d.safetensors"))
+        for scheduler, state in zip(self.schedulers, load(path / "schedulers.safetensors")):
+            scheduler.load_state_dict(state)
+        self.counters.load_state_dict(load(path / "counters.safetensors"))
+        own = path / f"rank_{self.rank}.safetensors"
+        if not own.is_file():
+            raise TrainingError(f"{own}: missing; the checkpoint was written by {len(list(path.glob('rank_*')))} "
+                                f"process(es), this run has {self.world}")
+        extras = load(own)
         self.pool.load_state_dict(extras["pool"], self.device)
         for scaler, scaler_state in zip(self.scalers, extras["scalers"]):
             scaler.load_state_dict(scaler_state)
+        torch.set_rng_state(extras["rng"]["torch"])
+        if torch.cuda.is_available() and extras["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(extras["rng"]["cuda"])
         self.accelerator.print(f"resumed from {path} (iteration {self.counters.iteration})")
 
     def save_checkpoint(self) -> None:
         iteration = self.counters.iteration
         temporary = checkpoints.temporary_dir(self.states_dir, iteration)
+        main = self.accelerator.is_main_process
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(temporary))
-        torch.save({"pool": self.pool.state_dict(), "scalers": [s.state_dict() for s in self.scalers]},
-                   temporary / f"rank_{self.rank}.pt")
+        if main:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
+        save = checkpoints.save_tree
+        if main:
+            save(self.accelerator.unwrap_model(self.generator).state_dict(), temporary / "generator.safetensors")
+            save(self.ema.state_dict(), temporary / "ema.safetensors")
+            save(self.optimizer_g.state_dict(), temporary / "optimizer_g.safetensors")
+            if self.gan:
+                save(self.accelerator.unwrap_model(self.discriminator).state_dict(),
+                     temporary / "discriminator.safetensors")
+                save(self.optimizer_d.state_dict(), temporary / "optimizer_d.safetensors")
+            save([s.state_dict() for s in self.schedulers], temporary / "schedulers.safetensors")
+            save(self.counters.state_dict(), temporary / "counters.safetensors")
+        checkpoints.crash_point("inside-temporary", iteration)
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        save({"pool": self.pool.state_dict(), "scalers": [s.state_dict() for s in self.scalers], "rng": rng},
+             temporary / f"rank_{self.rank}.safetensors")
+        self.accelerator.wait_for_everyone()
+        if main:
+            checkpoints.write_manifest(temporary)
             name = checkpoints.checkpoint_name(iteration)
             save_generator(self.accelerator.unwrap_model(self.generator), self.models_dir / f"net_g_{name}.safetensors")
             save_generator(self.ema.module, self.models_dir / f"net_g_ema_{name}.safetensors")
+            checkpoints.crash_point("before-rename", iteration)
             checkpoints.publish(temporary, iteration)
             checkpoints.prune(self.states_dir, self.models_dir, self.config.checkpoint.keep_last)
         self.accelerator.wait_for_everyone()
@@ -367,8 +488,8 @@ class Trainer:
         self.accelerator.print(f"iteration {self.counters.iteration + 1}: non-finite loss, step skipped "
                                f"({self.counters.bad_steps} in a row, stopping at {limit})")
         if self.counters.bad_steps >= limit:
-            latest = checkpoints.latest_checkpoint(self.states_dir)
-            saved = f"the last good checkpoint is {latest[1]}" if latest else "no checkpoint was written yet"
+            latest = checkpoints.latest_complete(self.states_dir)
+            saved = f"the last good checkpoint is {latest.path}" if latest else "no checkpoint was written yet"
             raise TrainingError(f"the loss was NaN or infinite for {limit} iterations in a row at iteration "
                                 f"{self.counters.iteration + 1}; {saved}. Lower train.optimizer.lr, set "
                                 f"train.grad_clip, or use bf16 instead of fp16.")
@@ -402,12 +523,17 @@ class Trainer:
         progress.close()
         release = self.dir / "net_g_ema.safetensors"
         if self.accelerator.is_main_process:
-            save_generator(self.ema.module, release)
+            # written beside, then renamed: a kill leaves a hidden .tmp file (removed at the next start)
+            pending = release.with_name(f"{temporary_name(release)}release{TEMPORARY_SUFFIX}")
+            save_generator(self.ema.module, pending)
+            checkpoints.crash_point("release", self.counters.iteration)
+            os.replace(pending, release)
         # every rank prints its own: equal fingerprints show the processes stayed in step
         fingerprint = weights_fingerprint(self.accelerator.unwrap_model(self.generator))
         print(f"rank {self.rank}: generator weights fingerprint {fingerprint}", flush=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
+        self.lock.release()
         return release
 
     def run_validation(self, iteration: int) -> None:
