@@ -10,6 +10,8 @@ entry points first switch off any autocast their caller opened, so a caller's
 from __future__ import annotations
 
 import contextlib
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -92,3 +94,162 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return 4 << 30
+
+
+# ---------------------------------------------------------------------------------------
+# Precision by capability
+# ---------------------------------------------------------------------------------------
+
+AUTO = "auto"
+_CPU_FLAGS_FOR_BF16 = ("avx512_bf16", "amx_bf16")
+_cache: dict = {}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where unknown."""
+    if "flags" not in _cache:
+        flags: set[str] = set()
+        try:
+            with open("/proc/cpuinfo") as info:
+                for line in info:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+        _cache["flags"] = flags
+    return _cache["flags"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def matmul_seconds(dtype: torch.dtype, side: int = 384, repeats: int = 3) -> float:
+    """Median seconds of one (side x side) matrix product in ``dtype`` on the CPU."""
+    import time
+
+    a = torch.randn(side, side).to(dtype)
+    b = torch.randn(side, side).to(dtype)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def cpu_bf16_slowdown() -> float:
+    """How many times slower a bf16 matrix product is than fp32 here (measured once per process)."""
+    if "bf16_slowdown" not in _cache:
+        _cache["bf16_slowdown"] = matmul_seconds(torch.bfloat16) / max(matmul_seconds(torch.float32), 1e-9)
+    return _cache["bf16_slowdown"]
+
+
+def cpu_runs_bf16_natively() -> bool:
+    """AVX512-BF16 or AMX (from the CPU's flags, or torch's capability string); where neither
+    says, a one-off micro-benchmark: bf16 counts as native when it is not slower than fp32."""
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    if "AMX" in capability or "BF16" in capability or cpu_flags() & set(_CPU_FLAGS_FOR_BF16):
+        return True
+    if cpu_flags():
+        return False  # the flags are known and lack bf16: emulated
+    return cpu_bf16_slowdown() <= 1.0
+
+
+def native_precision(device: torch.device) -> str:
+    """The reduced precision this device runs natively, else fp32: bf16 on CUDA GPUs that
+    support it and on CPUs with AVX512-BF16/AMX; fp32 on Apple MPS (not measured here) and elsewhere."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_runs_bf16_natively():
+        return "bf16"
+    return "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device, echo=None) -> str:
+    """``auto`` -> the device's native precision; an explicit bf16 on a CPU that only
+    emulates it is kept, with one warning giving the measured slowdown."""
+    if precision == AUTO:
+        return native_precision(device)
+    check_precision(precision, device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_natively() and not _cache.get("warned"):
+        _cache["warned"] = True
+        import warnings
+
+        message = (f"bf16 is emulated on this CPU ({cpu_model()}; no AVX512-BF16 or AMX): a bf16 matrix product "
+                   f"measured {cpu_bf16_slowdown():.0f}x slower than fp32 here. Choose fp32 (--precision fp32, "
+                   f"train.mixed_precision: fp32) or auto.")
+        (echo or (lambda text: warnings.warn(text, stacklevel=3)))(message)
+    return precision
+
+
+# ---------------------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    count: int
+    reason: str
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def launcher_environment() -> dict[str, str] | None:
+    """The environment the parent process (e.g. ``accelerate launch``) was started with, as the
+    user set it; None where it cannot be read (not Linux)."""
+    try:
+        raw = open(f"/proc/{os.getppid()}/environ", "rb").read()
+    except OSError:
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def choose_threads(requested: int | None = None, environ: dict[str, str] | None = None,
+                   launcher: dict[str, str] | None | bool = False, cores: int | None = None) -> ThreadChoice:
+    """Threads for torch in this process: the user's number (a ``threads`` option or flag, or an
+    ``OMP_NUM_THREADS`` they exported), else the available cores divided among the local
+    processes. ``accelerate launch`` always exports OMP_NUM_THREADS to its children (1 unless
+    the user had set it), so under it the value counts as the user's only when the launcher's
+    own environment holds it (read from /proc/PPID/environ)."""
+    environ = dict(os.environ) if environ is None else environ
+    cores = available_cores() if cores is None else cores
+    local = max(1, int(environ.get("LOCAL_WORLD_SIZE") or environ.get("ACCELERATE_NUM_PROCESSES") or 1))
+    if requested:
+        return ThreadChoice(int(requested), "asked for with the threads option")
+    omp = environ.get("OMP_NUM_THREADS", "").strip()
+    under_accelerate = "ACCELERATE_DYNAMO_BACKEND" in environ  # set in every process accelerate launches
+    if omp.isdigit() and int(omp) > 0:
+        if not under_accelerate:
+            return ThreadChoice(int(omp), "OMP_NUM_THREADS set in the environment")
+        parent = launcher_environment() if launcher is False else launcher
+        if parent is not None and "OMP_NUM_THREADS" in parent:
+            return ThreadChoice(int(omp), "OMP_NUM_THREADS set for accelerate launch")
+    count = max(1, cores // local)
+    return ThreadChoice(count, f"{cores} cores available to this process, {local} local process(es)")
+
+
+def configure_threads(requested: int | None = None) -> ThreadChoice:
+    """Apply ``choose_threads`` to torch and return the choice (commands print it once)."""
+    choice = choose_threads(requested)
+    torch.set_num_threads(choice.count)
+    return choice

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from realciao.checkpoint import load_generator
 from realciao.cli import exit_process, fail
-from realciao.devices import PRECISIONS, check_precision, choose_device
+from realciao.devices import AUTO, PRECISIONS, choose_device, configure_threads, resolve_precision
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
 from realciao.upscaling import OutputSize, SizeError, estimate_work, upscale_array
@@ -64,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--tile-margin", "--tile_pad", dest="tile_margin", type=int,
                        help="LR context around each tile (default: exact for EDSR)")
     run = parser.add_argument_group("device")
-    run.add_argument("--precision", choices=PRECISIONS, default=None, help="fp16: GPUs only (default fp32)")
+    run.add_argument("--precision", choices=(AUTO, *PRECISIONS), default=None,
+                     help="auto (default): bf16/fp16 where the device runs it natively (CUDA, CPUs with AVX512-BF16 "
+                     "or AMX), else fp32; fp16: GPUs only")
     run.add_argument("--fp32", action="store_true", help="same as --precision fp32 (Real-ESRGAN's flag)")
     run.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     run.add_argument("-g", "--gpu-id", type=int, default=None, help="CUDA device N (same as --device cuda:N)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads (default: the cores available to this process, or OMP_NUM_THREADS if you set it)")
     out = parser.add_argument_group("output files")
     out.add_argument("--ext", choices=["auto", "png", "jpg", "webp", "tiff"], default="auto", help="default: as input")
     out.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
@@ -251,7 +255,9 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> OutputSize:
         parser.error("--max-megapixels must be >= 0")
     if args.fp32 and args.precision not in (None, "fp32"):
         parser.error(f"--fp32 and --precision {args.precision} contradict each other")
-    args.precision = args.precision or "fp32"
+    args.precision = "fp32" if args.fp32 else (args.precision or AUTO)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.gpu_id is not None:
         if args.device not in (None, f"cuda:{args.gpu_id}"):
             parser.error(f"-g/--gpu-id {args.gpu_id} and --device {args.device} contradict each other")
@@ -279,10 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     request = check_arguments(parser, args)
     try:
         device = choose_device(args.device)
-        check_precision(args.precision, device)
+        args.precision = resolve_precision(args.precision, device, echo=lambda text: print(f"warning: {text}",
+                                                                                          file=sys.stderr))
+        threads = configure_threads(args.threads)
         model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
     except RealciaoError as error:
         return fail(PROG, error)
+    print(f"{PROG}: {device.type}, {args.precision}, {threads.count} thread(s) ({threads.reason})", file=sys.stderr)
     jobs, unmatched = find_inputs(args.input, Path(args.output), args.recursive)
     for pattern in unmatched:
         print(f"{PROG}: no images at {pattern!r}", file=sys.stderr)
