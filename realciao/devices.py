@@ -253,3 +253,10 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
     choice = choose_threads(requested)
     torch.set_num_threads(choice.count)
     return choice
+
+
+def describe_cpu() -> str:
+    """One line for benchmark output: the CPU model, torch's capability and whether bf16 is native."""
+    native = "native" if cpu_runs_bf16_natively() else f"emulated, {cpu_bf16_slowdown():.0f}x slower than fp32"
+    return (f"CPU: {cpu_model()}; {available_cores()} cores available; torch {torch.__version__}, capability "
+            f"{torch.backends.cpu.get_cpu_capability()}; bf16 {native}")

@@ -4,6 +4,7 @@ against the official algorithm measured in the same run.
     python scripts/bench_generator.py                      # the four issue configs
     python scripts/bench_generator.py --configs 48x4 --precisions fp32 --repeats 5
     python scripts/bench_generator.py --configs 24x2 --repeats 1 --no-baseline   # quick check
+    python scripts/bench_generator.py --configs nl256 --precisions fp32         # the non-local branch alone
 
 Each (config, precision) runs in a fresh subprocess so that peak RSS is its own. Prints
 median wall time, peak RSS, multiply-accumulates per output pixel (counted with torch's
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,13 +34,51 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from realciao.devices import describe_cpu  # noqa: E402
+
 FIXTURE_WEIGHTS = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 OFFICIAL = "official"  # the child's "precision" that runs the baseline
 
 
+NON_LOCAL_PREFIX = "nl"  # "nl256": the non-local branch alone on a 256x256 LR image's encoder feature
+
+
 def parse_config(text: str) -> tuple[int, int]:
+    if text.startswith(NON_LOCAL_PREFIX):
+        return int(text[len(NON_LOCAL_PREFIX):]), 1
     lr, scale = text.split("x")
     return int(lr), int(scale)
+
+
+def non_local_child(config: str, precision: str, repeats: int, threads: int) -> dict:
+    """The non-local branch alone on the encoder feature of the test image: realciao's chunked,
+    down-composed branch, or (precision "official") the official full-attention-map one."""
+    import official_ciaosr
+
+    torch.set_num_threads(threads)
+    lr_size, _ = parse_config(config)
+    model, weights = load_model()
+    with torch.no_grad():
+        feature = model.encoder(test_image(lr_size) - torch.tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    branch = model.upsampler.cs_attn
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            if precision == OFFICIAL:
+                out = official_ciaosr.non_local(branch, feature)
+            else:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    out = branch(feature)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result = {"config": config, "precision": precision, "seconds": statistics.median(times), "runs": len(times),
+              "peak_rss_gib": peak, "branch_rss_gib": peak - rss_before, "weights": weights}
+    if precision == OFFICIAL:
+        with torch.no_grad():
+            result["max_abs_diff_vs_fp32"] = (out - branch(feature)).abs().max().item()
+    return result
 
 
 def test_image(lr_size: int) -> torch.Tensor:
@@ -64,23 +102,6 @@ def load_model():
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = (a - b).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def official_child(config: str, repeats: int, threads: int) -> dict:
@@ -110,6 +131,8 @@ def child(config: str, precision: str, repeats: int, threads: int) -> dict:
 
     import realciao
 
+    if config.startswith(NON_LOCAL_PREFIX):
+        return non_local_child(config, precision, repeats, threads)
     if precision == OFFICIAL:
         return official_child(config, repeats, threads)
     torch.set_num_threads(threads)
@@ -161,8 +184,7 @@ def main() -> None:
         return
 
     peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
-          f"{args.threads} threads")
+    print(f"{describe_cpu()}; {args.threads} threads")
     print(f"matrix-multiply peak, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     rows, baselines = [], {}
     for config in args.configs.split(","):
@@ -203,11 +225,20 @@ def main() -> None:
                         f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
         else:
             official = "- | - | - | -"
-        print(f"| {lr_size}x{lr_size} -> x{scale} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
+        label = (f"non-local branch alone, {lr_size}x{lr_size}" if r["config"].startswith(NON_LOCAL_PREFIX)
+                 else f"{lr_size}x{lr_size} -> x{scale}")
+        print(f"| {label} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
               f"{mac_text} | {gflops} | {acc} | {official} |")
     for config, base in baselines.items():
-        print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the output image "
+        what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
+        print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "
               f"{base['max_abs_diff_vs_fp32']:.1e}")
+    for r in rows:
+        base = baselines.get(r["config"])
+        if r["config"].startswith(NON_LOCAL_PREFIX) and base:
+            print(f"non-local branch alone, {r['config'][2:]}x{r['config'][2:]} LR, {r['precision']}: memory the branch "
+                  f"added to the process {r['branch_rss_gib']:.2f} GiB against the official "
+                  f"{base['branch_rss_gib']:.2f} GiB ({base['branch_rss_gib'] / max(r['branch_rss_gib'], 1e-3):.0f}x)")
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,27 +32,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from realciao.devices import describe_cpu  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 OFFICIAL = "official"  # the child's "precision" that runs the baseline (fp32)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def net_step(model, optimizer, generator, dtype, batch=16, lr_size=48, queries=2304):
@@ -158,8 +142,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
-          f"{args.threads} threads")
+    print(f"{describe_cpu()}; {args.threads} threads")
     rows, baselines = [], {}
     for stage in args.stages.split(","):
         runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 import realciao
 from realciao.archs.swinir import relative_position_index, shifted_window_mask
 from realciao.checkpoint import CheckpointError
+from tests.crafted import RunsCode
 from tests.test_archs import TINY, tiny
 
 # widths unlike any default, so that only inference from shapes can rebuild them
@@ -93,14 +94,6 @@ def test_a_plain_pth_state_dict_loads_without_consent(tmp_path):
     assert same_function(model, realciao.load_generator(path))
 
 
-class RunsCode:
-    """Unpickling this object runs a shell command (writes the marker file)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from realciao.metrics import iqa
 from tests.conftest import shared_path
+from tests.crafted import RunsCode
 
 
 def test_missing_weight_file_names_file_metric_and_place(tmp_path, monkeypatch):
@@ -23,14 +24,6 @@ def test_missing_weight_file_names_file_metric_and_place(tmp_path, monkeypatch):
         iqa.create_metric("brisque", tmp_path)
 
 
-class RunsCode:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_crafted_pickle_in_the_weights_folder_is_refused_without_running(tmp_path):

@@ -26,6 +26,7 @@ from realciao.train.state import (
     temporary_dir,
     write_manifest,
 )
+from tests.crafted import RunsCode
 
 
 def make_checkpoint(states, iteration: int, publish_it: bool = True):
@@ -54,12 +55,6 @@ def test_state_trees_round_trip_without_pickle(tmp_path):
         save_tree({"x": object()}, tmp_path / "bad.safetensors")
 
 
-class RunsCode:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_pickle_in_place_of_a_state_file_is_refused_without_running(tmp_path):

@@ -13,6 +13,7 @@ from realciao.checkpoint import save_generator
 from realciao.cli.upscale import main
 from realciao.inference import upscale
 from realciao.upscaling import target_size, upscale_image
+from tests.crafted import RunsCode
 
 TINY = {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16], "non_local": False}
 
@@ -164,14 +165,6 @@ def test_missing_model_file_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-class RunsCode:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_plain_pth_loads_and_a_code_running_pickle_needs_allow_pickle(tmp_path, model, capsys):
