@@ -58,7 +58,15 @@ BASE = "data: {builtin_samples: true}\n"
         (BASE + "generator: {options: {num_blocks: two}}", r"opt.yml: generator.options.num_blocks: expected an integer"),
         (BASE + "generator: {options: {mlp_hidden: [0]}}", r"opt.yml: generator.options.mlp_hidden\[0\]: expected a value >= 1"),
         (BASE.replace("}", ", recipe: nosuch}"), r"opt.yml: data.recipe: nosuch: recipe file not found"),
-        (BASE + "train: {mixed_precision: no}", r"opt.yml: train.mixed_precision: expected 'fp32', 'bf16' or 'fp16', got False"),
+        (BASE + "train: {mixed_precision: no}",
+         r"opt.yml: train.mixed_precision: expected 'fp32', 'bf16', 'fp16' or 'auto', got False"),
+        (BASE + "train: {threads: 0}", r"opt.yml: train.threads: expected a value >= 1, got 0"),
+        (BASE + "losses: {charbonnier_eps: 0}", r"opt.yml: losses.charbonnier_eps: expected a value > 0, got 0"),
+        (BASE + "losses: {ldl_weight: -1}", r"opt.yml: losses.ldl_weight: expected a value >= 0, got -1"),
+        (BASE + "logging: {trackers: [tensorbord]}", r"opt.yml: logging.trackers\[0\]: expected 'tensorboard' or 'wandb'"),
+        (BASE + "logging: {trackers: [tensorboard, tensorboard]}", r"opt.yml: logging.trackers: expected each tracker once"),
+        ("data: {builtin_samples: true, paired_max_shift: -1}", r"opt.yml: data.paired_max_shift: expected a value >= 0"),
+        ("data: {builtin_samples: true, augment: 3}", r"opt.yml: data.augment: expected an albumentations pipeline .* got 3$"),
         (BASE + "name: a/b", r"opt.yml: name: expected .*, got 'a/b'"),
     ],
 )
@@ -98,3 +106,27 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "nope.yml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "data: {builtin_samples: true"))
+
+
+def test_auto_precision_and_threads_are_accepted(tmp_path):
+    config = load_config(write(tmp_path, BASE + "train: {mixed_precision: auto, threads: 2}"))
+    assert (config.train.mixed_precision, config.train.threads) == ("auto", 2)
+    defaults = load_config(write(tmp_path, BASE))
+    assert (defaults.train.mixed_precision, defaults.train.threads) == ("fp32", None)
+    assert defaults.logging.trackers == ["tensorboard"]
+
+
+def test_the_real_world_options_files_choose_their_precision_automatically():
+    for path in sorted(OPTIONS.glob("train_realciao*.yml")):
+        assert load_config(path).train.mixed_precision == "auto", path.name
+
+
+def test_wandb_without_wandb_installed_is_one_line_naming_the_key(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"opt.yml: logging.trackers: wandb is not installed: pip install wandb") as error:
+        load_config(write(tmp_path, BASE + "logging: {trackers: [tensorboard, wandb]}"))
+    assert "\n" not in str(error.value)
+    assert load_config(write(tmp_path, BASE + "logging: {trackers: []}")).logging.trackers == []

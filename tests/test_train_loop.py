@@ -108,15 +108,159 @@ def test_gan_stage_without_vgg_weights_is_a_clear_error(tmp_path):
         Trainer(load_config(path))
 
 
-def test_non_finite_losses_stop_with_a_clear_message(tmp_path):
+def test_non_finite_losses_stop_with_a_clear_message(tmp_path, capsys):
     generator = realciao.build_generator("edsr-baseline-ciaosr", channels=8, num_blocks=1, mlp_hidden=[16])
     with torch.no_grad():
         generator.upsampler.imnet_q.linears[-1].bias.fill_(float("nan"))
     realciao.save_generator(generator, tmp_path / "nan.safetensors")
     path = options_file(tmp_path, generator={"pretrained": str(tmp_path / "nan.safetensors"), "options": {}},
-                        train={"max_bad_steps": 2, "iterations": 5})
-    with pytest.raises(TrainingError, match="NaN or infinite for 2 iterations in a row"):
+                        train={"max_bad_steps": 2, "iterations": 5}, losses={"charbonnier_weight": 0.5})
+    with pytest.raises(TrainingError, match=r"NaN or infinite for 2 iterations in a row at iteration 2 "
+                                            r"\(rank 0: charbonnier, l1\)"):
         run_in_process(path)
+    out = capsys.readouterr().out
+    assert "iteration 1: non-finite loss (rank 0: charbonnier, l1), step skipped (1 in a row, stopping at 2)" in out
+    log = (tmp_path / "experiments" / "run" / "train.log").read_text()
+    assert "error: the loss was NaN or infinite for 2 iterations in a row at iteration 2 (rank 0" in log
+
+
+# --- train.log, trackers, threads and precision -----------------------------------------------------
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_log_holds_the_run_facts_and_every_printed_line(tmp_path, capsys, keep_threads):
+    import accelerate
+
+    path = options_file(tmp_path, train={"threads": 1})
+    (tmp_path / "hr" / "broken.png").write_bytes(b"not a png")
+    before = sys.stdout, sys.stderr
+    trainer = run_in_process(path)
+    assert (sys.stdout, sys.stderr) == before  # the streams are given back
+    printed = capsys.readouterr()
+    log = (trainer.dir / "train.log").read_text()
+    header = [f"versions: realciao {realciao.__version__}, torch {torch.__version__}, accelerate {accelerate.__version__}",
+              "device: cpu (", "world size: 1", "options:", "    batch_size: 2", "threads: 1 (asked for with the threads option)",
+              "precision: fp32", "skipping unreadable training image", "broken.png",
+              "rank 0: generator weights fingerprint", "done: release weights (EMA) at"]
+    assert all(line in log for line in header), log
+    assert torch.get_num_threads() == 1
+    for line in (printed.out + printed.err).split("\n"):
+        shown = line.rsplit("\r", 1)[-1].strip()
+        assert not shown or shown in log, shown  # every line the run printed (the progress bar: its last state)
+    # a resumed session appends its own header
+    run_in_process(path, "train.iterations=4", auto_resume=True)
+    log = (trainer.dir / "train.log").read_text()
+    assert log.count(" started ===") == 1 and log.count(" resumed ===") == 1
+    assert "resumed from" in log.split(" resumed ===")[1]
+
+
+def test_auto_precision_resolves_to_the_devices_own_and_is_printed_once(tmp_path, capsys, keep_threads):
+    from realciao.devices import native_precision
+
+    trainer = run_in_process(options_file(tmp_path, train={"mixed_precision": "auto", "iterations": 1}))
+    expected = native_precision(torch.device("cpu"))
+    assert trainer.precision == expected
+    out = capsys.readouterr().out
+    assert out.count(f"precision: {expected} (auto on cpu)") == 1 and out.count("threads: ") == 1
+
+
+def test_fp16_on_the_cpu_is_refused_in_one_line(tmp_path, keep_threads):
+    from realciao.errors import RealciaoError
+
+    with pytest.raises(RealciaoError, match="fp16 runs only on CUDA"):
+        Trainer(load_config(options_file(tmp_path, train={"mixed_precision": "fp16"})))
+
+
+def test_validation_images_and_metrics_reach_tensorboard(tmp_path, keep_threads):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = options_file(tmp_path, train={"iterations": 2},
+                        validation={"every": 2, "hr_folder": str(tmp_path / "hr"), "scales": [2], "tile": 0,
+                                    "max_images": 1, "save_images": 1})
+    trainer = run_in_process(path)
+    run_dir = trainer.dir / "logs" / "run"  # beside it, add_hparams writes the options in a folder of its own
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    assert "val/psnr_x2" in accumulator.Tags()["scalars"] and "train/l1" in accumulator.Tags()["scalars"]
+    (image_tag,) = accumulator.Tags()["images"]
+    assert image_tag.startswith("val/x2_")
+    image = accumulator.Images(image_tag)[0]
+    assert (image.height, image.width, image.step) == (72, 80, 2)
+
+
+def test_trackers_get_images_in_their_own_form():
+    from types import SimpleNamespace
+
+    from realciao.train.trainer import log_images
+
+    calls = {}
+
+    def tracker(name):
+        return SimpleNamespace(name=name, log_images=lambda values, step: calls.setdefault(name, (values, step)))
+
+    image = torch.rand(3, 4, 5)
+    log_images([tracker("tensorboard"), tracker("wandb")], {"val/a": image}, step=7)
+    tensorboard, step = calls["tensorboard"]
+    assert step == 7 and torch.equal(tensorboard["val/a"], image[None])
+    (wandb_image,) = calls["wandb"][0]["val/a"]
+    assert wandb_image.shape == (4, 5, 3) and wandb_image.dtype == np.uint8
+
+
+def test_no_trackers_at_all(tmp_path, keep_threads):
+    trainer = run_in_process(options_file(tmp_path, train={"iterations": 1}, logging={"trackers": []}))
+    assert not (trainer.dir / "logs").exists()
+
+
+# --- Charbonnier and LDL in both stages; real pairs in the GAN stage ---------------------------------
+
+def test_net_stage_with_charbonnier_and_ldl_on_windows_of_pixels(tmp_path, keep_threads):
+    path = options_file(tmp_path, losses={"charbonnier_weight": 0.5, "ldl_weight": 1.0},
+                        data={"queries_per_patch": 36})
+    trainer = Trainer(load_config(path))
+    picks, window = trainer._net_queries(2, 10, 12, torch.Generator().manual_seed(0))
+    assert window == (6, 6) and picks.shape == (2, 36)
+    rows, cols = picks // 12, picks % 12
+    assert all(len(set(r.tolist())) == 6 and len(set(c.tolist())) == 6 for r, c in zip(rows, cols))  # one square
+    batches = trainer._loader(0, 3)
+    logs = [trainer.train_iteration(batches) for _ in range(3)]
+    assert all(set(entry) == {"l1", "charbonnier", "ldl"} and all(np.isfinite(list(entry.values()))) for entry in logs)
+    assert logs[0]["ldl"] == 0  # the EMA starts as the model: no pixel is worse than it
+    assert logs[-1]["ldl"] > 0
+    trainer.close()
+
+
+def write_real_pairs(tmp_path: Path, ratios=((2.0, 2.0), (2.5, 2.5))) -> tuple[Path, Path]:
+    lr_dir, hr_dir = tmp_path / "pairs_lr", tmp_path / "pairs_hr"
+    lr_dir.mkdir(exist_ok=True)
+    hr_dir.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    for i, (ratio_h, ratio_w) in enumerate(ratios):
+        hr = cv2.GaussianBlur(rng.integers(0, 256, (round(24 * ratio_h), round(28 * ratio_w), 3), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(str(hr_dir / f"{i}.png"), hr)
+        cv2.imwrite(str(lr_dir / f"{i}.png"), cv2.resize(hr, (28, 24), interpolation=cv2.INTER_AREA))
+    return lr_dir, hr_dir
+
+
+def test_gan_stage_with_charbonnier_ldl_and_real_pairs_whose_gt_is_no_multiple_of_8(tmp_path, keep_threads):
+    lr_dir, hr_dir = write_real_pairs(tmp_path, ratios=((2.5, 2.5),))
+    path = options_file(
+        tmp_path, data={"paired_lr_folder": str(lr_dir), "paired_hr_folder": str(hr_dir), "paired_probability": 1.0},
+        train={"stage": "gan"}, losses={"perceptual_weight": 0.0, "charbonnier_weight": 1.0, "ldl_weight": 1.0},
+        discriminator={"channels": 8})
+    trainer = Trainer(load_config(path))
+    batches = trainer._loader(0, 2)
+    logs = [trainer.train_iteration(batches) for _ in range(2)]
+    assert all(set(e) == {"l1", "charbonnier", "ldl", "gan", "d_real", "d_fake"} for e in logs)
+    assert all(np.isfinite(list(e.values())).all() for e in logs)
+    gt = next(trainer._loader(0, 1))["gt"]
+    assert gt.shape[-2:] == (20, 20)  # the LR patch's area at x2.5, not rounded to 24
+    assert trainer._discriminator_view(gt).shape[-2:] == (16, 16)
+    trainer.close()
 
 
 def launch(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
@@ -278,3 +422,38 @@ def test_resume_with_changed_plan_options_is_refused_unless_allowed(tmp_path):
     run = Trainer(load_config(path, ["train.iterations=7", "data.batch_size=3", "train.optimizer.lr=0.0005"]),
                   auto_resume=True)
     run.run()
+
+
+def test_resume_with_albumentations_and_real_pairs_ends_bitwise_equal(tmp_path):
+    """Every albumentations draw comes from the sample's seed: a run killed while writing a
+    checkpoint and resumed ends with the uninterrupted run's weights, bit for bit, with a saved
+    pipeline on HR crops and on both images of real pairs at two ratios, read by a worker process."""
+    import albumentations as A
+
+    iterations = 10
+    pipeline_file = tmp_path / "augment.yml"
+    A.save(A.Compose([A.RandomBrightnessContrast(p=0.5), A.HueSaturationValue(p=0.5), A.GaussNoise(p=0.3),
+                      A.OneOf([A.Blur(blur_limit=3), A.Sharpen()], p=0.5), A.HorizontalFlip()]),
+           str(pipeline_file), data_format="yaml")
+    lr_dir, hr_dir = write_real_pairs(tmp_path)
+    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8, "augment": str(pipeline_file),
+                                        "paired_lr_folder": str(lr_dir), "paired_hr_folder": str(hr_dir),
+                                        "paired_probability": 0.5, "num_workers": 1},
+                        train={"iterations": iterations}, checkpoint={"every": 5, "keep_last": 2})
+    script = [sys.executable, "train_realciao.py", "-opt", str(path)]
+    whole = launch([*script, "--set", "name=whole"])
+    killed = launch([*script, "--set", "name=killed"], env={"REALCIAO_CRASH_AT": "before-rename:10"})
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+    assert killed.wait(timeout=600) == -signal.SIGKILL, killed.stdout.read()
+    resumed = launch([*script, "--set", "name=killed", "--auto-resume"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    states = tmp_path / "experiments" / "killed" / "states"
+    assert f"resumed from {states / 'iter_00000005'}" in output
+    a = final_weights(tmp_path / "experiments" / "whole", iterations)
+    b = final_weights(tmp_path / "experiments" / "killed", iterations)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "the resumed run is not bitwise equal"
+    # the pipeline file is part of the data plan: edited in place, it stops a resume
+    A.save(A.Compose([A.HorizontalFlip()]), str(pipeline_file), data_format="yaml")
+    with pytest.raises(TrainingError, match=r"augment file content \(sha256\)"):
+        Trainer(load_config(path, ["name=killed", "train.iterations=12"]), auto_resume=True)

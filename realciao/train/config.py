@@ -15,14 +15,15 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from realciao.devices import PRECISIONS
+from realciao.devices import AUTO, PRECISIONS
 from realciao.typed import Typed, TypedFileError, apply_overrides, read_yaml, validate_data
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
-Precision = Literal[PRECISIONS]  # the one vocabulary (realciao.devices)
+Precision = Literal[(*PRECISIONS, AUTO)]  # the one vocabulary (realciao.devices), plus auto
+TRACKERS = ("tensorboard", "wandb")  # Accelerate's names
 
 # pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
 VGG_LAYERS = {
@@ -65,8 +66,10 @@ class DataOptions(Typed):
     """Real HR images of the pairs."""
     paired_probability: Probability = 0.0
     """Chance that a batch is drawn from the real pairs."""
-    paired_scale: PositiveFloat = 4.0
-    """HR size / LR size of the real pairs."""
+    paired_scale: Optional[PositiveFloat] = None
+    """Expected HR size / LR size of every real pair; a pair whose HR is not within one pixel of LR x this on each axis is skipped. null: any ratio. Each pair's ratio (per axis) always comes from its sizes."""
+    paired_max_shift: Optional[NonNegativeFloat] = 0.5
+    """Largest content shift, in LR pixels, between a real pair's LR and its HR downscaled to the LR's size (phase correlation on luminance); a pair beyond it is skipped. null: no check."""
     lr_patch: PositiveInt = 48
     """LR patch side in pixels."""
     scale_min: PositiveFloat = 1.0
@@ -83,12 +86,22 @@ class DataOptions(Typed):
     """Random horizontal flips."""
     rotate: bool = True
     """Random vertical flips and transposes (90-degree rotations)."""
+    augment: Optional[dict | str] = None
+    """An albumentations pipeline for the HR crops (both images of a real pair get the same draw), after the flips: its serialised form (A.to_dict) inline, or the path of a YAML/JSON file written by A.save. Transforms must keep the crop size."""
     recipe: str = "realesrgan"
     """Degradation recipe: a shipped name (realesrgan, bsrgan, phone_camera, bicubic) or a path to a YAML file."""
     pool_size: Annotated[int, Field(ge=0)] = 0
     """Training pairs kept to mix batches; 0 turns the pool off."""
     queries_per_patch: PositiveInt = 2304
     """Sampled HR pixels per patch in the Net stage."""
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _pipeline_or_path(cls, value):
+        if value is not None and not isinstance(value, (dict, str)):
+            raise ValueError(f"expected an albumentations pipeline (its serialised form, a mapping) or the path of "
+                             f"a YAML/JSON file written by A.save, got {value!r:.60}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DataOptions:
@@ -143,6 +156,12 @@ class ScheduleOptions(Typed):
 class LossOptions(Typed):
     l1_weight: NonNegativeFloat = 1.0
     """Weight of the L1 loss (both stages)."""
+    charbonnier_weight: NonNegativeFloat = 0.0
+    """Weight of the Charbonnier loss, mean of sqrt(d^2 + eps^2) (both stages)."""
+    charbonnier_eps: PositiveFloat = 1e-3
+    """The Charbonnier loss's eps."""
+    ldl_weight: NonNegativeFloat = 0.0
+    """Weight of the LDL artifact loss (Liang et al. 2022) against the EMA model (both stages; the Net stage then samples its pixels as one square window per patch)."""
     perceptual_weight: NonNegativeFloat = 1.0
     """Weight of the VGG19 perceptual loss (GAN stage)."""
     perceptual_layers: dict[str, NonNegativeFloat] = Field(
@@ -193,13 +212,31 @@ class TrainOptions(Typed):
     grad_accumulation: PositiveInt = 1
     """Micro-batches per optimiser step."""
     mixed_precision: Precision = "fp32"
-    """fp32, bf16 (CPU and GPU) or fp16 (GPU, one gradient scaler per optimiser)."""
+    """fp32, bf16 (CPU and GPU), fp16 (GPU, one gradient scaler per optimiser) or auto (bf16 where the device runs it natively, else fp32 on the CPU and fp16 on older GPUs)."""
+    threads: Optional[PositiveInt] = None
+    """torch threads per process; null: the user's OMP_NUM_THREADS, else the available cores divided among the local processes."""
     compile: bool = False
     """torch.compile the generator."""
     max_bad_steps: PositiveInt = 10
     """Stop after this many non-finite losses in a row."""
     log_every: PositiveInt = 10
     """Iterations between log lines."""
+
+
+class LoggingOptions(Typed):
+    trackers: list[Literal[TRACKERS]] = Field(default_factory=lambda: ["tensorboard"])
+    """Accelerate trackers that get the losses, validation metrics and images: tensorboard, wandb (pip install wandb); [] for none."""
+
+    @model_validator(mode="after")
+    def _installed(self) -> LoggingOptions:
+        import importlib.util
+
+        if len(set(self.trackers)) != len(self.trackers):
+            raise ValueError(f"trackers: expected each tracker once, got {self.trackers}")
+        for name in self.trackers:
+            if importlib.util.find_spec(name) is None:
+                raise ValueError(f"trackers: {name} is not installed: pip install {name}, or remove it from logging.trackers")
+        return self
 
 
 class CheckpointOptions(Typed):
@@ -246,6 +283,7 @@ class TrainConfig(Typed):
     discriminator: DiscriminatorOptions = Field(default_factory=DiscriminatorOptions)
     checkpoint: CheckpointOptions = Field(default_factory=CheckpointOptions)
     validation: ValidationOptions = Field(default_factory=ValidationOptions)
+    logging: LoggingOptions = Field(default_factory=LoggingOptions)
 
     @field_validator("name")
     @classmethod
@@ -289,6 +327,18 @@ def check_recipe(config: TrainConfig, file: str) -> None:
         raise ConfigError(file, "data.recipe", str(error)) from None
 
 
+def check_augment(config: TrainConfig, file: str) -> None:
+    from realciao.train.augment import AugmentError, build_pipeline
+
+    if config.data.augment is None:
+        return
+    try:
+        build_pipeline(config.data.augment)
+    except AugmentError as error:
+        key = "data.augment" + (f".{error.key}" if error.key else "")
+        raise ConfigError(file, key, error.detail) from None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """The options file at ``path`` with ``--set`` overrides, fully checked."""
     file = str(path)
@@ -299,6 +349,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         raise ConfigError(error.file, error.key_path, error.detail) from None
     check_generator(config, file)
     check_recipe(config, file)
+    check_augment(config, file)
     return config
 
 

@@ -4,11 +4,18 @@ real LR/HR pairs), a deterministic batch plan, and crops sized for each batch's 
 Everything random in data loading derives from (seed, micro-step, rank): the plan of
 micro-step k is the same whenever it is computed, so resuming needs only the step.
 Unreadable images are skipped with a warning naming the file; training never stops for one.
+
+Real pairs may have any ratio, per axis, taken from their sizes. A paired batch has one GT
+size, so pairs are grouped by the GT crop size their ratio gives; a batch draws a group.
+A pair is skipped, with a warning naming it, when its sizes do not fit ``paired_scale`` or
+when its LR content is shifted against its HR beyond ``paired_max_shift`` LR pixels (phase
+correlation of the LR against the HR downscaled to the LR's size, checked when it is first read).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from realciao.errors import RealciaoError
-from realciao.imageio import READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb
+from realciao.imageio import ORIENTATION_TAG, READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb
+from realciao.train.augment import apply_pipeline, build_pipeline
 from realciao.train.config import DataOptions
 
 # scikit-image photos that ship with it (no download); `coffee` is held out for validation
@@ -118,17 +126,101 @@ def gather_sources(options: DataOptions) -> list[ImageSource]:
     return sources
 
 
-def paired_sources(options: DataOptions) -> list[tuple[ImageSource, ImageSource]]:
+@dataclass(frozen=True)
+class RealPair:
+    """A real LR/HR pair; ``ratio`` is HR side / LR side per axis (height, width), from the sizes."""
+
+    name: str
+    lr: ImageSource
+    hr: ImageSource
+    ratio: tuple[float, float]
+
+    def gt_size(self, lr_patch: int) -> tuple[int, int]:
+        """The GT crop that covers an LR patch of side ``lr_patch``."""
+        return (max(1, round(lr_patch * self.ratio[0])), max(1, round(lr_patch * self.ratio[1])))
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(height, width) as ``read_rgb`` will return the image, from the header (EXIF rotation included)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = 1 if image.format == "HEIF" else image.getexif().get(ORIENTATION_TAG, 1)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def pair_size_problem(lr_size: tuple[int, int], hr_size: tuple[int, int], scale: float | None) -> str:
+    """Why a pair's sizes cannot be used, or ''."""
+    lr_text, hr_text = "x".join(map(str, lr_size)), "x".join(map(str, hr_size))
+    if any(hr < lr for hr, lr in zip(hr_size, lr_size)):
+        return f"HR {hr_text} is smaller than LR {lr_text}"
+    if scale is not None and any(abs(hr - lr * scale) > 1 for hr, lr in zip(hr_size, lr_size)):
+        expected = "x".join(f"{side * scale:g}" for side in lr_size)
+        return (f"HR {hr_text} is not LR {lr_text} x {scale:g} = {expected} within one pixel on each axis "
+                f"(data.paired_scale)")
+    return ""
+
+
+def paired_sources(options: DataOptions) -> list[RealPair]:
+    """The usable real pairs, by name; each unusable one is reported in a warning and left out."""
     lr_files = {p.stem: p for p in list_image_files(Path(options.paired_lr_folder))}
     hr_files = {p.stem: p for p in list_image_files(Path(options.paired_hr_folder))}
     common = sorted(set(lr_files) & set(hr_files))
     if not common:
         raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no images with matching names")
-    return [
-        (ImageSource(str(lr_files[n]), (lambda p=lr_files[n]: read_rgb(p))),
-         ImageSource(str(hr_files[n]), (lambda p=hr_files[n]: read_rgb(p))))
-        for n in common
-    ]
+    pairs = []
+    for name in common:
+        lr_path, hr_path = lr_files[name], hr_files[name]
+        try:
+            lr_size, hr_size = upright_size(lr_path), upright_size(hr_path)
+        except Exception as error:  # any decoder failure: skip the pair, keep training
+            warnings.warn(f"skipping real pair {name} ({lr_path}, {hr_path}): cannot read its size ({error})", stacklevel=2)
+            continue
+        problem = pair_size_problem(lr_size, hr_size, options.paired_scale)
+        if problem:
+            warnings.warn(f"skipping real pair {name} ({lr_path}, {hr_path}): {problem}", stacklevel=2)
+            continue
+        ratio = (hr_size[0] / lr_size[0], hr_size[1] / lr_size[1])
+        pairs.append(RealPair(name, ImageSource(str(lr_path), (lambda p=lr_path: read_rgb(p))),
+                              ImageSource(str(hr_path), (lambda p=hr_path: read_rgb(p))), ratio))
+    if not pairs:
+        raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no usable real pair; "
+                        "see the warnings above")
+    return pairs
+
+
+PairGroups = Sequence[tuple[tuple[int, int], Sequence[int]]]  # (GT crop size, indices of its pairs)
+
+
+def pair_groups(pairs: Sequence[RealPair], lr_patch: int) -> list[tuple[tuple[int, int], list[int]]]:
+    """The pairs grouped by the GT crop size their ratio gives, smallest size first."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, pair in enumerate(pairs):
+        groups.setdefault(pair.gt_size(lr_patch), []).append(index)
+    return sorted(groups.items())
+
+
+def content_shift(lr: np.ndarray, hr: np.ndarray, max_side: int = 512) -> tuple[float, float]:
+    """(dy, dx): how far, in LR pixels, the LR's content sits from the HR's. The HR is reduced
+    to the LR's size by area averaging (which maps the whole frame onto the whole frame, as the
+    crops do), then the two luminance images are phase-correlated (Hann window) on their
+    central ``max_side`` square at most. Photometric differences (noise, colour, blur) barely
+    move the peak, so this measures registration, not quality."""
+    import cv2
+
+    h, w = lr.shape[:2]
+    if min(h, w) < 8:
+        return 0.0, 0.0  # too small to measure
+    down = cv2.resize(np.ascontiguousarray(hr, dtype=np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    top, left = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+    window = (slice(top, top + max_side), slice(left, left + max_side))
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    a = np.ascontiguousarray(lr[window] @ luma, dtype=np.float64)
+    b = np.ascontiguousarray(down[window] @ luma, dtype=np.float64)
+    hann = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_64F)
+    (dx, dy), _ = cv2.phaseCorrelate(b, a, hann)
+    return float(dy), float(dx)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -147,26 +239,29 @@ class CropTask:
 
 
 def batch_plan(options: DataOptions, seed: int, micro_step: int, rank: int, world: int, num_images: int,
-               num_pairs: int = 0) -> list[CropTask]:
+               pair_groups: PairGroups = ()) -> list[CropTask]:
     """The tasks of micro-batch ``micro_step`` on ``rank``: an epoch-wise permutation of the
-    images (shared by all ranks, each taking its own slice) and one scale for the batch."""
+    images (shared by all ranks, each taking its own slice) and one scale for the batch. A
+    paired batch draws a group of real pairs (by how many pairs it holds) and takes its GT size."""
     rng = step_generator(seed, 1, micro_step, rank)
-    paired = num_pairs > 0 and rng.random() < options.paired_probability
+    paired = bool(pair_groups) and rng.random() < options.paired_probability
     if paired:
-        size = round(options.lr_patch * options.paired_scale)
-        gt_size = (size, size)
-        pool, count = num_pairs, num_pairs
+        counts = np.array([len(members) for _, members in pair_groups], dtype=np.float64)
+        group = int(rng.choice(len(counts), p=counts / counts.sum()))
+        gt_size, members = pair_groups[group]
+        stream, count = (2, group), len(members)
     else:
         scale_h = rng.uniform(options.scale_min, options.scale_max)
         scale_w = rng.uniform(options.scale_min, options.scale_max) if options.per_axis_scale else scale_h
         gt_size = (max(1, round(options.lr_patch * scale_h)), max(1, round(options.lr_patch * scale_w)))
-        pool, count = num_images, num_images
+        members, stream, count = None, (0,), num_images
     tasks = []
     for i in range(options.batch_size):
         flat = (micro_step * world + rank) * options.batch_size + i
         epoch, position = divmod(flat, count)
-        order = step_generator(seed, 2 if paired else 0, epoch).permutation(pool)
-        tasks.append(CropTask(int(order[position]), gt_size, int(rng.integers(2**31)), paired))
+        picked = int(step_generator(seed, *stream, epoch).permutation(count)[position])
+        index = members[picked] if members is not None else picked
+        tasks.append(CropTask(index, tuple(gt_size), int(rng.integers(2**31)), paired))
     return tasks
 
 
@@ -220,12 +315,15 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class CropDataset(Dataset):
     """Maps a ``CropTask`` to ``{"gt": (3,H,W)}`` (plus ``"lq"`` for real pairs)."""
 
-    def __init__(self, options: DataOptions, sources: list[ImageSource],
-                 pairs: list[tuple[ImageSource, ImageSource]] | None = None, cache_builtin: bool = True):
+    def __init__(self, options: DataOptions, sources: list[ImageSource], pairs: list[RealPair] | None = None,
+                 cache_builtin: bool = True):
         self.options = options
         self.sources = sources
         self.pairs = pairs or []
+        self.pipeline = build_pipeline(options.augment) if options.augment is not None else None
+        self._groups = dict(pair_groups(self.pairs, options.lr_patch))
         self._bad: set[str] = set()
+        self._aligned: set[str] = set()
         self._cache: dict[str, np.ndarray] = {}
         self._cache_builtin = cache_builtin
 
@@ -244,6 +342,13 @@ class CropDataset(Dataset):
             self._cache[source.label] = image
         return image
 
+    def _augment(self, images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        """Flips and 90-degree rotations, then the ``data.augment`` pipeline: one draw for all images."""
+        images = augment(images, rng, self.options.hflip, self.options.rotate)
+        if self.pipeline is not None:
+            images = apply_pipeline(self.pipeline, images, int(rng.integers(2**32)))
+        return images
+
     def __getitem__(self, task: CropTask) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng(task.seed)
         if task.paired:
@@ -252,32 +357,56 @@ class CropDataset(Dataset):
         for attempt in range(count):  # the next readable image stands in for a bad one
             image = self._load(self.sources[(task.index + attempt) % count])
             if image is not None:
-                (crop,) = augment([random_crop(image, task.gt_size, rng)], rng, self.options.hflip, self.options.rotate)
+                (crop,) = self._augment([random_crop(image, task.gt_size, rng)], rng)
                 return {"gt": to_tensor(crop)}
         raise DataError("no training image could be read; see the warnings above")
 
+    def _usable(self, pair: RealPair) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pair's images, or None when one is unreadable or their content is misaligned."""
+        if pair.name in self._bad:
+            return None
+        lr, hr = self._load(pair.lr), self._load(pair.hr)
+        if lr is None or hr is None:
+            return None
+        limit = self.options.paired_max_shift
+        if limit is not None and pair.name not in self._aligned:
+            dy, dx = content_shift(lr, hr)
+            if max(abs(dy), abs(dx)) > limit:
+                self._bad.add(pair.name)
+                warnings.warn(f"skipping real pair {pair.name} ({pair.lr.label}, {pair.hr.label}): its content is "
+                              f"shifted by {dy:+.2f}, {dx:+.2f} LR pixels (rows, columns) between LR and HR, more "
+                              f"than data.paired_max_shift = {limit:g}", stacklevel=3)
+                return None
+            self._aligned.add(pair.name)
+        return lr, hr
+
     def _paired(self, task: CropTask, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        count = len(self.pairs)
-        scale = self.options.paired_scale
-        for attempt in range(count):
-            lr_source, hr_source = self.pairs[(task.index + attempt) % count]
-            lr, hr = self._load(lr_source), self._load(hr_source)
-            if lr is None or hr is None:
+        """An LR patch and the HR crop over the same area; a bad pair's stand-in is the next
+        pair with the same GT crop size."""
+        patch = self.options.lr_patch
+        group = self._groups.get(tuple(task.gt_size), [task.index])
+        start = group.index(task.index) if task.index in group else 0
+        for attempt in range(len(group)):
+            pair = self.pairs[group[(start + attempt) % len(group)]]
+            images = self._usable(pair)
+            if images is None:
                 continue
-            patch = self.options.lr_patch
+            lr, hr = images
+            ratio_h, ratio_w = hr.shape[0] / lr.shape[0], hr.shape[1] / lr.shape[1]
             lr = random_crop(lr, (max(patch, lr.shape[0]), max(patch, lr.shape[1])), rng)  # pads tiny images
             top = int(rng.integers(lr.shape[0] - patch + 1))
             left = int(rng.integers(lr.shape[1] - patch + 1))
             gt_h, gt_w = task.gt_size
-            hr_top, hr_left = round(top * scale), round(left * scale)
+            hr_top, hr_left = round(top * ratio_h), round(left * ratio_w)
             if hr.shape[0] < hr_top + gt_h or hr.shape[1] < hr_left + gt_w:
                 hr = np.pad(hr, ((0, max(0, hr_top + gt_h - hr.shape[0])), (0, max(0, hr_left + gt_w - hr.shape[1])), (0, 0)),
                             mode="edge")
             lr_crop = lr[top : top + patch, left : left + patch]
             hr_crop = hr[hr_top : hr_top + gt_h, hr_left : hr_left + gt_w]
-            lr_crop, hr_crop = augment([lr_crop, hr_crop], rng, self.options.hflip, self.options.rotate)
+            lr_crop, hr_crop = self._augment([lr_crop, hr_crop], rng)
             return {"gt": to_tensor(hr_crop), "lq": to_tensor(lr_crop)}
-        raise DataError("no real LR/HR pair could be read; see the warnings above")
+        raise DataError(f"no real LR/HR pair with a {task.gt_size[0]}x{task.gt_size[1]} GT crop could be used; "
+                        "see the warnings above")
 
     def __len__(self) -> int:
         return len(self.sources)

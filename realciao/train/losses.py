@@ -1,4 +1,17 @@
-"""Losses of the two stages: L1, VGG19 perceptual (pre-ReLU features), vanilla GAN."""
+"""Losses of the two stages: L1, Charbonnier, LDL, VGG19 perceptual (pre-ReLU features), vanilla GAN.
+
+Charbonnier (Lai et al., LapSRN, 2017): the mean of sqrt(d^2 + eps^2) over every value of
+d = output - target; a smooth L1 whose value at d = 0 is eps.
+
+LDL (Liang, Zeng and Zhang, "Details or Artifacts", CVPR 2022): with R = |target - output|
+(C x H x W), a per-pixel map M(i, j) = var of R over the n x n window centred on (i, j)
+(n = 7, all channels; reflect padding at the borders; unbiased variance) is scaled by the
+patch's sigma = var(R over the whole patch) ** (1 / 5). The map is kept only where the EMA
+model's output is strictly closer to the target than the current output (per pixel,
+residuals averaged over channels) and zeroed elsewhere, so only pixels where the current
+model is worse than its moving average, the unstable artifacts, are penalised. The loss is the mean of |M * (target - output)|; M is a
+weight and carries no gradient.
+"""
 
 from __future__ import annotations
 
@@ -100,6 +113,48 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             target_features = self.vgg(target)
         return sum(w * F.l1_loss(x_features[k], target_features[k]) for k, w in self.layer_weights.items())
+
+
+LDL_WINDOW = 7  # n of the local variance window
+LDL_EXPONENT = 5  # a of sigma = var(R) ** (1 / a)
+
+
+def charbonnier_loss(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean of sqrt((output - target)^2 + eps^2)."""
+    diff = output.float() - target.float()
+    return torch.sqrt(diff * diff + eps * eps).mean()
+
+
+def local_variance(x: torch.Tensor, window: int = LDL_WINDOW) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 1, H, W): the unbiased variance of the window x window x C values
+    centred on each pixel (reflect padding; replicate where the image is too small to reflect)."""
+    pad = window // 2
+    b, c, h, w = x.shape
+    mode = "reflect" if min(h, w) > pad else "replicate"
+    x = x - x.mean(dim=(1, 2, 3), keepdim=True)  # centred: E[x^2] - E[x]^2 loses less to cancellation
+    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
+    n = window * window * c
+    mean = F.avg_pool2d(padded, window, stride=1).mean(1, keepdim=True)
+    mean_sq = F.avg_pool2d(padded * padded, window, stride=1).mean(1, keepdim=True)
+    return ((mean_sq - mean * mean) * (n / (n - 1))).clamp_min(0)
+
+
+@torch.no_grad()
+def ldl_artifact_map(output: torch.Tensor, target: torch.Tensor, ema_output: torch.Tensor,
+                     window: int = LDL_WINDOW, exponent: float = LDL_EXPONENT) -> torch.Tensor:
+    """LDL's refined artifact map M, (B, 1, H, W), for (B, C, H, W) images."""
+    output, target, ema_output = output.float(), target.float(), ema_output.float()
+    residual = (target - output).abs()
+    sigma = residual.flatten(1).var(dim=1).pow(1.0 / exponent).view(-1, 1, 1, 1)
+    weight = sigma * local_variance(residual, window)
+    worse_than_ema = (target - ema_output).abs().mean(1, keepdim=True) < residual.mean(1, keepdim=True)
+    return weight * worse_than_ema
+
+
+def ldl_loss(output: torch.Tensor, target: torch.Tensor, ema_output: torch.Tensor) -> torch.Tensor:
+    """Mean of |M * (target - output)|, M the artifact map (no gradient through it)."""
+    weight = ldl_artifact_map(output.detach(), target, ema_output)
+    return (weight * (target.float() - output.float())).abs().mean()
 
 
 def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:

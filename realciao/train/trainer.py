@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -31,7 +32,7 @@ from realciao.archs.discriminator import UNetDiscriminatorSN
 from realciao.checkpoint import load_generator, read_state, save_generator
 from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
-from realciao.devices import autocast_dtype
+from realciao.devices import AUTO, autocast_dtype, configure_threads, cpu_model, resolve_precision
 from realciao.errors import RealciaoError
 from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
@@ -43,12 +44,21 @@ from realciao.train.data import (
     batch_plan,
     collate,
     gather_sources,
+    pair_groups,
     paired_sources,
 )
 from realciao.train.ema import ModelEMA
-from realciao.train.losses import PerceptualLoss, gan_loss, online_allowed, resolve_vgg19_weights
+from realciao.train.losses import (
+    PerceptualLoss,
+    charbonnier_loss,
+    gan_loss,
+    ldl_loss,
+    online_allowed,
+    resolve_vgg19_weights,
+)
 from realciao.train.optim import build_optimizer, build_scheduler
 from realciao.train.pool import PairPool
+from realciao.train.runlog import RunLog, flat_options, versions
 from realciao.train.validation import validate
 
 DISCRIMINATOR_MULTIPLE = 8  # the U-Net discriminator downsamples three times
@@ -76,7 +86,8 @@ PLAN_KEYS = (
     "seed", "generator.name", "generator.options", "generator.pretrained", "data.hr_folders", "data.builtin_samples",
     "data.meta_info", "data.lmdb", "data.paired_lr_folder", "data.paired_hr_folder", "data.paired_probability",
     "data.paired_scale", "data.lr_patch", "data.scale_min", "data.scale_max", "data.per_axis_scale",
-    "data.batch_size", "data.hflip", "data.rotate", "data.recipe", "data.pool_size", "data.queries_per_patch",
+    "data.batch_size", "data.hflip", "data.rotate", "data.augment", "data.paired_max_shift", "data.recipe",
+    "data.pool_size", "data.queries_per_patch",
     "train.stage", "train.grad_accumulation", "discriminator.channels", "discriminator.skip_connection",
 )
 
@@ -92,6 +103,7 @@ def plan_options(options: dict, run: dict) -> dict:
         values[key] = node
     values["world size"] = run.get("world_size")
     values["recipe content (sha256)"] = run.get("recipe_sha256")
+    values["augment file content (sha256)"] = run.get("augment_sha256")
     return values
 
 
@@ -99,6 +111,11 @@ def recipe_digest(name_or_path: str) -> str:
     from realciao.degradations.recipe import resolve_recipe_path
 
     return hashlib.sha256(resolve_recipe_path(name_or_path).read_bytes()).hexdigest()[:16]
+
+
+def augment_digest(augment: dict | str | None) -> str | None:
+    """The content of a ``data.augment`` file (an inline pipeline is in the options already)."""
+    return hashlib.sha256(Path(augment).read_bytes()).hexdigest()[:16] if isinstance(augment, str) else None
 
 
 class Counters:
@@ -122,20 +139,37 @@ class Trainer:
         self.dir = config.experiment_dir
         self.states_dir = self.dir / "states"
         self.models_dir = self.dir / "models"
-        t = config.train
         self.accelerator = Accelerator(
             mixed_precision="no",  # autocast and scalers are handled here: one scaler per optimiser
-            log_with="tensorboard",
+            log_with=list(config.logging.trackers) or None,
             project_config=ProjectConfiguration(project_dir=str(self.dir), logging_dir=str(self.dir / "logs")),
         )
         self.device = self.accelerator.device
-        if self.device.type == "cpu":
-            keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.lock = checkpoints.ExperimentLock(self.dir)
         self._take_lock()
-        self._check_fresh_or_resume(auto_resume)
-        self.run_info = {"world_size": self.world, "recipe_sha256": recipe_digest(config.data.recipe)}
+        self._check_fresh_or_resume(auto_resume)  # before train.log: a refused start leaves no trace in it
+        self.log = RunLog(self.dir / "train.log" if self.accelerator.is_main_process else None)
+        try:
+            self._start(auto_resume, config_path, allow_changed_options)
+        except BaseException as error:
+            self.log.close(error)
+            raise
+
+    def _start(self, auto_resume: bool, config_path: str, allow_changed_options: bool) -> None:
+        config, t = self.config, self.config.train
+        self.log.header(auto_resume, config.model_dump(), {
+            "options file": config_path or "(given in code)", "versions": versions(),
+            "device": self._device_text(), "world size": str(self.world)})
+        self.log.tee()
+        threads = configure_threads(t.threads)
+        self.echo(f"threads: {threads.count} ({threads.reason})")
+        self.precision = resolve_precision(t.mixed_precision, self.device, echo=self.echo)
+        self.echo(f"precision: {self.precision}" + (f" (auto on {self.device.type})" if t.mixed_precision == AUTO else ""))
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
+        self.run_info = {"world_size": self.world, "recipe_sha256": recipe_digest(config.data.recipe),
+                         "augment_sha256": augment_digest(config.data.augment)}
         if auto_resume:
             self._check_options(allow_changed_options)
         set_seed(config.seed)
@@ -143,6 +177,7 @@ class Trainer:
         self.recipe = load_recipe(config.data.recipe)
         self.sources = gather_sources(config.data)
         self.pairs = paired_sources(config.data) if config.data.paired_probability > 0 else []
+        self.pair_groups = pair_groups(self.pairs, config.data.lr_patch)
         self.dataset = CropDataset(config.data, self.sources, self.pairs)
 
         generator = self._build_generator()
@@ -168,9 +203,9 @@ class Trainer:
             self.generator, self.optimizer_g = self.accelerator.prepare(generator, optimizer_g)
             self.discriminator = self.optimizer_d = None
         self.ema.module.to(self.device)
-        fp16 = t.mixed_precision == "fp16"
+        fp16 = self.precision == "fp16"
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)]
-        self.autocast_dtype = autocast_dtype(t.mixed_precision)
+        self.autocast_dtype = autocast_dtype(self.precision)
         self.pool = PairPool(config.data.pool_size)
         self.counters = Counters()
         if auto_resume:
@@ -179,7 +214,24 @@ class Trainer:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "options.json").write_text(config.model_dump_json(indent=2))
             (self.dir / "run.json").write_text(json.dumps(self.run_info, indent=2))
-            self.accelerator.init_trackers(config.name, config={"options": config_path})
+            init_kwargs = {}
+            if "wandb" in config.logging.trackers:
+                (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+                init_kwargs["wandb"] = {"dir": str(self.dir / "logs")}
+            self.accelerator.init_trackers(config.name, config={"options_file": config_path,
+                                                                **flat_options(config.model_dump())},
+                                           init_kwargs=init_kwargs)
+
+    def echo(self, text: str) -> None:
+        """A line for the user, printed once (main process); train.log keeps it too."""
+        self.accelerator.print(text, flush=True)
+
+    def _device_text(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        if self.device.type == "cpu":
+            return f"cpu ({cpu_model()}, {torch.backends.cpu.get_cpu_capability()})"
+        return str(self.device)
 
     # ---------------------------------------------------------------------- building
     def _take_lock(self) -> None:
@@ -343,8 +395,10 @@ class Trainer:
         multiple = DISCRIMINATOR_MULTIPLE if self.gan else 1
 
         def plan(step: int):
-            tasks = batch_plan(d, self.config.seed, step, self.rank, self.world, len(self.sources), len(self.pairs))
-            if multiple > 1:  # whole-patch losses: GT sides rounded to what the discriminator takes
+            tasks = batch_plan(d, self.config.seed, step, self.rank, self.world, len(self.sources), self.pair_groups)
+            # whole-patch losses: GT sides rounded to what the discriminator takes; a real pair's GT
+            # must cover its LR patch exactly, so it keeps its size and the discriminator sees a crop
+            if multiple > 1 and not tasks[0].paired:
                 size = tuple(max(multiple, round(s / multiple) * multiple) for s in tasks[0].gt_size)
                 tasks = [type(t)(t.index, size, t.seed, t.paired) for t in tasks]
             return tasks
@@ -374,13 +428,37 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=self.autocast_dtype is not None)
 
+    def _net_queries(self, b: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple | None]:
+        """Flat indices (B, Q) of the HR pixels the Net stage predicts: scattered at random (the
+        official recipe), or, when the LDL loss is on, one random square window per patch
+        (LDL's variances need neighbourhoods), returned with its (height, width)."""
+        count = min(self.config.data.queries_per_patch, h * w)
+        if self.config.losses.ldl_weight <= 0:
+            picks = torch.rand(b, h * w, generator=generator, device=self.device).argsort(dim=1)[:, :count]
+            return picks, None
+        side = math.isqrt(self.config.data.queries_per_patch)
+        win_h, win_w = min(h, side), min(w, side)
+        tops = torch.randint(0, h - win_h + 1, (b, 1, 1), generator=generator, device=self.device)
+        lefts = torch.randint(0, w - win_w + 1, (b, 1, 1), generator=generator, device=self.device)
+        rows = tops + torch.arange(win_h, device=self.device).view(1, -1, 1)
+        cols = lefts + torch.arange(win_w, device=self.device).view(1, 1, -1)
+        return (rows * w + cols).flatten(1), (win_h, win_w)
+
+    def _pixel_losses(self, pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L1 and Charbonnier on (..., 3) or (B, 3, H, W) values, weighted."""
+        losses = self.config.losses
+        terms = {"l1": F.l1_loss(pred, truth) * losses.l1_weight}
+        if losses.charbonnier_weight > 0:
+            terms["charbonnier"] = charbonnier_loss(pred, truth, losses.charbonnier_eps) * losses.charbonnier_weight
+        return terms
+
     def _net_loss(self, pairs: dict, micro_step: int) -> tuple[torch.Tensor, dict]:
-        """L1 on randomly sampled HR pixels, the official recipe."""
+        """L1 (and Charbonnier, LDL) on sampled HR pixels, the official recipe."""
         target, lq = pairs["target"], pairs["lq"]
         b, _, h, w = target.shape
         generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 4, micro_step, self.rank))
-        count = min(self.config.data.queries_per_patch, h * w)
-        picks = torch.rand(b, h * w, generator=generator, device=self.device).argsort(dim=1)[:, :count]
+        picks, window = self._net_queries(b, h, w, generator)
+        count = picks.shape[1]
         rows, cols = picks // w, picks % w
         coord = torch.stack([pixel_centres(h, self.device)[rows], pixel_centres(w, self.device)[cols]], dim=-1)
         cell = coord.new_tensor(cell_size(h, w)).expand(b, count, 2)
@@ -388,38 +466,58 @@ class Trainer:
         with self._autocast():
             pred = self.generator(normalise(lq), coord, cell)
         truth = normalise(values.transpose(1, 2)[..., None])[..., 0].transpose(1, 2)  # (B, Q, 3) in model space
-        l1 = F.l1_loss(pred.float(), truth) * self.config.losses.l1_weight
-        return l1, {"l1": l1.detach()}
+        terms = self._pixel_losses(pred.float(), truth)
+        if window is not None:  # model space is image space shifted: residuals and variances are the same
+            with torch.no_grad(), self._autocast():
+                ema_pred = self.ema.module(normalise(lq), coord, cell)
 
-    def _render(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            def as_image(x):
+                return x.float().view(b, *window, 3).permute(0, 3, 1, 2)
+
+            terms["ldl"] = ldl_loss(as_image(pred), as_image(truth), as_image(ema_pred)) * self.config.losses.ldl_weight
+        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
+
+    def _render(self, lq: torch.Tensor, size: tuple[int, int], model: torch.nn.Module | None = None) -> torch.Tensor:
         """The whole coherent HR patch (not scattered pixels), for perceptual and GAN losses."""
         coord, cell = make_query_grid(*size, batch=lq.shape[0], device=self.device)
         with self._autocast():
-            pred = self.generator(normalise(lq), coord, cell)
+            pred = (model or self.generator)(normalise(lq), coord, cell)
         image = pred.float().view(lq.shape[0], *size, 3).permute(0, 3, 1, 2)
         return denormalise(image)
 
+    @staticmethod
+    def _discriminator_view(image: torch.Tensor) -> torch.Tensor:
+        """The part the U-Net discriminator takes: sides cut down to multiples of 8 (real pairs'
+        GT keeps the exact size its LR patch covers)."""
+        h, w = (max(DISCRIMINATOR_MULTIPLE, s // DISCRIMINATOR_MULTIPLE * DISCRIMINATOR_MULTIPLE)
+                for s in image.shape[-2:])
+        return image if (h, w) == tuple(image.shape[-2:]) else image[..., :h, :w]
+
     def _gan_generator_loss(self, pairs: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
         losses = self.config.losses
-        sr = self._render(pairs["lq"], tuple(pairs["gt"].shape[-2:]))
-        l1 = F.l1_loss(sr, pairs["target"]) * losses.l1_weight
-        total, logs = l1, {"l1": l1.detach()}
+        size = tuple(pairs["gt"].shape[-2:])
+        sr = self._render(pairs["lq"], size)
+        terms = self._pixel_losses(sr, pairs["target"])
+        if losses.ldl_weight > 0:
+            with torch.no_grad():
+                ema_sr = self._render(pairs["lq"], size, self.ema.module)
+            terms["ldl"] = ldl_loss(sr, pairs["target"], ema_sr) * losses.ldl_weight
         if self.perceptual is not None:
             with self._autocast():
                 percep = self.perceptual(sr, pairs["target"]) * losses.perceptual_weight
-            total, logs["perceptual"] = total + percep.float(), percep.detach()
+            terms["perceptual"] = percep.float()
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            fake_logits = self.discriminator(sr)
-        adversarial = gan_loss(fake_logits, real=True) * losses.gan_weight
+            fake_logits = self.discriminator(self._discriminator_view(sr))
+        terms["gan"] = gan_loss(fake_logits, real=True) * losses.gan_weight
         self.discriminator.requires_grad_(True)
-        logs["gan"] = adversarial.detach()
-        return total + adversarial, logs, sr.detach()
+        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}, sr.detach()
 
     def _discriminator_loss(self, pairs: dict, sr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        view = self._discriminator_view
         with self._autocast():  # plain GT (not sharpened) is the real example
-            real = gan_loss(self.discriminator(pairs["gt"]), real=True)
-            fake = gan_loss(self.discriminator(sr), real=False)
+            real = gan_loss(self.discriminator(view(pairs["gt"])), real=True)
+            fake = gan_loss(self.discriminator(view(sr)), real=False)
         return real + fake, {"d_real": real.detach(), "d_fake": fake.detach()}
 
     # ---------------------------------------------------------------------- the loop
@@ -427,6 +525,21 @@ class Trainer:
         """True when the loss was finite on every process: all skip a bad step together."""
         ok = torch.tensor([float(local_ok)], device=self.device)
         return bool(self.accelerator.reduce(ok, reduction="sum").item() == self.world)
+
+    def _non_finite_report(self, terms: set[str]) -> str:
+        """'rank R: term, term; ...' for every process that had a non-finite loss term (a
+        collective call: every process makes it, after the same ``_everyone_finite``)."""
+        reports = [(self.rank, sorted(terms))]
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            reports = gather_object(reports)
+        return "; ".join(f"rank {rank}: {', '.join(names)}" for rank, names in sorted(reports) if names)
+
+    @staticmethod
+    def _non_finite_terms(loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> set[str]:
+        terms = {name for name, value in parts.items() if not bool(torch.isfinite(value).all())}
+        return terms or ({"total"} if not bool(torch.isfinite(loss)) else set())
 
     def _apply(self, optimizer, scaler, model) -> None:
         scaler.unscale_(optimizer)
@@ -439,7 +552,7 @@ class Trainer:
     def train_iteration(self, batches) -> dict[str, float]:
         accum = self.config.train.grad_accumulation
         logs: dict[str, float] = {}
-        finite = True
+        bad: set[str] = set()
         sr_list, pairs_list = [], []
         for micro in range(accum):
             micro_step = self.counters.iteration * accum + micro
@@ -452,50 +565,71 @@ class Trainer:
                     pairs_list.append(pairs)
                 else:
                     loss, parts = self._net_loss(pairs, micro_step)
-                finite = finite and bool(torch.isfinite(loss))
+                bad |= self._non_finite_terms(loss, parts)
                 self.accelerator.backward(self.scalers[0].scale(loss / accum))
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / accum
-        if not self._everyone_finite(finite):
-            return self._skip_bad_step()
+        if not self._everyone_finite(not bad):
+            return self._skip_bad_step(self._non_finite_report(bad))
         self._apply(self.optimizer_g, self.scalers[0], self.generator)
         if self.gan:
-            d_finite = True
+            d_bad: set[str] = set()
             for micro, (pairs, sr) in enumerate(zip(pairs_list, sr_list)):
                 sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else contextlib.nullcontext()
                 with sync:
                     loss_d, parts = self._discriminator_loss(pairs, sr)
-                    d_finite = d_finite and bool(torch.isfinite(loss_d))
+                    d_bad |= self._non_finite_terms(loss_d, parts)
                     self.accelerator.backward(self.scalers[1].scale(loss_d / accum))
                 for k, v in parts.items():
                     logs[k] = logs.get(k, 0.0) + float(v) / accum
-            if self._everyone_finite(d_finite):
+            if self._everyone_finite(not d_bad):
                 self._apply(self.optimizer_d, self.scalers[1], self.discriminator)
             else:
                 self.optimizer_d.zero_grad(set_to_none=True)
+                self.echo(f"iteration {self.counters.iteration + 1}: non-finite discriminator loss "
+                          f"({self._non_finite_report(d_bad)}), discriminator step skipped")
         for scheduler in self.schedulers:
             scheduler.step()
         self.ema.update(self.accelerator.unwrap_model(self.generator))
         self.counters.bad_steps = 0
         return logs
 
-    def _skip_bad_step(self) -> dict[str, float]:
+    def _skip_bad_step(self, report: str) -> dict[str, float]:
         for optimizer in (self.optimizer_g, self.optimizer_d):
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
         self.counters.bad_steps += 1
         limit = self.config.train.max_bad_steps
-        self.accelerator.print(f"iteration {self.counters.iteration + 1}: non-finite loss, step skipped "
-                               f"({self.counters.bad_steps} in a row, stopping at {limit})")
+        iteration = self.counters.iteration + 1
+        self.echo(f"iteration {iteration}: non-finite loss ({report}), step skipped "
+                  f"({self.counters.bad_steps} in a row, stopping at {limit})")
         if self.counters.bad_steps >= limit:
             latest = checkpoints.latest_complete(self.states_dir)
             saved = f"the last good checkpoint is {latest.path}" if latest else "no checkpoint was written yet"
             raise TrainingError(f"the loss was NaN or infinite for {limit} iterations in a row at iteration "
-                                f"{self.counters.iteration + 1}; {saved}. Lower train.optimizer.lr, set "
+                                f"{iteration} ({report}); {saved}. Lower train.optimizer.lr, set "
                                 f"train.grad_clip, or use bf16 instead of fp16.")
         return {"skipped": 1.0}
 
     def run(self) -> Path:
+        """Train to ``train.iterations``; returns the release weights' path. train.log gets every
+        line printed meanwhile, and the error that stopped the run, if one did."""
+        try:
+            release = self._run()
+        except BaseException as error:
+            self.log.close(error)
+            raise
+        self.log.line(f"done: release weights (EMA) at {release}")
+        self.log.close()
+        return release
+
+    def close(self) -> None:
+        """For a trainer stepped by hand instead of ``run``: stop keeping printed lines in
+        train.log and release the experiment folder (``run`` does both at its end)."""
+        self.log.close()
+        self.lock.release()
+
+    def _run(self) -> Path:
         t = self.config.train
         start = self.counters.iteration
         batches = self._loader(start * t.grad_accumulation, t.iterations * t.grad_accumulation)
@@ -545,21 +679,35 @@ class Trainer:
             out_dir.mkdir(parents=True, exist_ok=True)
             for name, image in result.images.items():
                 _save_png(image, out_dir / f"{checkpoints.checkpoint_name(iteration)}_{name}.png")
-            tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
-            for name, image in result.images.items():
-                tracker.add_image(f"val/{name}", image, iteration)
+            log_images(self.accelerator.trackers, {f"val/{k}": v for k, v in result.images.items()}, iteration)
             self.accelerator.log(result.metrics, step=iteration)
             summary = ", ".join(f"{k.split('/')[-1]} {val:.3f}" for k, val in result.metrics.items())
             tqdm.write(f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}", file=sys.stdout)
         self.accelerator.wait_for_everyone()
 
 
-def _save_png(image: torch.Tensor, path: Path) -> None:
+def log_images(trackers, images: dict[str, torch.Tensor], step: int) -> None:
+    """Validation images, (3, H, W) in [0, 1], to every tracker in the form it takes:
+    TensorBoard a (1, 3, H, W) batch, Weights & Biases a list of H x W x 3 uint8 arrays."""
+    if not images:
+        return
+    for tracker in trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({k: v.clamp(0, 1)[None] for k, v in images.items()}, step=step)
+        elif tracker.name == "wandb":
+            tracker.log_images({k: [_to_uint8(v)] for k, v in images.items()}, step=step)
+
+
+def _to_uint8(image: torch.Tensor):
     import numpy as np
+
+    return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
     from PIL import Image
 
-    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(array).save(path)
+    Image.fromarray(_to_uint8(image)).save(path)
 
 
 def main_process_exit(accelerator_world: int) -> None:
