@@ -41,3 +41,15 @@ def test_paired_validation_works_at_non_integer_scales_on_odd_sizes(tmp_path, mo
     hr_height, hr_width = 320, 480
     lr = (int(hr_height // 1.7), int(hr_width // 1.7))
     assert tuple(result.images["x1.7_img0"].shape[-2:]) == (round(lr[0] * 1.7), round(lr[1] * 1.7))
+
+
+def test_a_degraded_benchmark_reports_the_margin_over_bicubic_of_the_same_lr(tmp_path, model):
+    for index in range(2):
+        write_photo(tmp_path / f"img{index}.png", 48, 40, index)
+    options = ValidationOptions(hr_folder=str(tmp_path), scales=[4.0], recipe="realesrgan", recipe_seed=3, tile=0)
+    first = validate(model, options, torch.device("cpu")).metrics
+    again = validate(model, options, torch.device("cpu")).metrics
+    assert first == again  # a fixed seed per image: the same LR every validation
+    assert first["val/psnr_margin_x4"] == pytest.approx(first["val/psnr_x4"] - first["val/bicubic_psnr_x4"])
+    plain = validate(model, ValidationOptions(hr_folder=str(tmp_path), scales=[4.0], tile=0), torch.device("cpu"))
+    assert "val/bicubic_psnr_x4" not in plain.metrics and plain.metrics["val/psnr_x4"] != first["val/psnr_x4"]

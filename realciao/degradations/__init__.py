@@ -5,7 +5,7 @@ The engine is pure batched tensor functions (``kernels``, ``filters``, ``resize`
 on the input's device; ``recipe`` reads and validates recipe files, ``pipeline`` runs them.
 """
 
-from realciao.degradations.pipeline import DegradationResult, degrade, sharpen_gt, synthesize
+from realciao.degradations.pipeline import DegradationResult, degrade, degrade_image, sharpen_gt, synthesize
 from realciao.degradations.recipe import (
     RecipeError,
     available_recipes,
@@ -23,6 +23,7 @@ __all__ = [
     "available_recipes",
     "dump_recipe",
     "degrade",
+    "degrade_image",
     "load_recipe",
     "parse_recipe",
     "replace_ops",

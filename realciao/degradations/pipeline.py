@@ -184,6 +184,13 @@ def synthesize(
     return degrade(gt, recipe, lq_size, generator).lq
 
 
+def degrade_image(image: torch.Tensor, recipe: RecipeLike, lq_size: tuple[int, int], seed: int) -> torch.Tensor:
+    """One (3, H, W) image degraded to (3, h, w) with a fixed seed: the reproducible LR of a
+    degraded benchmark (validation and evaluation both make theirs this way)."""
+    generator = make_generator(image.device, seed)
+    return degrade(image[None].float(), recipe, lq_size, generator).lq[0]
+
+
 # ------------------------------------------------------------------------------ execution
 @torch.no_grad()
 def sharpen_gt(gt: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:

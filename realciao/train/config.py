@@ -250,7 +250,12 @@ class ValidationOptions(Typed):
     every: PositiveInt = 500
     """Iterations between validations."""
     hr_folder: Optional[str] = None
-    """A paired set: HR images; the LR is made with MATLAB bicubic at each scale."""
+    """A paired set: HR images; the LR is made with MATLAB bicubic at each scale (or with `recipe`)."""
+    recipe: Optional[str] = None
+    """Make the paired LR with this degradation recipe (a fixed seed per image) instead of bicubic: the
+    metrics then include bicubic of the same degraded LR, and the margin over it (restoration)."""
+    recipe_seed: Annotated[int, Field(ge=0)] = 0
+    """Seed of the degraded LR (image i uses recipe_seed + i)."""
     builtin_sample: bool = False
     """Validate on scikit-image's coffee photo, held out of builtin_samples."""
     scales: Annotated[list[PositiveFloat], Field(min_length=1)] = [2.0, 3.0, 4.0]
@@ -321,10 +326,13 @@ def check_generator(config: TrainConfig, file: str) -> None:
 def check_recipe(config: TrainConfig, file: str) -> None:
     from realciao.degradations import RecipeError, load_recipe
 
-    try:
-        load_recipe(config.data.recipe)
-    except RecipeError as error:
-        raise ConfigError(file, "data.recipe", str(error)) from None
+    for key, recipe in (("data.recipe", config.data.recipe), ("validation.recipe", config.validation.recipe)):
+        if recipe is None:
+            continue
+        try:
+            load_recipe(recipe)
+        except RecipeError as error:
+            raise ConfigError(file, key, str(error)) from None
 
 
 def check_augment(config: TrainConfig, file: str) -> None:

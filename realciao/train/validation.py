@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from realciao.bicubic import matlab_resize
+from realciao.degradations import degrade_image, load_recipe
 from realciao.imageio import ImageReadError, read_rgb
 from realciao.metrics import psnr, quantize_8bit, ssim
 from realciao.train.config import ValidationOptions
@@ -56,22 +57,32 @@ def validate(model: torch.nn.Module, options: ValidationOptions, device: torch.d
     result = ValidationResult()
     model.eval()
     pairs = paired_images(options)
+    recipe = load_recipe(options.recipe) if options.recipe else None
     for scale in options.scales:
-        values = {"psnr": [], "ssim": []}
+        values: dict[str, list[float]] = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
         for index, (name, hr) in enumerate(pairs):
             lr_size = (int(hr.shape[-2] // scale), int(hr.shape[-1] // scale))
             hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
             hr = hr[:, : hr_size[0], : hr_size[1]]
-            lr = bicubic_lr(hr, lr_size)
+            if recipe is None:
+                lr = bicubic_lr(hr, lr_size)
+            else:  # the degraded benchmark: restoration, measured against bicubic of the same LR
+                lr = degrade_image(hr, recipe, lr_size, options.recipe_seed + index)
+                bicubic = quantize_8bit(matlab_resize(lr, hr_size))[None]
+                values["bicubic_psnr"].append(psnr(bicubic, hr[None], math.ceil(scale)))
+                values["bicubic_ssim"].append(ssim(bicubic, hr[None], math.ceil(scale)))
             sr = quantize_8bit(_upscale(model, lr[None].to(device), hr_size, options.tile).cpu())
             shave = math.ceil(scale)
             values["psnr"].append(psnr(sr, hr[None], shave))
             values["ssim"].append(ssim(sr, hr[None], shave))
             if index < options.save_images:
                 result.images[f"x{scale:g}_{name}"] = sr[0]
-        if pairs:
-            result.metrics[f"val/psnr_x{scale:g}"] = float(np.mean(values["psnr"]))
-            result.metrics[f"val/ssim_x{scale:g}"] = float(np.mean(values["ssim"]))
+        for key, found in values.items():
+            if found:
+                result.metrics[f"val/{key}_x{scale:g}"] = float(np.mean(found))
+        if recipe is not None and pairs:
+            result.metrics[f"val/psnr_margin_x{scale:g}"] = (result.metrics[f"val/psnr_x{scale:g}"]
+                                                             - result.metrics[f"val/bicubic_psnr_x{scale:g}"])
     if options.real_lr_folder:
         result.metrics.update(real_photo_metrics(model, options, device, result.images))
     return result
