@@ -126,8 +126,9 @@ def read_state(path: Path, allow_pickle: bool = False, consent: str = "--allow-p
                 f"({str(error).splitlines()[0][:120]})"
             ) from None
         loaded = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError) as error:
+        # torch raises KeyError/IndexError on files that are not pickles at all (text, images)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
     return {}, unwrap_state_dict(loaded, path)
 
 

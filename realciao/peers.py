@@ -68,11 +68,16 @@ _TIMES = {1: "once", 2: "twice"}
 
 
 class PeerError(RealciaoError):
-    """A peer model file that cannot be loaded or run as asked, in one line naming the file."""
+    """A peer model file that cannot be loaded or run as asked, in one line naming the file;
+    ``reason`` is the part after the file's name, for callers that word their own line."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def _unsupported(path: Path, reason: str) -> PeerError:
-    return PeerError(f"{path}: not a supported super-resolution model ({reason})")
+    return PeerError(f"{path}: not a supported super-resolution model ({reason})", reason)
 
 
 @dataclass
@@ -82,6 +87,7 @@ class PeerOutput:
     passes: int  # model applications at its native scale
     tiles: int  # model calls, over all passes
     fp32_fallbacks: int = 0  # tiles recomputed in fp32 because reduced precision gave NaN
+    resized: bool = False  # whether MATLAB bicubic made the final size
 
 
 @dataclass(frozen=True)
@@ -124,18 +130,22 @@ class PeerModel:
         radius = self.receptive_radius
         return radius if radius is not None and radius <= MAX_EXACT_MARGIN else FIXED_MARGIN
 
-    def default_tile(self, margin: int | None = None) -> int:
-        """Tile core side (input pixels) for the device's free memory; 0 (whole image) for
-        models that tile internally. A quarter of the free memory, at most 4 GiB on the CPU
-        (16 GiB on CUDA); capped at 256 px on the CPU, 512 on CUDA, where margins cost little."""
+    def default_tile(self, margin: int | None = None, size: tuple[int, int] | None = None) -> int:
+        """Tile core side (input pixels) for the device's free memory: 0 (whole image) when an
+        input of ``size`` fits, and for models that tile internally; else the largest square
+        whose window (core + margins) fits. The budget is a quarter of the free memory, at most
+        4 GiB on the CPU (16 GiB on CUDA). Margins are recomputed work (a 256 px core with 32 px
+        margins costs 1.56x its area), so the whole image is preferred wherever it fits."""
         if self.tiling == ModelTiling.INTERNAL:
             return 0
         margin = self.default_margin if margin is None else margin
         device = self.device
-        cuda = device.type == "cuda"
-        budget = min(available_memory(device) // 4, (16 << 30) if cuda else (4 << 30))
-        side = int(math.sqrt(budget / self.bytes_per_pixel)) - 2 * margin
-        return max(32, min(512 if cuda else 256, side))
+        budget = min(available_memory(device) // 4, (16 << 30) if device.type == "cuda" else (4 << 30))
+        if size is not None:
+            padded = [_sized_side(self.size_requirements, n) for n in size]
+            if self.bytes_per_pixel * padded[0] * padded[1] <= budget:
+                return 0
+        return max(32, int(math.sqrt(budget / self.bytes_per_pixel)) - 2 * margin)
 
     def describe(self, passes: int, size: tuple[int, int], resized: bool) -> str:
         times = _TIMES.get(passes, f"{passes} times")
@@ -146,6 +156,15 @@ class PeerModel:
             if resized
             else f"{text}, {width}x{height} as is"
         )
+
+    def how(self, out: PeerOutput) -> str:
+        """How ``out`` was made, without the image's size: one line for every image of a scale."""
+        times = _TIMES.get(out.passes, f"{out.passes} times")
+        text = f"x{self.scale} model applied {times} (x{self.scale**out.passes})"
+        text += ", then MATLAB bicubic to the size asked for" if out.resized else ", output as is"
+        if out.fp32_fallbacks:
+            text += f"; {out.fp32_fallbacks} tile(s) redone in fp32 (NaN in reduced precision)"
+        return text
 
     def passes_for(self, lr_size: tuple[int, int], size: tuple[int, int]) -> int:
         """Model applications until the output covers ``size`` on both axes (1 for scale 1)."""
@@ -166,8 +185,9 @@ class PeerModel:
     ) -> PeerOutput:
         """(h, w, 3) float RGB in [0, 1] -> exactly ``size`` = (H, W), by the paper's convention
         (module docstring). ``tile``: core side in input pixels of each pass; None picks
-        ``default_tile``, 0 runs the whole image at once. ``margin``: context per side
-        (None: ``default_margin``). ``precision``: fp32, bf16 or fp16 (CUDA only), by autocast."""
+        ``default_tile`` per pass (the whole image where it fits), 0 runs the whole image at
+        once. ``margin``: context per side (None: ``default_margin``). ``precision``: fp32,
+        bf16 or fp16 (CUDA only), by autocast."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f":
             raise ValueError(f"image must be an (h, w, 3) float RGB array, got {image.dtype} {image.shape}")
         height, width = (int(v) for v in size)
@@ -177,13 +197,12 @@ class PeerModel:
         margin = self.default_margin if margin is None else int(margin)
         if margin < 0:
             raise ValueError(f"tile margin must be >= 0, got {margin}")
-        tile = self.default_tile(margin) if tile is None else int(tile)
-
         passes = self.passes_for(image.shape[:2], (height, width))
         out = PeerOutput(np.clip(image, 0, 1).astype(np.float32), "", passes, 0)
-        for _ in range(passes):
-            out.image = self.run_native(out.image, tile, margin, precision, out)
-        resized = out.image.shape[:2] != (height, width)
+        for _ in range(passes):  # by default each pass gets the tile its own input size allows
+            side = self.default_tile(margin, out.image.shape[:2]) if tile is None else int(tile)
+            out.image = self.run_native(out.image, side, margin, precision, out)
+        resized = out.resized = out.image.shape[:2] != (height, width)
         if resized:
             chw = torch.from_numpy(np.ascontiguousarray(out.image.transpose(2, 0, 1)))
             out.image = matlab_resize(chw, (height, width)).clamp_(0, 1).permute(1, 2, 0).numpy()
@@ -295,7 +314,7 @@ def _short(error: BaseException, limit: int = 100) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
     """torch.load's own test (a constants.pkl record), on the zip's names."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -305,7 +324,7 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _read_pickle(path: Path) -> dict:
-    if _is_torchscript(path):
+    if is_torchscript(path):
         raise _unsupported(path, "a TorchScript archive, which carries code; save its state dict instead")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)

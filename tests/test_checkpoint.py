@@ -144,3 +144,9 @@ def test_official_fixture_weights_load_as_edsr_baseline():
     assert model.config["name"] == "edsr-baseline-ciaosr"
     assert model.config["encoder_args"] == {"channels": 64, "num_blocks": 16}
     assert model.config["mlp_hidden"] == [256, 256, 256, 256]
+
+
+def test_a_file_that_is_not_a_checkpoint_at_all_is_one_clear_error(tmp_path):
+    (tmp_path / "notes.pth").write_text("these are my notes, not weights")
+    with pytest.raises(CheckpointError, match="notes.pth: not a readable PyTorch checkpoint"):
+        realciao.load_generator(tmp_path / "notes.pth")

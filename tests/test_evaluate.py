@@ -204,7 +204,7 @@ def test_an_exif_rotated_photo_is_scored_upright(tmp_path):
                           "-o", str(out), "--quiet"]) == 0
     rows = {r["image"]: r for r in json.loads((out / "results.json").read_text())["per_image"]}
     assert rows["rotated"]["piqe"] == pytest.approx(rows["upright"]["piqe"], abs=1e-9)
-    crops = {name: np.asarray(Image.open(out / "crops" / f"real_x2_{name}_bicubic.png")) for name in rows}
+    crops = {name: np.asarray(Image.open(out / "crops" / f"real_x2_{name}_p1_bicubic.png")) for name in rows}
     assert crops["rotated"].shape == crops["upright"].shape == (80, 56, 3)
     assert np.array_equal(crops["rotated"], crops["upright"])
 
@@ -216,3 +216,22 @@ def test_quiet_still_prints_the_notes_an_error_points_to(tmp_path, capsys):
     assert evaluate.main(["--real", str(real), "--metrics", "piqe", "-o", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "see the notes above" in err and "a.png" in err.split("error:")[0]
+
+
+def test_realworld_protocol_preset(tmp_path, capsys):
+    """--protocol realworld: x4 and x8 with NIQE, BRISQUE and PIQE; explicit options override it."""
+    parser = evaluate.build_parser()
+    real = tmp_path / "RealSRSet"
+    _png(real / "a.png", (20, 20), 8)
+    base = ["--protocol", "realworld", "--real", str(real), "-o", str(tmp_path / "o")]
+    settings = evaluate.settings_from(parser.parse_args(base))
+    assert settings.scales == [4.0, 8.0] and settings.metrics == ["niqe", "brisque", "piqe"]
+    assert settings.metrics_explicit  # the protocol's metrics are its definition: none is skipped
+    settings = evaluate.settings_from(parser.parse_args([*base, "--scale", "2", "--metrics", "piqe"]))
+    assert settings.scales == [2.0] and settings.metrics == ["piqe"]
+    with pytest.raises(evaluate.UsageError, match="for real photos"):
+        evaluate.settings_from(parser.parse_args([*base, "--paired", str(real)]))
+    weights = tmp_path / "no_weights"
+    weights.mkdir()
+    assert evaluate.main([*base, "--weights-dir", str(weights), "--quiet"]) == 2  # NIQE cannot be skipped
+    assert "niqe_modelparameters.mat" in capsys.readouterr().err

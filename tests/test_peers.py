@@ -33,10 +33,9 @@ EXPECTED = {  # file -> (spandrel architecture name, native scale)
 }
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def write_tiny_peers(folder):
+    """Tiny random-weight peers in ``folder``, named as ``ALL`` (+ compact_x1.pth, a x1 model)."""
     torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("peers")
     rrdb = ESRGAN(num_filters=8, num_blocks=1, scale=4)
     torch.save({"params_ema": rrdb.state_dict()}, folder / "rrdb_x4.pth")  # as Real-ESRGAN ships them
     # x2plus: pixel unshuffle by 2 in front of an x4 trunk
@@ -56,6 +55,11 @@ def model_dir(tmp_path_factory):
     )
     torch.save(swinir.state_dict(), folder / "swinir_x4.pth")
     return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_tiny_peers(tmp_path_factory.mktemp("peers"))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +114,10 @@ def test_receptive_radius_of_convolutional_peers(peers):
         assert peers[name].default_margin == peers[name].receptive_radius
     assert peers["swinir_x4.pth"].receptive_radius is None  # attention: unbounded
     assert peers["swinir_x4.pth"].default_margin == FIXED_MARGIN
-    assert all(32 <= peer.default_tile() <= 256 for peer in peers.values())
+    for peer in peers.values():  # an image that fits runs whole; a huge one gets tiles that fit
+        assert peer.default_tile(size=(64, 64)) == 0
+        side = peer.default_tile(size=(100_000, 100_000))
+        assert side >= 32 and peer.bytes_per_pixel * (side + 2 * peer.default_margin) ** 2 <= 4 << 30
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,6 +201,31 @@ def test_tiled_equals_whole_image_when_margin_covers_receptive_field(peers, name
     assert np.abs(peer.run_native(lr, tile, 0) - whole).max() > 1e-3
 
 
+@pytest.mark.parametrize("name", CONVOLUTIONAL)
+@pytest.mark.parametrize("scale", ["x2.5", "x8"])
+def test_tiled_equals_untiled_at_any_output_size(peers, name, scale, one_thread):
+    """Through every pass and the final resize: the tiled result is the whole-image one (fp32)."""
+    peer = peers[name]
+    lr = lr_image((12, 30), seed=2)
+    size = {"x2.5": (30, 75), "x8": (96, 240)}[scale]
+    whole = peer.upscale(lr, size, tile=0)
+    tiled = peer.upscale(lr, size, tile=24)
+    assert tiled.tiles > tiled.passes and tiled.image.shape == (*size, 3)
+    np.testing.assert_allclose(tiled.image, whole.image, atol=1e-4, rtol=0)
+
+
+def test_how_lines_leave_out_the_image_size(peers, one_thread):
+    rrdb, rrdb_x2 = peers["rrdb_x4.pth"], peers["rrdb_x2.safetensors"]
+    lr = lr_image()
+    assert rrdb.how(rrdb.upscale(lr, SIZES["x8"], tile=0)) == (
+        "x4 model applied twice (x16), then MATLAB bicubic to the size asked for"
+    )
+    assert rrdb.how(rrdb.upscale(lr, SIZES["x4"], tile=0)) == "x4 model applied once (x4), output as is"
+    assert rrdb_x2.how(rrdb_x2.upscale(lr, SIZES["x2.5"], tile=0)) == (
+        "x2 model applied twice (x4), then MATLAB bicubic to the size asked for"
+    )
+
+
 def test_swinir_tiles_run_with_fixed_margin(peers, one_thread):
     peer = peers["swinir_x4.pth"]
     out = peer.upscale(lr_image((20, 24)), (80, 96), tile=10)  # tiles below spandrel's minimum 16 get padded
@@ -266,9 +298,12 @@ def test_unsupported_files(tmp_path, model_dir):
         model_dir / "compact_x1.pth": "x1 restoration model",
     }
     for path, reason in cases.items():
+        with pytest.raises(PeerError) as caught:
+            load_peer(path)
         message = one_line_error(lambda path=path: load_peer(path))
         assert message.startswith(f"{path}: not a supported super-resolution model (")
         assert reason in message and message.endswith(")")
+        assert message == f"{path}: not a supported super-resolution model ({caught.value.reason})"
 
 
 class _RunsCode:

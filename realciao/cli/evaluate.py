@@ -1,12 +1,13 @@
 """``realciao-eval``: compare models and bicubic on real photos (no-reference metrics) and on
 paired benchmarks (PSNR/SSIM in the SR literature's protocol), with a visual report.
 
-    realciao-eval --model net_g.safetensors --real ../shared/data/RealSRSet --scale 4 \\
-        --paired ../shared/data/Set5/HR --scale 2 --scale 3 --scale 4 \\
-        --weights-dir ~/iqa-weights -o eval_out
+    realciao-eval --protocol realworld --real ../shared/data/RealSRSet --weights-dir ../shared/data/iqa_params \\
+        --model net_g.safetensors --label Real-ESRGAN=RealESRGAN_x4plus.pth -o eval_realworld
+    realciao-eval --model net_g.safetensors --paired ../shared/data/Set5/HR --scale 2 --scale 3 --scale 4 -o eval_out
     accelerate launch --num_processes 4 -m realciao.cli.evaluate ...   # several processes share the images
 
-Outputs in OUTDIR: per_image.csv, means.csv, results.json, results.md, report.html (+ crops/).
+Outputs in OUTDIR: per_image.csv, means.csv, results.json, results.md, report.html, overview.png
+(+ plots/, crops/).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import sys
 from pathlib import Path
 
 from realciao.cli import exit_process, fail
-from realciao.devices import PRECISIONS
+from realciao.devices import AUTO, PRECISIONS, configure_threads
 from realciao.errors import RealciaoError
 from realciao.evaluation import EvaluationSettings, RunSettings, run_evaluation
+from realciao.evaluation.protocols import PROTOCOLS
 from realciao.metrics import iqa
 
 PROG = "realciao-eval"
@@ -32,10 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         "PIQE, any pyiqa metric) on real photos, PSNR/SSIM (and LPIPS) on paired benchmarks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
+                        help="a named protocol's defaults; realworld: " + PROTOCOLS["realworld"].about
+                        + " (--scale and --metrics override)")
     parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                         help="a realciao/official CiaoSR checkpoint or any SR model spandrel loads (Real-ESRGAN, "
-                        "BSRGAN, SwinIR, HAT...); NAME= names its rows (default: the file's stem); repeatable; "
-                        "'bicubic' is always included")
+                        "BSRGAN, RealSR, SwinIR, HAT...: .pth read without unpickling code, or .safetensors); "
+                        "NAME= names its rows (default: the file's stem); repeatable; 'bicubic' is always included. "
+                        "A fixed-scale model runs at its scale, again while smaller than the output, then bicubic")
     parser.add_argument("--label", action="append", default=[], metavar="NAME=PATH",
                         help="the same as --model NAME=PATH")
     parser.add_argument("--allow-pickle", action="store_true",
@@ -48,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder (same stem, or stem + x<scale>)")
     parser.add_argument("--scale", action="append", type=float, default=None, help="scale(s), any positive number; "
                         "repeatable (default 4)")
-    parser.add_argument("--metrics", default=",".join(iqa.DEFAULT_NR_METRICS), help="no-reference metrics for --real "
-                        "(pyiqa names, comma-separated)")
+    parser.add_argument("--metrics", default=None, help="no-reference metrics for --real (pyiqa names, "
+                        f"comma-separated; default {','.join(iqa.DEFAULT_NR_METRICS)}, each skipped with a note when "
+                        "its weights are missing; named ones must be available)")
     parser.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
     parser.add_argument("--no-lpips", action="store_true", help="do not try LPIPS on paired sets")
     parser.add_argument("--weights-dir", default=None, help=f"local folder of metric weights (offline); "
@@ -58,13 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "DIR (needs internet) and exit")
     parser.add_argument("-o", "--output", type=Path, default=None, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps")
-    parser.add_argument("--tile", type=int, default=None, help="LR tile size (default: from free memory; 0: whole image)")
+    parser.add_argument("--tile", type=int, default=None, help="LR tile size (default: from free memory; 0: whole "
+                        "image); a peer tiles each pass's input, and runs it whole where it fits")
     parser.add_argument("--tile-margin", type=int, default=None)
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
+                        help="auto: the device's native precision (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, "
+                        "else fp32); a peer that spandrel marks as unable to run in it then runs in fp32")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch per process (default: "
+                        "OMP_NUM_THREADS if you set it, else the available cores divided among local processes)")
     parser.add_argument("--max-images", type=int, default=0, help="first N images per folder (0: all)")
     parser.add_argument("--report-images", type=int, default=3, help="images per set shown in report.html")
-    parser.add_argument("--crop", type=int, default=128, help="output crop size in the report")
+    parser.add_argument("--crop", type=int, default=128, help="output crop size in the report (0: no crops)")
     parser.add_argument("--quiet", action="store_true", help="print only the results (notes are printed again at the "
                         "end when something fails)")
     return parser
@@ -87,21 +98,30 @@ def settings_from(args) -> EvaluationSettings:
     for label in args.label:
         if "=" not in label:
             raise _usage(f"--label: expected NAME=PATH, got {label!r}")
+    protocol = PROTOCOLS[args.protocol] if args.protocol else None
+    if protocol is not None and args.paired:
+        raise _usage(f"--protocol {args.protocol} is for real photos (--real); run paired sets separately")
+    if protocol is not None and not args.real:
+        raise _usage(f"--protocol {args.protocol}: give the photos with --real FOLDER (e.g. ../shared/data/RealSRSet)")
+    default_scales = list(protocol.scales) if protocol else [4.0]
+    default_metrics = list(protocol.metrics) if protocol else list(iqa.DEFAULT_NR_METRICS)
     return EvaluationSettings(
         output=args.output,
         models=[*args.model, *args.label],
         real=args.real,
         paired=args.paired,
         lr_folders=args.lr_folder,
-        scales=args.scale or [4.0],
-        metrics=split_metrics(args.metrics),
-        metrics_explicit=args.metrics != ",".join(iqa.DEFAULT_NR_METRICS),
+        scales=args.scale or default_scales,
+        metrics=split_metrics(args.metrics) if args.metrics is not None else default_metrics,
+        # a protocol's metrics are its definition: a missing one is an error, as a named one is
+        metrics_explicit=args.metrics is not None or protocol is not None,
         rgb=args.rgb,
         lpips=not args.no_lpips,
         weights_dir=args.weights_dir,
         allow_pickle=args.allow_pickle,
         device=args.device,
         run=RunSettings(args.tile, args.tile_margin, args.precision),
+        threads=configure_threads(args.threads),
         max_images=args.max_images,
         report_images=args.report_images,
         crop=args.crop,
@@ -127,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             print(text, flush=True)
 
     if args.download_weights:
-        metrics = list(dict.fromkeys(split_metrics(args.metrics) + ["lpips"]))
+        named = split_metrics(args.metrics) if args.metrics is not None else list(iqa.DEFAULT_NR_METRICS)
+        metrics = list(dict.fromkeys(named + ["lpips"]))
         try:
             iqa.prepare_weights(args.download_weights, metrics, echo=echo)
         except RealciaoError as error:
@@ -135,10 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights ready in {args.download_weights}; use --weights-dir {args.download_weights}", flush=True)
         return 0
     try:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         paths = run_evaluation(settings_from(args), echo)
     except RealciaoError as error:
         if args.quiet:  # the notes the error points to

@@ -8,6 +8,7 @@ outputs are made (the report prints it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,19 @@ class ModelFileError(RealciaoError, ValueError):
 class RunSettings:
     tile: int | None = None  # LR tile side (None: from free memory; 0: whole image)
     tile_margin: int | None = None
-    precision: str = "fp32"
+    precision: str = "fp32"  # fp32, bf16, fp16 (``run_evaluation`` resolves "auto" first)
+    # True when the precision was chosen for the device (auto): a peer that spandrel marks
+    # as unable to run in it runs in fp32 instead of being an error
+    precision_fallback: bool = False
 
 
 class Method:
+    """``upscale`` gives the output; ``how`` then says in a line how it was made (the same
+    line for every image of a scale, so the report can show one per method and scale)."""
+
     name: str
     description: str
+    how: str = ""
 
     def upscale(self, lr: np.ndarray, size: tuple[int, int], settings: RunSettings) -> torch.Tensor:
         raise NotImplementedError
@@ -43,6 +51,7 @@ class Method:
 class Bicubic(Method):
     name = BICUBIC
     description = "MATLAB bicubic (imresize), antialiased when shrinking"
+    how = "MATLAB bicubic to the size asked for"
 
     def upscale(self, lr, size, settings):
         return quantize_8bit(matlab_resize(torch.from_numpy(lr).permute(2, 0, 1), size)[None])
@@ -60,6 +69,7 @@ class CiaoSRMethod(Method):
 
         out = upscale_image(self.model, lr, size=size, tile=settings.tile, tile_margin=settings.tile_margin,
                             precision=settings.precision)
+        self.how = f"one pass to the size asked for, {settings.precision}"
         return quantize_8bit(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float())
 
 
@@ -69,13 +79,26 @@ class PeerMethod(Method):
     def __init__(self, name: str, peer):
         self.name = name
         self.peer = peer
-        self.description = f"{peer.label} ({peer.name} arch, x{peer.scale}) at its native scale"
-        self.made: dict[tuple, str] = {}  # how each output size was made, for the report
+        self.description = (f"{peer.path.name}: {peer.name} arch, x{peer.scale}, loaded by spandrel; run at x{peer.scale}, "
+                            f"again on its own output while smaller than the size asked for, then MATLAB bicubic")
+
+    def precision_for(self, precision: str, fallback: bool) -> str:
+        """``precision`` when spandrel says the model runs in it; fp32 when ``fallback``; else an error."""
+        unable = (precision == "bf16" and not self.peer.supports_bfloat16) or (
+            precision == "fp16" and not self.peer.supports_half)
+        if not unable:
+            return precision
+        if fallback:
+            return "fp32"
+        from realciao.peers import PeerError
+
+        raise PeerError(f"{self.peer.path}: spandrel marks {self.peer.name} as not running in {precision}; "
+                        f"use --precision fp32 or auto")
 
     def upscale(self, lr, size, settings):
-        out = self.peer.upscale(lr, size, tile=settings.tile, margin=settings.tile_margin, precision=settings.precision)
-        ratio = (size[0] / lr.shape[0], size[1] / lr.shape[1])
-        self.made.setdefault((round(ratio[0], 4), round(ratio[1], 4)), out.description)
+        precision = self.precision_for(settings.precision, settings.precision_fallback)
+        out = self.peer.upscale(lr, size, tile=settings.tile, margin=settings.tile_margin, precision=precision)
+        self.how = f"{self.peer.how(out)}, {precision}"
         return quantize_8bit(torch.from_numpy(np.ascontiguousarray(out.image)).permute(2, 0, 1)[None].float())
 
 
@@ -90,42 +113,62 @@ def parse_model_spec(spec: str) -> tuple[str | None, str]:
 
 def load_model(path: str, allow_pickle: bool, device):
     """("ciaosr", generator) when the file is a CiaoSR checkpoint, else ("peer", model) through
-    spandrel; a file neither recognises is one line naming it."""
+    spandrel; a file neither recognises is one line naming it.
+
+    Both readers load pickles with torch's restricted (weights-only) unpickler, so a peer's
+    .pth needs no --allow-pickle; a pickle that only full unpickling reads is refused unless
+    --allow-pickle (and spandrel never reads one). TorchScript archives carry code and are
+    refused before torch.load sees them."""
     from realciao.checkpoint import PickleRefused, generator_from_state, is_ciaosr_state, read_state
-    from realciao.peers import PeerError, load_peer
+    from realciao.peers import PeerError, is_torchscript, load_peer
 
     file = Path(path)
     if not file.is_file():
         raise ModelFileError(f"{file}: no such model file")
+    unsupported = f"{file}: not a supported super-resolution model"
+    if is_torchscript(file):
+        raise ModelFileError(f"{unsupported} (a TorchScript archive, which carries code; save its state dict instead)")
     refused = None
     try:
         metadata, state = read_state(file, allow_pickle, "--allow-pickle")
+    except PickleRefused as error:
+        refused = error
+    except Exception:  # CheckpointError, or what torch's reader raises on other files (KeyError...)
+        pass  # not a weights file realciao reads: spandrel's reader says why
+    else:
         if is_ciaosr_state(metadata, state):
             return "ciaosr", generator_from_state(metadata, state, file).to(device).eval()
-    except PickleRefused as error:
-        refused = error  # a peer's loader reads no more than torch's restricted one: it will fail too
+    if refused is not None:
+        raise ModelFileError(
+            f"{unsupported} without full unpickling: it holds Python objects beyond tensors and plain containers, "
+            f"and unpickling them can run code. If it is a CiaoSR checkpoint from a source you trust, pass "
+            f"--allow-pickle (spandrel's models never need it)") from None
     try:
         return "peer", load_peer(file, device=device)
     except PeerError as error:
-        if refused is not None:
-            raise refused from None
-        raise ModelFileError(f"{file}: not a supported super-resolution model (neither a CiaoSR checkpoint "
-                             f"nor a model spandrel loads: {str(error).split('(', 1)[-1].rstrip(')')})") from None
+        raise ModelFileError(f"{unsupported} (neither a CiaoSR checkpoint nor a model spandrel loads: "
+                             f"{error.reason})") from None
+
+
+def safe_name(name: str) -> str:
+    """A method, dataset or image name as part of a file name."""
+    return re.sub(r"[^\w.+-]+", "_", name).strip("._") or "_"
 
 
 def load_methods(specs: list[str], allow_pickle: bool, device) -> list[Method]:
-    """Bicubic first, then one method per --model (NAME=PATH or PATH; 'bicubic' is skipped)."""
+    """Bicubic first, then one method per --model (NAME=PATH or PATH; 'bicubic' is skipped).
+    Names are made unique (``_2``...) as they appear in file names."""
     methods: list[Method] = [Bicubic()]
-    names = {BICUBIC}
+    taken = {safe_name(BICUBIC).lower()}
     for spec in specs:
         if spec.lower() == BICUBIC:
             continue
         label, path = parse_model_spec(spec)
         base = label or Path(path).stem
         name, suffix = base, 2
-        while name in names:
+        while safe_name(name).lower() in taken:
             name, suffix = f"{base}_{suffix}", suffix + 1
-        names.add(name)
+        taken.add(safe_name(name).lower())
         kind, model = load_model(path, allow_pickle, device)
         methods.append(CiaoSRMethod(name, model, Path(path)) if kind == "ciaosr" else PeerMethod(name, model))
     return methods

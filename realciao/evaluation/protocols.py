@@ -25,12 +25,30 @@ import torch
 
 from realciao.bicubic import matlab_resize
 from realciao.errors import RealciaoError
-from realciao.evaluation.methods import Method, RunSettings, load_methods
+from realciao.evaluation.crops import detail_places, lr_view, save_crop
+from realciao.evaluation.methods import Method, PeerMethod, RunSettings, load_methods, safe_name
 from realciao.imageio import ImageReadError, is_grey, list_images, read_image, to_float_rgb
 from realciao.metrics import iqa, psnr, quantize_8bit, ssim
 from realciao.upscaling import target_size
 
 LUMA = (0.299, 0.587, 0.114)  # grey level of a colour output, for grey ground truth
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named set of defaults for ``realciao-eval --protocol``; explicit options override it."""
+
+    scales: tuple[float, ...]
+    metrics: tuple[str, ...]
+    about: str
+
+
+PROTOCOLS = {
+    # CiaoSR (CVPR 2023), real-world comparison: RealSRSet and DPED-style phone photos at x4
+    # and x8, no-reference metrics; fixed-scale models by the apply-again convention at x8
+    "realworld": Protocol((4.0, 8.0), ("niqe", "brisque", "piqe"),
+                          "the CiaoSR paper's real-world protocol: x4 and x8, NIQE, BRISQUE and PIQE"),
+}
 
 
 class EvaluationError(RealciaoError, ValueError):
@@ -54,7 +72,8 @@ class EvaluationSettings:
     weights_dir: str | None = None
     allow_pickle: bool = False
     device: str = "auto"
-    run: RunSettings = field(default_factory=RunSettings)
+    run: RunSettings = field(default_factory=RunSettings)  # precision may be "auto" here
+    threads: object = None  # realciao.devices.ThreadChoice the caller applied, for the start line
     max_images: int = 0
     report_images: int = 3
     crop: int = 128
@@ -66,6 +85,12 @@ class Results:
     notes: list[str] = field(default_factory=list)  # skipped files, unavailable metrics
     crops: list[dict] = field(default_factory=list)  # report entries
     seconds: dict[str, float] = field(default_factory=dict)  # per dataset/scale/method
+    made: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # method -> "x4" -> how
+
+    def record_how(self, method: str, scale: float, how: str) -> None:
+        ways = self.made.setdefault(method, {}).setdefault(f"x{scale:g}", [])
+        if how and how not in ways:
+            ways.append(how)
 
     def note(self, text: str, echo) -> None:
         self.notes.append(text)
@@ -113,6 +138,12 @@ def merge(parts: list[Results]) -> Results:
         merged.notes += part.notes
         for key, seconds in part.seconds.items():
             merged.seconds[key] = merged.seconds.get(key, 0.0) + seconds
+        for method, scales in part.made.items():
+            for scale, ways in scales.items():
+                for how in ways:
+                    merged.made.setdefault(method, {}).setdefault(scale, [])
+                    if how not in merged.made[method][scale]:
+                        merged.made[method][scale].append(how)
     merged.rows.sort(key=lambda row: row.pop("_order"))
     merged.crops.sort(key=lambda entry: entry.pop("_order"))
     merged.notes = list(dict.fromkeys(merged.notes))  # notes every process made once
@@ -158,22 +189,6 @@ def as_tensor(pixels: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def crop_box(size: tuple[int, int], crop: int) -> tuple[int, int, int, int]:
-    """Centre crop (top, left, height, width) of an output of ``size``."""
-    height, width = min(crop, size[0]), min(crop, size[1])
-    return (size[0] - height) // 2, (size[1] - width) // 2, height, width
-
-
-def save_crop(image: torch.Tensor, box, path: Path) -> str:
-    from PIL import Image
-
-    top, left, height, width = box
-    pixels = image[0, :, top:top + height, left:left + width].permute(1, 2, 0).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.round(pixels * 255).clip(0, 255).astype(np.uint8)).save(path)
-    return path.name
-
-
 def measure_metric(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[str], hr=None) -> None:
     try:
         row[metric.name] = metric(sr, hr) if metric.full_reference else metric(sr)
@@ -197,23 +212,51 @@ class Task:
 
 
 def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, image: str, index: int,
-                  kind: str, entry: dict, box) -> None:
+                  kind: str, entry: dict | None) -> None:
     """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
-    keep its row, its time and (for the first images) its report crop."""
+    keep its row, its time, how it was made and (with an ``entry``) its report crops."""
     for method_index, method in enumerate(task.methods):
         start = time.perf_counter()
-        sr = method.upscale(lr, size, task.settings.run)
+        # contiguous: outputs are often channels-last views (HWC arrays permuted, MATLAB resize),
+        # on which pyiqa's colour conversion (a matmul over a permuted view) runs ~60x slower
+        sr = method.upscale(lr, size, task.settings.run).contiguous()
+        if tuple(sr.shape[-2:]) != tuple(size):  # every method's promise; a wrong size would score
+            raise EvaluationError(f"{method.name} made {sr.shape[-1]}x{sr.shape[-2]} for {image}, "
+                                  f"not the {size[1]}x{size[0]} asked for")
         row = {"dataset": task.dataset, "kind": kind, "scale": task.scale, "method": method.name, "image": image,
-               "_order": (task.index, index, method_index)}
+               "output": f"{size[1]}x{size[0]}", "_order": (task.index, index, method_index)}
         notes: list[str] = []
         measure(sr, row, notes)
         row["note"] = "; ".join(notes)
         task.results.rows.append(row)
         key = f"{task.dataset}|x{task.scale:g}|{method.name}"
         task.results.seconds[key] = task.results.seconds.get(key, 0.0) + time.perf_counter() - start
-        if index < task.settings.report_images:
-            name = f"{task.dataset}_x{task.scale:g}_{image}_{method.name}.png"
-            entry["crops"][method.name] = save_crop(sr, box, task.crop_dir / name)
+        task.results.record_how(method.name, task.scale, method.how)
+        if entry is not None:
+            save_crops(task, entry, method.name, sr)
+
+
+def report_entry(task: Task, image: str, index: int, lr: np.ndarray, size: tuple[int, int]) -> dict | None:
+    """The report's crops of one image (its first ``report_images``): the most detailed places,
+    and the LR under them; every method's crop is added as it is made."""
+    if index >= task.settings.report_images or task.settings.crop == 0:
+        return None
+    entry = {"dataset": task.dataset, "scale": task.scale, "image": image, "places": [], "_order": (task.index, index)}
+    for place, box in enumerate(detail_places(lr, size, task.settings.crop), start=1):
+        entry["places"].append({"box": list(box), "crops": {}})
+        save_crops(task, entry, "LR (nearest)", lr_view(lr, size, box), only=place - 1)
+    task.results.crops.append(entry)
+    return entry
+
+
+def save_crops(task: Task, entry: dict, label: str, image: torch.Tensor, only: int | None = None) -> None:
+    for place, spot in enumerate(entry["places"]):
+        if only is not None and place != only:
+            continue
+        box = (0, 0, *spot["box"][2:]) if only is not None else spot["box"]  # an LR view is the box itself
+        name = "_".join(safe_name(part) for part in (entry["dataset"], f"x{entry['scale']:g}", entry["image"],
+                                                      f"p{place + 1}", "LR" if label.startswith("LR") else label))
+        spot["crops"][label] = save_crop(image, box, task.crop_dir / f"{name}.png")
 
 
 def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Shard) -> None:
@@ -227,24 +270,13 @@ def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Sh
             task.results.note(f"skipped {error}", task.echo)
             continue
         size = target_size(lr.shape[:2], scale=task.scale)
-        entry = {"dataset": task.dataset, "scale": task.scale, "image": path.stem, "crops": {},
-                 "_order": (task.index, index)}
-        box = crop_box(size, task.settings.crop)
+        entry = report_entry(task, path.stem, index, lr, size)
 
         def measure(sr, row, notes):
             for metric in metrics:
                 measure_metric(metric, sr, row, notes)
 
-        score_methods(task, lr, size, measure, path.stem, index, "real", entry, box)
-        if index < task.settings.report_images:
-            scale = task.scale
-            lr_box = tuple(int(v / scale) for v in box[:2]) + tuple(max(1, int(v / scale)) for v in box[2:])
-            lr_crop = as_tensor(lr)[None, :, lr_box[0]:lr_box[0] + lr_box[2], lr_box[1]:lr_box[1] + lr_box[3]]
-            lr_view = torch.nn.functional.interpolate(lr_crop, size=box[2:], mode="nearest")
-            name = f"{task.dataset}_x{scale:g}_{path.stem}_LR.png"
-            entry["crops"] = {"LR (nearest)": save_crop(lr_view, (0, 0, *box[2:]), task.crop_dir / name),
-                              **entry["crops"]}
-            task.results.crops.append(entry)
+        score_methods(task, lr, size, measure, path.stem, index, "real", entry)
         task.echo(f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name}")
 
 
@@ -286,9 +318,9 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
         lr = lr_t.permute(1, 2, 0).contiguous().numpy()
         hr = hr[None]
         grey = is_grey(picture.pixels)
-        entry = {"dataset": task.dataset, "scale": scale, "image": path.stem, "crops": {},
-                 "_order": (task.index, index)}
-        box = crop_box(hr_size, settings.crop)
+        entry = report_entry(task, path.stem, index, lr, hr_size)
+        if entry is not None:
+            save_crops(task, entry, "HR", hr)
 
         def measure(sr, row, notes, hr=hr, hr_size=hr_size, grey=grey):  # this image's values, bound now
             if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
@@ -305,10 +337,7 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
             for metric in fr_metrics:
                 measure_metric(metric, sr, row, notes, hr)
 
-        score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry, box)
-        if index < settings.report_images:
-            entry["crops"]["HR"] = save_crop(hr, box, task.crop_dir / f"{task.dataset}_x{scale:g}_{path.stem}_HR.png")
-            task.results.crops.append(entry)
+        score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry)
         task.echo(f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name}")
 
 
@@ -351,18 +380,37 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
     return nr_metrics, fr_metrics
 
 
+def start_line(device, precision: str, asked: str, threads, processes: int) -> str:
+    """What runs where, printed once: device, precision (and why), threads (and why)."""
+    why = "auto: native for this device" if asked == "auto" else "asked for"
+    count = threads.count if threads is not None else torch.get_num_threads()
+    reason = f" ({threads.reason})" if threads is not None else ""
+    each = f"{processes} processes, each " if processes > 1 else ""
+    return f"realciao-eval: {each}{device}, {precision} ({why}), {count} thread(s){reason}"
+
+
 def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     """Evaluate every method on every folder and scale; the first process writes OUTDIR."""
-    from realciao.devices import choose_device
+    from dataclasses import replace
+
+    from realciao.devices import AUTO, choose_device, resolve_precision
     from realciao.evaluation.report import write_outputs
 
     check_settings(settings)
     weights_dir = iqa.resolve_weights_dir(settings.weights_dir)
     shard = current_shard()
     device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
+    asked = settings.run.precision
+    precision = resolve_precision(asked, device, echo=lambda text: echo(f"warning: {text}"))
+    settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
+    if shard.rank == 0:
+        echo(start_line(device, precision, asked, settings.threads, shard.world))
     results = Results()
     nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
     methods = load_methods(settings.models, settings.allow_pickle, device)
+    for method in methods:  # an explicit precision a peer cannot run in fails before any work
+        if isinstance(method, PeerMethod):
+            method.precision_for(precision, settings.run.precision_fallback)
     crop_dir = settings.output / "crops"
     folders = [(folder, None, "real") for folder in settings.real]
     folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
@@ -394,7 +442,12 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
         "y_channel": not settings.rgb,
         "weights_dir": str(weights_dir) if weights_dir else None,
         "tile": settings.run.tile,
-        "precision": settings.run.precision,
+        "precision": precision,
+        "precision_asked": asked,
+        "device": str(device),
+        "processes": shard.world,
+        "threads": settings.threads.count if settings.threads is not None else torch.get_num_threads(),
+        "made": results.made,
     }
     lower_better = {m.name: m.lower_better for m in nr_metrics + fr_metrics}
     paths = write_outputs(settings.output, results, config, lower_better, methods)

@@ -1,5 +1,12 @@
-"""What an evaluation writes: per-image and mean tables (CSV, JSON, Markdown) and an HTML
-report of the methods, their means and side-by-side crops, readable offline."""
+"""What an evaluation writes: per-image and mean tables (CSV, JSON, Markdown), a plot per
+metric of every method's per-image scores, side-by-side crops, an overview picture, and one
+HTML report that opens offline (no scripts, no external fonts or styles; every picture it
+shows is a file beside it).
+
+    OUTDIR/per_image.csv  means.csv  results.json  results.md  report.html  overview.png
+    OUTDIR/plots/<dataset>_x<scale>_<metric>.png
+    OUTDIR/crops/<dataset>_x<scale>_<image>_p<place>_<method>.png
+"""
 
 from __future__ import annotations
 
@@ -8,30 +15,47 @@ import html
 import json
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
+from realciao.evaluation.methods import safe_name
+from realciao.evaluation.plots import compose_overview, plot_scores
 from realciao.evaluation.protocols import Results
 
-ID_COLUMNS = ("dataset", "kind", "scale", "method", "image")
+ID_COLUMNS = ("dataset", "kind", "scale", "method", "image", "output")
+HIGHER_BETTER = ("psnr", "ssim", "psnr_rgb", "ssim_rgb")
+OUTPUT_FILES = ("per_image.csv", "means.csv", "results.json", "results.md", "report.html")
 
 
 def metric_columns(rows: list[dict]) -> list[str]:
     columns = []
     for row in rows:
         for key in row:
-            if key not in ID_COLUMNS and key != "note" and key not in columns:
+            if key not in ID_COLUMNS and key != "note" and not key.startswith("_") and key not in columns:
                 columns.append(key)
     return columns
 
 
+def lower_is_better(column: str, lower_better: dict[str, bool]) -> bool:
+    return lower_better.get(column, column not in HIGHER_BETTER)
+
+
+def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows by (dataset, kind, scale), in the order the run made them."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault((row["dataset"], row["kind"], row["scale"]), []).append(row)
+    return grouped
+
+
 def mean_rows(rows: list[dict]) -> list[dict]:
     """Mean of each metric per (dataset, scale, method), over the images it could measure."""
-    groups: dict[tuple, list[dict]] = {}
+    grouped: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["dataset"], row["kind"], row["scale"], row["method"]), []).append(row)
+        grouped.setdefault((row["dataset"], row["kind"], row["scale"], row["method"]), []).append(row)
     means = []
-    for (dataset, kind, scale, method), members in groups.items():
+    for (dataset, kind, scale, method), members in grouped.items():
         mean = {"dataset": dataset, "kind": kind, "scale": scale, "method": method, "images": len(members)}
         for column in metric_columns(members):
             values = [r[column] for r in members if column in r and math.isfinite(r[column])]
@@ -50,6 +74,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell(column: str, value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}" if column.startswith("psnr") else f"{value:.4f}" if column.startswith("ssim") else f"{value:.3f}"
+
+
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -64,21 +94,36 @@ def _json_value(value):
     return value
 
 
-def markdown_table(means: list[dict], metrics_lower_better: dict[str, bool]) -> str:
-    lines = []
-    for dataset, kind, scale in dict.fromkeys((m["dataset"], m["kind"], m["scale"]) for m in means):
-        group = [m for m in means if (m["dataset"], m["kind"], m["scale"]) == (dataset, kind, scale)]
+def _mean_groups(means: list[dict]):
+    for key in dict.fromkeys((m["dataset"], m["kind"], m["scale"]) for m in means):
+        group = [m for m in means if (m["dataset"], m["kind"], m["scale"]) == key]
         columns = [c for c in metric_columns(group) if c != "images" and not c.endswith("_n")]
-        arrows = [" (lower better)" if metrics_lower_better.get(c, c not in ("psnr", "ssim", "psnr_rgb", "ssim_rgb"))
-                  else " (higher better)" for c in columns]
-        lines.append(f"### {dataset} x{scale:g} ({kind}, {group[0]['images']} images)\n")
-        lines.append("| method | " + " | ".join(c.upper() + a for c, a in zip(columns, arrows)) + " |")
+        yield key, group, columns
+
+
+def _best(group: list[dict], column: str, lower: bool) -> float | None:
+    values = [m[column] for m in group if math.isfinite(m.get(column, float("nan")))]
+    return (min(values) if lower else max(values)) if len(values) > 1 else None
+
+
+def _count(images: int) -> str:
+    return f"{images} image" if images == 1 else f"{images} images"
+
+
+def _direction(column: str, lower_better: dict[str, bool]) -> str:
+    return "lower better" if lower_is_better(column, lower_better) else "higher better"
+
+
+def markdown_table(means: list[dict], lower_better: dict[str, bool]) -> str:
+    lines = []
+    for (dataset, kind, scale), group, columns in _mean_groups(means):
+        lines.append(f"### {dataset} x{scale:g} ({kind}, {_count(group[0]['images'])})\n")
+        lines.append("| method | " + " | ".join(f"{c.upper()} ({_direction(c, lower_better)})" for c in columns) + " |")
         lines.append("| --- |" + " --- |" * len(columns))
         for m in group:
             cells = []
             for c in columns:
-                cell = f"{m[c]:.2f}" if c.startswith("psnr") else f"{m[c]:.4f}" if c.startswith("ssim") else f"{m[c]:.3f}"
-                cell = "n/a" if not math.isfinite(m[c]) else cell
+                cell = _cell(c, m[c])
                 if f"{c}_n" in m:
                     cell += f" ({m[f'{c}_n']}/{m['images']})"
                 cells.append(cell)
@@ -87,22 +132,171 @@ def markdown_table(means: list[dict], metrics_lower_better: dict[str, bool]) -> 
     return "\n".join(lines)
 
 
-def write_html(path: Path, results: Results, means_md: str, methods) -> None:
+def how_table(methods, made: dict[str, dict[str, list[str]]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(scales, [(method, [how at each scale])]): how each method made its outputs."""
+    scales = list(dict.fromkeys(scale for m in methods for scale in made.get(m.name, {})))
+    rows = [(m.name, ["; ".join(made.get(m.name, {}).get(scale, [])) or "-" for scale in scales]) for m in methods]
+    return scales, rows
+
+
+# ---------------------------------------------------------------------------------------
+# Plots and the overview picture
+# ---------------------------------------------------------------------------------------
+
+
+def write_plots(outdir: Path, rows: list[dict], lower_better: dict[str, bool]) -> list[dict]:
+    """One PNG per (dataset, scale, metric): every method's score on every image."""
+    plots = []
+    for (dataset, kind, scale), members in groups(rows).items():
+        images = list(dict.fromkeys(r["image"] for r in members))
+        methods = list(dict.fromkeys(r["method"] for r in members))
+        by_key = {(r["method"], r["image"]): r for r in members}
+        for column in metric_columns(members):
+            series = {m: [float(by_key.get((m, i), {}).get(column, float("nan"))) for i in images] for m in methods}
+            lower = lower_is_better(column, lower_better)
+            name = f"{safe_name(dataset)}_x{scale:g}_{safe_name(column)}.png"
+            plot_scores(outdir / "plots" / name, f"{column.upper()} per image, {dataset} x{scale:g}", images,
+                        series, lower)
+            plots.append({"dataset": dataset, "kind": kind, "scale": scale, "metric": column,
+                          "lower_better": lower, "file": f"plots/{name}"})
+    return plots
+
+
+def write_overview(outdir: Path, results: Results, plots: list[dict]) -> Path | None:
+    """The first report image's crops, every place, above the plot of its first metric."""
+    if not results.crops:
+        return None
+    entry = results.crops[0]
+    rows = [(f"{entry['image']}, x{entry['scale']:g}, place {i + 1} (most detail first)",
+             {label: outdir / "crops" / name for label, name in place["crops"].items()})
+            for i, place in enumerate(entry["places"])]
+    plot = next((outdir / p["file"] for p in plots if (p["dataset"], p["scale"]) == (entry["dataset"], entry["scale"])),
+                None)
+    return compose_overview(outdir / "overview.png", f"realciao-eval: {entry['dataset']} x{entry['scale']:g}", rows,
+                            plot)
+
+
+# ---------------------------------------------------------------------------------------
+# Markdown and HTML
+# ---------------------------------------------------------------------------------------
+
+
+def settings_line(config: dict) -> str:
+    tile = config.get("tile")
+    tile_text = "from free memory" if tile is None else "whole image" if tile == 0 else f"{tile} px"
+    return (f"device {config.get('device', '?')}, {config.get('precision', '?')} (asked: "
+            f"{config.get('precision_asked', config.get('precision', '?'))}), {config.get('threads', '?')} thread(s), "
+            f"{config.get('processes', 1)} process(es), tiles {tile_text}")
+
+
+def write_markdown(path: Path, results: Results, config: dict, table: str, methods, plots: list[dict]) -> None:
+    scales, how_rows = how_table(methods, results.made)
+    lines = ["# realciao-eval results", "", settings_line(config), "", "## Methods", ""]
+    lines += [f"- **{m.name}**: {m.description}" for m in methods]
+    lines += ["", "## How each output was made", ""]
+    lines += ["| method | " + " | ".join(scales) + " |", "| --- |" + " --- |" * len(scales)]
+    lines += [f"| {name} | " + " | ".join(ways) + " |" for name, ways in how_rows]
+    lines += ["", "## Means", "", table]
+    if plots:
+        lines += ["## Per-image plots", ""]
+        lines += [f"- {p['dataset']} x{p['scale']:g} {p['metric'].upper()} "
+                  f"({'lower' if p['lower_better'] else 'higher'} is better): [{p['file']}]({quote(p['file'])})"
+                  for p in plots]
+        lines.append("")
+    lines += ["Per-image values: per_image.csv, results.json; crops and plots: report.html.", ""]
+    if results.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in results.notes] + [""]
+    path.write_text("\n".join(lines))
+
+
+STYLE = ("body{font-family:sans-serif;margin:16px;color:#1e1e1e} table{border-collapse:collapse;margin:6px 0 14px}"
+         " td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} td:first-child,th:first-child{text-align:left}"
+         " figure{display:inline-block;margin:3px;text-align:center;font-size:12px}"
+         " figure img{width:192px;image-rendering:pixelated} .plot{max-width:100%} .how td{text-align:left}"
+         " details{margin:6px 0}")
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _src(file: str) -> str:
+    return _e(quote(file))
+
+
+def html_means(means: list[dict], lower_better: dict[str, bool]) -> list[str]:
+    parts = []
+    for (dataset, kind, scale), group, columns in _mean_groups(means):
+        parts.append(f"<h3>{_e(dataset)} x{scale:g} ({kind}, {_count(group[0]['images'])})</h3><table><tr><th>method</th>"
+                     + "".join(f"<th>{_e(c.upper())} ({_direction(c, lower_better)})</th>" for c in columns) + "</tr>")
+        best = {c: _best(group, c, lower_is_better(c, lower_better)) for c in columns}
+        for m in group:
+            cells = []
+            for c in columns:
+                text = _cell(c, m[c]) + (f" ({m[f'{c}_n']}/{m['images']})" if f"{c}_n" in m else "")
+                cells.append(f"<td><b>{text}</b></td>" if best[c] is not None and m[c] == best[c] else f"<td>{text}</td>")
+            parts.append(f"<tr><td>{_e(m['method'])}</td>{''.join(cells)}</tr>")
+        parts.append("</table>")
+    return parts
+
+
+def html_per_image(rows: list[dict], lower_better: dict[str, bool], plots: list[dict]) -> list[str]:
+    parts = []
+    for (dataset, _kind, scale), members in groups(rows).items():
+        images = list(dict.fromkeys(r["image"] for r in members))
+        methods = list(dict.fromkeys(r["method"] for r in members))
+        by_key = {(r["method"], r["image"]): r for r in members}
+        parts.append(f"<h3>{_e(dataset)} x{scale:g}</h3>")
+        for column in metric_columns(members):
+            plot = next((p for p in plots if (p["dataset"], p["scale"], p["metric"]) == (dataset, scale, column)), None)
+            if plot is not None:
+                parts.append(f"<img class='plot' src='{_src(plot['file'])}' alt='{_e(column)} per image'>")
+            parts.append(f"<details><summary>{_e(column.upper())} per image ({_direction(column, lower_better)})"
+                         "</summary><table><tr><th>image</th>" + "".join(f"<th>{_e(m)}</th>" for m in methods) + "</tr>")
+            for image in images:
+                cells = "".join(f"<td>{_cell(column, float(by_key.get((m, image), {}).get(column, float('nan'))))}</td>"
+                                for m in methods)
+                parts.append(f"<tr><td>{_e(image)}</td>{cells}</tr>")
+            parts.append("</table></details>")
+    return parts
+
+
+def write_html(path: Path, results: Results, config: dict, means: list[dict], lower_better: dict[str, bool],
+               methods, plots: list[dict], overview: Path | None) -> None:
+    scales, how_rows = how_table(methods, results.made)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>realciao-eval report</title>",
-        "<style>body{font-family:sans-serif} figure{display:inline-block;margin:4px;text-align:center}"
-        " img{width:256px;image-rendering:pixelated} pre{background:#f4f4f4;padding:8px}</style></head><body>",
-        "<h1>realciao-eval report</h1><h2>Methods</h2><ul>",
-        *[f"<li><b>{html.escape(m.name)}</b>: {html.escape(m.description)}</li>" for m in methods],
-        "</ul><h2>Means</h2><pre>", html.escape(means_md), "</pre>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>realciao-eval report</h1>",
+        f"<p>{_e(settings_line(config))}. Files: "
+        + ", ".join(f"<a href='{_src(name)}'>{name}</a>" for name in OUTPUT_FILES if name != "report.html") + ".</p>",
+        "<h2>Methods</h2><table class='how'><tr><th>method</th><th>model</th>"
+        + "".join(f"<th>{_e(s)}: how the output was made</th>" for s in scales) + "</tr>",
     ]
+    descriptions = {m.name: m.description for m in methods}
+    for name, ways in how_rows:
+        parts.append(f"<tr><td><b>{_e(name)}</b></td><td>{_e(descriptions[name])}</td>"
+                     + "".join(f"<td>{_e(w)}</td>" for w in ways) + "</tr>")
+    parts.append("</table><h2>Means</h2>")
+    parts += html_means(means, lower_better)
+    parts.append("<h2>Per image</h2>")
+    parts += html_per_image(results.rows, lower_better, plots)
+    if results.crops:
+        parts.append("<h2>Crops</h2><p>The same places for every method, where the LR image has most detail "
+                     "(mean gradient); the LR is shown with nearest-neighbour pixels.</p>")
     for entry in results.crops:
-        parts.append(f"<h3>{html.escape(entry['dataset'])} x{entry['scale']:g} — {html.escape(entry['image'])}</h3><div>")
-        for method, name in entry["crops"].items():
-            parts.append(f"<figure><img src='crops/{html.escape(name)}'><figcaption>{html.escape(method)}</figcaption></figure>")
-        parts.append("</div>")
+        for place_index, place in enumerate(entry["places"]):
+            top, left, height, width = place["box"]
+            parts.append(f"<h3>{_e(entry['dataset'])} x{entry['scale']:g}, {_e(entry['image'])}, place "
+                         f"{place_index + 1}: {width}x{height} at ({left}, {top})</h3><div>")
+            for label, name in place["crops"].items():
+                parts.append(f"<figure><img src='{_src('crops/' + name)}' alt='{_e(label)}'>"
+                             f"<figcaption>{_e(label)}</figcaption></figure>")
+            parts.append("</div>")
+    if overview is not None:
+        parts.append(f"<h2>Overview</h2><p><img class='plot' src='{_src(overview.name)}' alt='overview'></p>")
     if results.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results.notes) + "</ul>")
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in results.notes) + "</ul>")
     parts.append("</body></html>")
     path.write_text("\n".join(parts))
 
@@ -112,24 +306,24 @@ def write_outputs(outdir: Path, results: Results, config: dict, lower_better: di
     outdir.mkdir(parents=True, exist_ok=True)
     means = mean_rows(results.rows)
     metric_cols = metric_columns(results.rows)
-    paths = {name: outdir / name for name in ("per_image.csv", "means.csv", "results.json", "results.md", "report.html")}
+    paths = {name: outdir / name for name in OUTPUT_FILES}
     write_csv(paths["per_image.csv"], results.rows, [*ID_COLUMNS, *metric_cols, "note"])
-    mean_cols = ["dataset", "kind", "scale", "method", "images"] + [
-        c for c in metric_columns(means) if c != "images"
-    ]
+    mean_cols = ["dataset", "kind", "scale", "method", "images"] + [c for c in metric_columns(means) if c != "images"]
     write_csv(paths["means.csv"], means, mean_cols)
+    plots = write_plots(outdir, results.rows, lower_better)
+    overview = write_overview(outdir, results, plots)
     document = {
         "config": config,
         "means": [{k: _json_value(v) for k, v in m.items()} for m in means],
         "per_image": [{k: _json_value(v) for k, v in r.items()} for r in results.rows],
         "seconds": results.seconds,
+        "plots": plots,
+        "crops": results.crops,
         "notes": results.notes,
     }
     paths["results.json"].write_text(json.dumps(document, indent=2))
-    table = markdown_table(means, lower_better)
-    notes = "".join(f"- {n}\n" for n in results.notes)
-    described = "".join(f"- **{m.name}**: {m.description}\n" for m in methods)
-    paths["results.md"].write_text("# realciao-eval results\n\n## Methods\n\n" + described + "\n" + table
-                                   + ("\n## Notes\n\n" + notes if notes else ""))
-    write_html(paths["report.html"], results, table, methods)
+    write_markdown(paths["results.md"], results, config, markdown_table(means, lower_better), methods, plots)
+    write_html(paths["report.html"], results, config, means, lower_better, methods, plots, overview)
+    if overview is not None:
+        paths["overview.png"] = overview
     return paths
