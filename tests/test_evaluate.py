@@ -235,3 +235,20 @@ def test_realworld_protocol_preset(tmp_path, capsys):
     weights.mkdir()
     assert evaluate.main([*base, "--weights-dir", str(weights), "--quiet"]) == 2  # NIQE cannot be skipped
     assert "niqe_modelparameters.mat" in capsys.readouterr().err
+
+
+def test_a_degraded_paired_benchmark_gives_every_method_the_same_lr(tmp_path, tiny_model):
+    hr_dir = tmp_path / "Bench" / "HR"
+    _png(hr_dir / "a.png", (48, 40), 1)
+    common = ["--paired", str(hr_dir), "--model", str(tiny_model), "--scale", "4", "--no-lpips", "--degrade",
+              "realesrgan", "--degrade-seed", "5", "--quiet"]
+    assert evaluate.main([*common, "-o", str(tmp_path / "one")]) == 0
+    assert evaluate.main([*common, "-o", str(tmp_path / "two")]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["per_image"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["per_image"]
+    assert {r["dataset"] for r in one} == {"Bench-realesrgan"} and one == two
+    clean = tmp_path / "clean"
+    assert evaluate.main(["--paired", str(hr_dir), "--scale", "4", "--no-lpips", "-o", str(clean), "--quiet"]) == 0
+    bicubic_clean = json.loads((clean / "results.json").read_text())["per_image"][0]["psnr"]
+    bicubic_degraded = next(r["psnr"] for r in one if r["method"] == "bicubic")
+    assert bicubic_degraded < bicubic_clean  # the degradations do cost fidelity

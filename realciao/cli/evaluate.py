@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-images", type=int, default=0, help="first N images per folder (0: all)")
     parser.add_argument("--report-images", type=int, default=3, help="images per set shown in report.html")
     parser.add_argument("--crop", type=int, default=128, help="output crop size in the report (0: no crops)")
+    parser.add_argument("--degrade", metavar="RECIPE", default=None, help="make the LR of --paired sets with this "
+                        "degradation recipe (a restoration benchmark: every method sees the same degraded LR) instead "
+                        "of MATLAB bicubic")
+    parser.add_argument("--degrade-seed", type=int, default=0, help="seed of --degrade (image i uses SEED + i)")
     parser.add_argument("--quiet", action="store_true", help="print only the results (notes are printed again at the "
                         "end when something fails)")
     return parser
@@ -125,6 +129,8 @@ def settings_from(args) -> EvaluationSettings:
         max_images=args.max_images,
         report_images=args.report_images,
         crop=args.crop,
+        degrade=args.degrade,
+        degrade_seed=args.degrade_seed,
     )
 
 

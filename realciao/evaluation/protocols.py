@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from realciao.bicubic import matlab_resize
+from realciao.degradations import degrade_image, load_recipe
 from realciao.errors import RealciaoError
 from realciao.evaluation.crops import detail_places, lr_view, save_crop
 from realciao.evaluation.methods import Method, PeerMethod, RunSettings, load_methods, safe_name
@@ -77,6 +78,8 @@ class EvaluationSettings:
     max_images: int = 0
     report_images: int = 3
     crop: int = 128
+    degrade: str | None = None  # paired LR made by this recipe (restoration benchmark) instead of bicubic
+    degrade_seed: int = 0  # image i of a folder is degraded with seed degrade_seed + i
 
 
 @dataclass
@@ -209,6 +212,7 @@ class Task:
     results: Results
     crop_dir: Path
     echo: object
+    recipe: object = None  # the degradation recipe of a degraded paired benchmark
 
 
 def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, image: str, index: int,
@@ -314,7 +318,10 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
             continue
         hr = hr_full[:, : hr_size[0], : hr_size[1]]
         if lr_t is None:
-            lr_t = quantize_8bit(matlab_resize(hr, lr_size))
+            if task.recipe is not None:  # a degraded benchmark: the same LR for every method and run
+                lr_t = degrade_image(hr, task.recipe, lr_size, settings.degrade_seed + index)
+            else:
+                lr_t = quantize_8bit(matlab_resize(hr, lr_size))
         lr = lr_t.permute(1, 2, 0).contiguous().numpy()
         hr = hr[None]
         grey = is_grey(picture.pixels)
@@ -349,6 +356,10 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
 def check_settings(settings: EvaluationSettings) -> None:
     if not settings.real and not settings.paired:
         raise EvaluationError("nothing to evaluate: give --real FOLDER and/or --paired HR_FOLDER")
+    if settings.degrade and (not settings.paired or settings.lr_folders):
+        raise EvaluationError("--degrade makes the LR of --paired folders: give --paired and no --lr-folder")
+    if settings.degrade:
+        load_recipe(settings.degrade)  # a bad recipe file stops the run before any work
     if settings.lr_folders and len(settings.lr_folders) != len(settings.paired):
         raise EvaluationError("give one --lr-folder per --paired folder (in the same order), or none")
     for scale in settings.scales:
@@ -412,6 +423,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
         if isinstance(method, PeerMethod):
             method.precision_for(precision, settings.run.precision_fallback)
     crop_dir = settings.output / "crops"
+    recipe = load_recipe(settings.degrade) if settings.degrade else None
     folders = [(folder, None, "real") for folder in settings.real]
     folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
                 for i, folder in enumerate(settings.paired)]
@@ -419,8 +431,11 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     with torch.no_grad():
         for folder, lr_folder, kind in folders:
             dataset = folder.parent.name if kind == "paired" and folder.name.upper() == "HR" else folder.name
+            if kind == "paired" and recipe is not None:
+                dataset = f"{dataset}-{recipe.name}"
             for scale in settings.scales:
-                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo)
+                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo,
+                            recipe if kind == "paired" else None)
                 if kind == "real":
                     evaluate_real(task, folder, nr_metrics, shard)
                 else:
