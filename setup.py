@@ -53,6 +53,10 @@ setup(
         "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
     },
     entry_points={
-        "console_scripts": ["realciao-upscale = realciao.cli.upscale:main", "realciao-eval = realciao.cli.evaluate:main"]
+        "console_scripts": [
+            "realciao-upscale = realciao.cli.upscale:main",
+            "realciao-eval = realciao.cli.evaluate:main",
+            "realciao-fit-recipe = realciao.cli.fit_recipe:main",
+        ]
     },
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from realciao.degradations.sampling import (
     Constant,
@@ -204,7 +205,7 @@ def _value(value: Any) -> Any:
         return [value.low, value.high]
     if isinstance(value, tuple):
         return [_value(v) for v in value]
-    if hasattr(value, "model_fields"):
+    if isinstance(value, BaseModel):
         return _fields(value)
     return value
 

@@ -1,0 +1,116 @@
+"""``realciao-fit-recipe``: fit a degradation recipe's ranges to a folder of your photos.
+
+    realciao-fit-recipe -i phone_photos/ -o degradations/my_photos.yml
+    realciao-fit-recipe -i scans/ -o degradations/scans.yml --base phone_camera --hr my_clean_hr/ --scale 2
+
+Writes the recipe (a file ``load_recipe`` and training options accept, with a comment
+header saying what it was fitted to and how well) and a report folder (``index.html`` and
+PNGs; default: beside the recipe, ``NAME_report/``). Exit codes: 0 written, 2 bad usage or
+input (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from realciao.cli import exit_process, fail
+from realciao.errors import RealciaoError
+
+PROG = "realciao-fit-recipe"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from realciao.fitting.fit import DEFAULT_BUDGET, DEFAULT_SCALE
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fit the ranges and probabilities of a degradation recipe so that LR images synthesised with "
+        "it look like your photos: JPEG quality and blockiness, noise, blur and MSCN statistics, matched as "
+        "distributions.",
+    )
+    parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, metavar="PHOTOS",
+                        help="folder(s) of photos (searched recursively) or image files")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="the recipe to write (.yml)")
+    parser.add_argument("--base", default="realesrgan",
+                        help="recipe whose structure is kept and whose ranges are fitted: a shipped name "
+                        "(realesrgan, bsrgan, phone_camera) or a .yml path (default: realesrgan)")
+    parser.add_argument("--hr", default=None, help="folder of clean HR images to synthesise from "
+                        "(default: the built-in photos, no download)")
+    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+                        help=f"the training scale the recipe is for (default {DEFAULT_SCALE:g})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crops, the draws and the optimiser (default 0)")
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                        help=f"candidate recipes the optimiser evaluates (default {DEFAULT_BUDGET}); a few more "
+                        "follow, to choose among the best and to widen ranges the photos cannot pin down")
+    parser.add_argument("--report", type=Path, default=None, help="report folder (default: OUTPUT_STEM_report "
+                        "beside the recipe)")
+    parser.add_argument("--name", default=None, help="the recipe's name (default: the output file's stem)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing recipe file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    if args.output.suffix.lower() not in (".yml", ".yaml"):
+        parser.error(f"-o {args.output}: the recipe file must end in .yml")
+    if args.output.is_dir():
+        parser.error(f"-o {args.output}: is a folder; give the recipe file to write")
+    if args.output.exists() and not args.overwrite:
+        parser.error(f"-o {args.output}: exists; pass --overwrite to replace it")
+    if args.budget < 1:
+        parser.error("--budget must be at least 1")
+    if not args.scale >= 1:
+        parser.error(f"--scale must be at least 1, got {args.scale:g}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0: recipe and report written; 2: bad usage or input."""
+    from tqdm import tqdm
+
+    from realciao.degradations import load_recipe
+    from realciao.fitting.fit import FitSettings, fit_recipe, write_recipe
+    from realciao.fitting.report import write_report
+    from realciao.fitting.samples import measure_photos
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    show = not args.no_progress
+    echo = tqdm.write if show else (lambda message: print(message, file=sys.stderr))
+    start = time.perf_counter()
+    try:
+        base = load_recipe(args.base)
+        with tqdm(desc="measuring photos", unit="photo", disable=not show, file=sys.stderr) as bar:
+
+            def on_photo(done: int, total: int, name: str) -> None:
+                bar.total = total
+                bar.set_postfix_str(name)
+                bar.update(done - bar.n)
+
+            photos = measure_photos(args.input, on_photo=on_photo, echo=echo)
+        with tqdm(total=args.budget, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
+
+            def on_trial(done: int, total: int, score: float, best: float) -> None:
+                bar.total = total
+                bar.set_postfix_str(f"best {best:.3f}" if done <= args.budget else "final choice and margins")
+                bar.update(done - bar.n)
+
+            result = fit_recipe(photos, base, args.hr, FitSettings(scale=args.scale, seed=args.seed, budget=args.budget),
+                                name=args.name or args.output.stem, on_trial=on_trial)
+        path = write_recipe(result, args.output)
+        report = write_report(result, args.report or args.output.with_name(f"{args.output.stem}_report"), path)
+    except RealciaoError as error:
+        return fail(PROG, error)
+    for note in result.notes[len(photos.notes):]:
+        echo(f"note: {note}")
+    print(f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches): distance "
+          f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}; wrote {path} and {report} "
+          f"in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_process(main())

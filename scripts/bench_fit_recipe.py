@@ -1,0 +1,172 @@
+"""The targets of ``realciao-fit-recipe``, measured.
+
+    python scripts/bench_fit_recipe.py time       # fit realesrgan to the 20 RealSRSet photos, default budget
+    python scripts/bench_fit_recipe.py heldout    # fit on one half of RealSRSet + RealSet65, measure on the other
+    python scripts/bench_fit_recipe.py recovery   # photos from a known recipe: fitted ranges against the truth
+
+``time`` prints the wall time of the whole fit (measuring the photos, the search, the
+final selection) with the load average before and after. ``heldout`` splits the images of
+``../shared/data/RealSRSet`` and ``RealSet65`` by name (sorted; every other name fits, the rest is
+held out; RealSet65 repeats RealSRSet's photos, and one name's files stay on one side), fits
+``realesrgan`` on the fitting half, and prints each recipe's distance to the held-out half:
+``realesrgan``, ``phone_camera`` and the fitted recipe, on ``--heldout-samples`` synthesised
+patches averaged over ``--heldout-seeds`` seeds; and, for scale, the distance of the fitting
+half's photos themselves to the held-out half (what a perfect recipe would get). ``recovery``
+makes 40 JPEG photos from a known recipe (colour Gaussian noise sigma in [5, 8], libjpeg quality
+60..70), fits a wide base to them and prints the fitted ranges beside the true ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from realciao.degradations import degrade, parse_recipe  # noqa: E402
+from realciao.degradations.sampling import make_generator  # noqa: E402
+from realciao.fitting.distance import distance, reference  # noqa: E402
+from realciao.fitting.fit import DEFAULT_BUDGET, FitSettings, fit_recipe, recipe_distance  # noqa: E402
+from realciao.fitting.samples import hr_crops, load_hr, measure_photos  # noqa: E402
+from realciao.fitting.space import quantities  # noqa: E402
+from realciao.imageio import list_images  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def progress(done: int, total: int, score: float, best: float) -> None:
+    if done % 20 == 0 or done == total:
+        print(f"  {done}/{total} candidates, best {best:.3f}", flush=True)
+
+
+def run_time(args) -> None:
+    folder = SHARED / "RealSRSet"
+    print(f"fit realesrgan to {folder} (budget {args.budget}, seed {args.seed}); torch threads "
+          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; {load()}", flush=True)
+    start = time.perf_counter()
+    photos = measure_photos(folder)
+    measured = time.perf_counter()
+    result = fit_recipe(photos, "realesrgan", args.hr, FitSettings(budget=args.budget, seed=args.seed),
+                        on_trial=progress)
+    seconds = time.perf_counter() - start
+    print(f"{photos.photos} photos ({len(photos)} patches) measured in {measured - start:.1f} s; fit in "
+          f"{seconds:.1f} s total ({seconds / 60:.2f} min); distance {result.base_distance.total:.3f} -> "
+          f"{result.fitted_distance.total:.3f}; {load()}")
+
+
+def split_files() -> tuple[list[Path], list[Path]]:
+    files = list_images(SHARED / "RealSRSet") + list_images(SHARED / "RealSet65")
+    names = sorted({f.stem for f in files})
+    fitting = set(names[0::2])
+    return [f for f in files if f.stem in fitting], [f for f in files if f.stem not in fitting]
+
+
+def run_heldout(args) -> None:
+    fitting_files, held_files = split_files()
+    fitting, held = measure_photos(fitting_files), measure_photos(held_files)
+    print(f"fitting half: {fitting.photos} files ({len(fitting)} patches); held-out half: {held.photos} files "
+          f"({len(held)} patches); HR: {args.hr or 'built-in photos'}; {load()}", flush=True)
+    start = time.perf_counter()
+    result = fit_recipe(fitting, "realesrgan", args.hr, FitSettings(budget=args.budget, seed=args.seed),
+                        on_trial=progress)
+    print(f"fitted in {time.perf_counter() - start:.0f} s: on the fitting half {result.base_distance.total:.3f} -> "
+          f"{result.fitted_distance.total:.3f}", flush=True)
+    print(f"held-out distance ({args.heldout_samples} patches, mean over seeds "
+          f"{', '.join(str(100 + s) for s in range(args.heldout_seeds))}):")
+    rows = {}
+    for label, recipe in (("realesrgan", "realesrgan"), ("phone_camera", "phone_camera"), ("fitted", result.recipe)):
+        runs = [recipe_distance(held, recipe, args.hr, seed=100 + s, samples=args.heldout_samples)
+                for s in range(args.heldout_seeds)]
+        rows[label] = float(np.mean([r.total for r in runs]))
+        terms = {name: np.mean([r.terms[name] for r in runs]) for name in runs[0].terms}
+        print(f"  {label:13s} {rows[label]:.3f}  " + " ".join(f"{k} {v:.2f}" for k, v in terms.items()), flush=True)
+    floor = distance(reference(held), fitting)
+    print(f"  {'photos (fit half)':13s} {floor.total:.3f}  " + " ".join(f"{k} {v:.2f}" for k, v in floor.terms.items()))
+    print(f"fitted / realesrgan = {rows['fitted'] / rows['realesrgan']:.2f}; "
+          f"fitted / phone_camera = {rows['fitted'] / rows['phone_camera']:.2f} (target: at most 0.5 each); {load()}")
+    if args.save:
+        from realciao.fitting.fit import write_recipe
+        from realciao.fitting.report import write_report
+
+        path = write_recipe(result, Path(args.save) / "heldout_fitted.yml")
+        print(f"wrote {path} and {write_report(result, Path(args.save) / 'heldout_report', path)}")
+
+
+DOWNSCALE = {"name": "downscale", "stages": [{"resize": {"relative_to": "target", "modes": ["bicubic"]}}]}
+WIDE = {"name": "noise_jpeg", "stages": [
+    {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
+    {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [1, 30]}]}},
+    {"jpeg": {"quality": [30, 95]}},
+]}
+
+
+def make_known_photos(folder: Path, count: int) -> tuple[list[int], np.ndarray]:
+    """JPEG photos (128 px) from the known recipe: bundled photos downscaled x4, colour Gaussian
+    noise of sigma in [5, 8] (stratified over the range), libjpeg qualities 60..70 in turn."""
+    from PIL import Image
+
+    gt = hr_crops(load_hr(None, min_side=512), count, 512, seed=123)
+    lq = degrade(gt, parse_recipe(DOWNSCALE), 128, make_generator(seed=5)).lq.permute(0, 2, 3, 1).numpy()
+    rng = np.random.default_rng(7)
+    sigmas = 5 + 3 * (rng.permutation(count) + 0.5) / count
+    qualities = [60 + index % 11 for index in range(count)]
+    for index, image in enumerate(lq):
+        noisy = image + rng.standard_normal(image.shape).astype(np.float32) * sigmas[index] / 255
+        Image.fromarray(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)).save(
+            folder / f"p{index:02d}.jpg", quality=qualities[index])
+    return qualities, sigmas
+
+
+def run_recovery(args) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        qualities, sigmas = make_known_photos(folder, args.recovery_photos)
+        photos = measure_photos(folder)
+        read = dict(zip((Path(s).name for s in photos.sources), photos.values["jpeg_quality"]))
+        exact = sum(read[f"p{i:02d}.jpg"] == q for i, q in enumerate(qualities))
+        print(f"{len(qualities)} photos of 128 px; truth: colour Gaussian noise sigma {sigmas.min():.2f}..{sigmas.max():.2f} "
+              f"(in [5, 8]), libjpeg quality 60..70; qualities read from the tables exact for {exact}/{len(qualities)}")
+        start = time.perf_counter()
+        result = fit_recipe(photos, parse_recipe(WIDE), args.hr, FitSettings(budget=args.budget, seed=args.seed))
+        print(f"fitted in {time.perf_counter() - start:.0f} s (budget {args.budget}); distance "
+              f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}")
+        truth = {"noise1.gaussian.sigma": (5, 8), "jpeg1.quality": (60, 70)}
+        for quantity in quantities(result.recipe):
+            low, high = truth[quantity.name]
+            contains = quantity.value[0] <= low and quantity.value[1] >= high
+            print(f"  {quantity.label}: fitted {quantity.text()} (margin {result.widened.get(quantity.name, 0):.1%} of "
+                  f"its bounds), true [{low}, {high}]: {'contains it' if contains else 'DOES NOT contain it'}")
+        print(load())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", nargs="*", default=["time"], choices=["time", "heldout", "recovery", "all"])
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hr", default=None, help="HR folder (default: the built-in photos)")
+    parser.add_argument("--heldout-samples", type=int, default=256)
+    parser.add_argument("--heldout-seeds", type=int, default=2)
+    parser.add_argument("--recovery-photos", type=int, default=40)
+    parser.add_argument("--save", default=None, help="folder for the held-out fit's recipe and report")
+    args = parser.parse_args()
+    what = ["time", "heldout", "recovery"] if "all" in args.what else args.what
+    if not SHARED.is_dir() and ("time" in what or "heldout" in what):
+        sys.exit(f"needs {SHARED} (the shared data beside the checkout)")
+    for name in what:
+        {"time": run_time, "heldout": run_heldout, "recovery": run_recovery}[name](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""realciao-fit-recipe: the command, its outputs and its bad inputs (as realciao-eval's)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+
+from realciao.cli import fit_recipe
+from realciao.degradations import load_recipe
+from realciao.train.config import load_config
+
+skimage_data = pytest.importorskip("skimage.data")
+pytest.importorskip("optuna")
+
+QUICK_BASE = """\
+name: quick
+stages:
+  - resize: {relative_to: target}
+  - noise:
+      types: [{type: gaussian, p: 1, sigma: [1, 20]}]
+  - jpeg: {p: 0.8, quality: [40, 95]}
+"""
+
+
+def photos(folder, kind="png", count=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    image = skimage_data.astronaut()
+    for index in range(count):
+        crop = image[40 * index : 40 * index + 80, 100:180]
+        Image.fromarray(crop).save(folder / f"photo{index}.{kind}", **({"quality": 80} if kind == "jpg" else {}))
+    return folder
+
+
+def run(tmp_path, *args, base=True):
+    if base:
+        (tmp_path / "quick.yml").write_text(QUICK_BASE)
+        args = (*args, "--base", str(tmp_path / "quick.yml"))
+    return fit_recipe.main([*args, "--budget", "3", "--no-progress"])
+
+
+def test_a_folder_of_pngs_gives_a_loadable_recipe_and_an_offline_report(tmp_path, capsys, one_thread):
+    folder = photos(tmp_path / "pngs")
+    (folder / "readme.txt").write_text("not a photo")
+    out = tmp_path / "degradations" / "my_photos.yml"
+    assert run(tmp_path, "-i", str(folder), "-o", str(out)) == 0
+    captured = capsys.readouterr()
+    assert "fitted quick to 3 photos" in captured.out and "readme.txt" in captured.err
+    recipe = load_recipe(out)
+    assert recipe.name == "my_photos"
+    text = out.read_text()
+    assert "jpeg_quality left out of the distance" in text  # PNGs: JPEG strength from blockiness
+    report = out.with_name("my_photos_report")
+    page = (report / "index.html").read_text()
+    for png in ["grid.png", "history.png", "hist_noise_sigma.png", "hist_jpeg_blockiness.png"]:
+        assert (report / png).is_file() and png in page
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<script" not in page
+    # fine-tuning takes the fitted recipe as is
+    config = load_config("options/finetune_custom_degradation.yml", [f"data.recipe={out}"])
+    assert config.data.recipe == str(out)
+
+
+def test_jpeg_photos_are_fitted_with_their_quality(tmp_path, one_thread):
+    folder = photos(tmp_path / "jpgs", "jpg")
+    out = tmp_path / "jpg.yml"
+    assert run(tmp_path, "-i", str(folder), "-o", str(out), "--report", str(tmp_path / "r")) == 0
+    assert re.search(r"jpeg_quality: median 80, range 80 to 80", out.read_text())
+    assert (tmp_path / "r" / "hist_jpeg_quality.png").is_file()
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda folder: None, "holds no images"),
+    (lambda folder: (folder / "notes.txt").write_text("x"), "holds no images"),
+    (lambda folder: (folder / "broken.jpg").write_bytes(b"not a jpeg"), "no photo could be read"),
+])
+def test_nothing_to_measure_is_one_line_and_exit_2(tmp_path, capsys, setup, message):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    setup(folder)
+    assert run(tmp_path, "-i", str(folder), "-o", str(tmp_path / "x.yml")) == 2
+    err = capsys.readouterr().err
+    assert "realciao-fit-recipe: error: " in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.yml").exists()
+
+
+def test_an_unreadable_file_is_named_and_the_others_are_used(tmp_path, capsys, one_thread):
+    folder = photos(tmp_path / "mixed", count=2)
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    assert run(tmp_path, "-i", str(folder), "-o", str(tmp_path / "x.yml")) == 0
+    assert "broken.png" in capsys.readouterr().err
+    assert "skipped" in (tmp_path / "x_report" / "index.html").read_text()
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
+    folder = photos(tmp_path / "p", count=1)
+    existing = tmp_path / "exists.yml"
+    existing.write_text("name: x\n")
+    for args, message in [
+        (["-i", str(folder), "-o", str(existing)], "exists; pass --overwrite"),
+        (["-i", str(folder), "-o", str(tmp_path / "x.txt")], "must end in .yml"),
+        (["-i", str(folder), "-o", str(tmp_path / "x.yml"), "--budget", "0"], "--budget must be at least 1"),
+        (["-i", str(folder), "-o", str(tmp_path / "x.yml"), "--scale", "0.5"], "--scale must be at least 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            fit_recipe.main([*args, "--no-progress"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert run(tmp_path, "-i", str(folder), "-o", str(tmp_path / "y.yml"), "--base", "no_such_recipe",
+               base=False) == 2
+    assert "recipe file not found" in capsys.readouterr().err
+    assert run(tmp_path, "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "y.yml")) == 2
+    assert "no such photo file or folder" in capsys.readouterr().err
