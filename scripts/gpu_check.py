@@ -52,6 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 SHARED = ROOT.parent / "shared"
@@ -85,7 +87,7 @@ class Sizes:
 GPU_SIZES = Sizes(
     cuda_tests="tests/", generator=((128, 2), (512, 2)), generator_repeats=(3, 2), train_batch=16, net_lr=48,
     gan_lr=32, queries=2304, train_warmup=2, train_steps=5, degradations=(16, 256, 64, 2, 7), upscale_mp=(1, 12),
-    upscale_tile=None, upscale_precisions=("bf16", "fp32"), quickstart_iterations=200, eval_scales=(2, 3, 4),
+    upscale_tile=None, upscale_precisions=("bf16", "fp32"), quickstart_iterations=600, eval_scales=(2, 3, 4),
 )
 # a dry run spares collecting the whole suite; on the GPU bf16 goes first only so that fp32 is what a tight budget cuts
 DRY_SIZES = Sizes(
@@ -566,7 +568,8 @@ def check_quickstart(ctx: Context) -> None:
     release = run_dir / "net_g_ema.safetensors"
     ctx.columns(("iterations", "iterations"), ("seconds", "wall seconds (start-up included)"),
                 ("seconds_per_iteration", "s/iteration (overall)"), ("validation_seconds", "validation s"),
-                ("psnr_x2", "val PSNR x2"), ("psnr_x3", "val PSNR x3"), ("psnr_x4", "val PSNR x4"))
+                ("psnr_x2", "val PSNR x2"), ("psnr_margin_x2", "margin over bicubic x2"), ("psnr_x4", "val PSNR x4"),
+                ("psnr_margin_x4", "margin over bicubic x4"))
     ctx.row(iterations=iterations, seconds=round(seconds, 1), seconds_per_iteration=round(seconds / iterations, 3),
             validation_seconds=int(validation[-1][1]) if validation else None,
             **{k: float(v) for k, v in metrics.items() if k.startswith("psnr")})
@@ -599,12 +602,14 @@ def check_quickstart_eval(ctx: Context) -> None:
         folder, dataset = write_photo_crops(ctx.out / "coffee_hr", crop=None), "coffee (Set5 absent)"
     scales = ctx.sizes.eval_scales
     out = ctx.out / "quickstart_eval"
+    recipe = yaml.safe_load((ROOT / "options" / "quickstart.yml").read_text())["data"]["recipe"]
     command = [sys.executable, "-m", "realciao.cli.evaluate", "--model", f"quickstart={weights}", "--paired",
-               str(folder), "--no-lpips", "-o", str(out), "--device", ctx.device.type, "--precision", "fp32"]
+               str(folder), "--no-lpips", "-o", str(out), "--device", ctx.device.type, "--precision", "fp32",
+               "--degrade", recipe]  # the quickstart's check: restoration of its own degradations
     for scale in scales:
         command += ["--scale", str(scale)]
     ctx.note(f"$ realciao-eval {' '.join(command[3:])}")
-    ctx.note(f"PSNR dB / SSIM on Y, {dataset}")
+    ctx.note(f"PSNR dB / SSIM on Y, {dataset} degraded by {recipe} (fixed seeds)")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     print(done.stdout[-6000:], done.stderr[-6000:], sep="\n")
     if done.returncode != 0:
@@ -622,7 +627,8 @@ def check_quickstart_eval(ctx: Context) -> None:
             gain = table["quickstart"][key][0] - table["bicubic"][key][0]
             ctx.note(f"{key}: quickstart - bicubic = {gain:+.2f} dB")
     gain4 = table.get("quickstart", {}).get("x4", (float("nan"),))[0] - table.get("bicubic", {}).get("x4", (0,))[0]
-    ctx.criterion(gain4 > 0, f"the quickstart model beats bicubic at x4 ({gain4:+.2f} dB)")
+    # +0.56 dB on 2 CPU cores in bf16; the GPU draws other degradations, so the bar leaves room
+    ctx.criterion(gain4 >= 0.3, f"the quickstart model restores 0.3 dB over bicubic at x4 ({gain4:+.2f} dB)")
 
 
 @dataclass(frozen=True)
@@ -641,8 +647,8 @@ CHECKS = [
     Check("training", "Training steps", 60, 90, check_training),
     Check("degradations", "Degradation throughput on the GPU", 40, 60, check_degradations),
     Check("upscale_12mp", "Tiled upscale to 12 megapixels", 90, 90, check_upscale),
-    Check("quickstart", "Quickstart, 200 iterations", 75, 180, check_quickstart),
-    Check("quickstart_check", "Quickstart check: Set5 against bicubic", 45, 120, check_quickstart_eval),
+    Check("quickstart", "Quickstart, its 600 iterations", 75, 180, check_quickstart),
+    Check("quickstart_check", "Quickstart check: degraded Set5 against bicubic", 45, 120, check_quickstart_eval),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,6 +145,29 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     lock = ExperimentLock(folder)
     lock.acquire()  # the OS dropped the dead process's lock
     lock.release()
+
+
+def test_a_killed_holder_with_a_forked_child_still_running_leaves_no_lock(tmp_path):
+    """Data-loader workers are forked from the trainer; they outlive a kill -9 of it for a
+    few seconds and must not keep the experiment locked meanwhile."""
+    folder = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import os, time; from pathlib import Path; from realciao.train.state import ExperimentLock\n"
+        f"lock = ExperimentLock(Path({str(folder)!r})); lock.acquire()\n"
+        "worker = os.fork()\n"
+        "if worker == 0: time.sleep(30); os._exit(0)\n"
+        "print(worker, flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    worker = int(child.stdout.readline())
+    try:
+        child.kill()
+        child.wait()
+        time.sleep(0.1)
+        os.kill(worker, 0)  # the forked child is still alive
+        lock = ExperimentLock(folder)
+        lock.acquire()
+        lock.release()
+    finally:
+        os.kill(worker, signal.SIGKILL)
 
 
 def test_crash_points_do_nothing_unless_asked(monkeypatch):

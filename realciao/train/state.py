@@ -273,4 +273,6 @@ def _lock(handle) -> None:
     else:
         import fcntl
 
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a POSIX record lock, not flock: it belongs to this process alone, so data-loader
+        # workers forked from it do not keep holding it after a kill -9 of the trainer
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
