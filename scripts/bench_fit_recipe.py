@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realciao.degradations import degrade, parse_recipe  # noqa: E402
-from realciao.degradations.sampling import make_generator  # noqa: E402
+from realciao.degradations import parse_recipe  # noqa: E402
 from realciao.fitting.distance import distance, reference  # noqa: E402
 from realciao.fitting.fit import DEFAULT_BUDGET, FitSettings, fit_recipe, recipe_distance  # noqa: E402
-from realciao.fitting.samples import hr_crops, load_hr, measure_photos  # noqa: E402
+from realciao.fitting.known import TRUE_RANGES, WIDE_BASE, write_known_photos  # noqa: E402
+from realciao.fitting.samples import measure_photos  # noqa: E402
 from realciao.fitting.space import quantities  # noqa: E402
 from realciao.imageio import list_images  # noqa: E402
 
@@ -103,47 +103,21 @@ def run_heldout(args) -> None:
         print(f"wrote {path} and {write_report(result, Path(args.save) / 'heldout_report', path)}")
 
 
-DOWNSCALE = {"name": "downscale", "stages": [{"resize": {"relative_to": "target", "modes": ["bicubic"]}}]}
-WIDE = {"name": "noise_jpeg", "stages": [
-    {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
-    {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [1, 30]}]}},
-    {"jpeg": {"quality": [30, 95]}},
-]}
-
-
-def make_known_photos(folder: Path, count: int) -> tuple[list[int], np.ndarray]:
-    """JPEG photos (128 px) from the known recipe: bundled photos downscaled x4, colour Gaussian
-    noise of sigma in [5, 8] (stratified over the range), libjpeg qualities 60..70 in turn."""
-    from PIL import Image
-
-    gt = hr_crops(load_hr(None, min_side=512), count, 512, seed=123)
-    lq = degrade(gt, parse_recipe(DOWNSCALE), 128, make_generator(seed=5)).lq.permute(0, 2, 3, 1).numpy()
-    rng = np.random.default_rng(7)
-    sigmas = 5 + 3 * (rng.permutation(count) + 0.5) / count
-    qualities = [60 + index % 11 for index in range(count)]
-    for index, image in enumerate(lq):
-        noisy = image + rng.standard_normal(image.shape).astype(np.float32) * sigmas[index] / 255
-        Image.fromarray(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)).save(
-            folder / f"p{index:02d}.jpg", quality=qualities[index])
-    return qualities, sigmas
-
-
 def run_recovery(args) -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        qualities, sigmas = make_known_photos(folder, args.recovery_photos)
+        qualities, sigmas = write_known_photos(folder, args.recovery_photos)
         photos = measure_photos(folder)
         read = dict(zip((Path(s).name for s in photos.sources), photos.values["jpeg_quality"]))
         exact = sum(read[f"p{i:02d}.jpg"] == q for i, q in enumerate(qualities))
         print(f"{len(qualities)} photos of 128 px; truth: colour Gaussian noise sigma {sigmas.min():.2f}..{sigmas.max():.2f} "
               f"(in [5, 8]), libjpeg quality 60..70; qualities read from the tables exact for {exact}/{len(qualities)}")
         start = time.perf_counter()
-        result = fit_recipe(photos, parse_recipe(WIDE), args.hr, FitSettings(budget=args.budget, seed=args.seed))
+        result = fit_recipe(photos, parse_recipe(WIDE_BASE), args.hr, FitSettings(budget=args.budget, seed=args.seed))
         print(f"fitted in {time.perf_counter() - start:.0f} s (budget {args.budget}); distance "
               f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}")
-        truth = {"noise1.gaussian.sigma": (5, 8), "jpeg1.quality": (60, 70)}
         for quantity in quantities(result.recipe):
-            low, high = truth[quantity.name]
+            low, high = TRUE_RANGES[quantity.name]
             contains = quantity.value[0] <= low and quantity.value[1] >= high
             print(f"  {quantity.label}: fitted {quantity.text()} (margin {result.widened.get(quantity.name, 0):.1%} of "
                   f"its bounds), true [{low}, {high}]: {'contains it' if contains else 'DOES NOT contain it'}")

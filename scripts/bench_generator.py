@@ -233,6 +233,13 @@ def main() -> None:
         what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
         print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "
               f"{base['max_abs_diff_vs_fp32']:.1e}")
+    for config, base in baselines.items():
+        # what the counted work allows: realciao's FLOPs at the fp32 peak against the official time as measured
+        if config in macs_by_config:
+            lr_size, scale = parse_config(config)
+            floor = 2 * macs_by_config[config] * (lr_size * scale) ** 2 / (peaks["fp32"] * 1e9)
+            print(f"{config}: realciao's counted work at the fp32 peak would take {floor:.2f} s: official / realciao "
+                  f"fp32 can reach at most {base['seconds'] / floor:.1f}x on this CPU")
     for r in rows:
         base = baselines.get(r["config"])
         if r["config"].startswith(NON_LOCAL_PREFIX) and base:

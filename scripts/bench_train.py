@@ -122,9 +122,16 @@ def child(stage: str, precision: str, steps: int, threads: int, keep_memory: boo
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept,
-            "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps}
+    result = {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
+              "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept,
+              "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps}
+    # one more step, untimed, to count its matmul and convolution FLOPs (forward and backward)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    result["flops"] = counter.get_total_flops()
+    return result
 
 
 def main() -> None:
@@ -142,7 +149,12 @@ def main() -> None:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
+    from bench_generator import matmul_peak
+
     print(f"{describe_cpu()}; {args.threads} threads")
+    peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
+    print(f"matrix-multiply peak, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
     rows, baselines = [], {}
     for stage in args.stages.split(","):
         runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])
@@ -160,9 +172,9 @@ def main() -> None:
                 rows.append(result)
     print("official = the same step with the official algorithm as the generator's forward "
           "(scripts/official_ciaosr.py, fp32), in the same run")
-    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step "
+    print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | GFLOP/step | GFLOP/s (peak) "
           "| official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |")
-    print("| --- " * 10 + "|")
+    print("| --- " * 12 + "|")
     for r in rows:
         base = baselines.get(r["stage"])
         if base:
@@ -170,8 +182,17 @@ def main() -> None:
                         f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
         else:
             official = "- | - | - | -"
+        rate = f"{r['flops'] / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})"
         print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {official} |")
+              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {official} |")
+    for stage, base in baselines.items():
+        # what the counted work allows: realciao's FLOPs at the fp32 peak against the official step as measured
+        ours = next((r for r in rows if r["stage"] == stage and r["precision"] == "fp32"), None)
+        if ours:
+            floor = ours["flops"] / (peaks["fp32"] * 1e9)
+            print(f"{stage}: official {base['flops'] / 1e9:.0f} GFLOP/step at {base['flops'] / base['seconds'] / 1e9:.0f} "
+                  f"GFLOP/s; realciao's {ours['flops'] / 1e9:.0f} GFLOP at the fp32 peak would take {floor:.2f} s: "
+                  f"official / realciao fp32 can reach at most {base['seconds'] / floor:.1f}x on this CPU")
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """realciao.fitting.fit: recovering a known recipe, and the written recipe.
 
-The photos are made here from a known recipe: 40 crops of scikit-image's bundled photos,
+The photos come from a known recipe (``realciao.fitting.known``): 40 crops of scikit-image's bundled photos,
 downscaled x4 to 128 px, colour Gaussian noise of sigma in [5, 8] levels (stratified: the 40
 sigmas spread evenly over the range), saved by Pillow (libjpeg) at qualities 60..70 (each
 about equally often). A fit from a wide base (noise sigma [1, 30], JPEG quality [30, 95])
@@ -11,45 +11,24 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from realciao.degradations import degrade, load_recipe, parse_recipe
-from realciao.degradations.sampling import make_generator
+from realciao.degradations import load_recipe, parse_recipe
 from realciao.fitting.fit import FitSettings, fit_recipe, recipe_distance, recipe_header, write_recipe
-from realciao.fitting.samples import FitError, hr_crops, load_hr, measure_photos
+from realciao.fitting.known import WIDE_BASE, write_known_photos
+from realciao.fitting.samples import FitError, measure_photos
 from realciao.fitting.space import quantities
 
 pytest.importorskip("skimage.data")
 pytest.importorskip("optuna")
 
-DOWNSCALE = {"name": "downscale", "stages": [{"resize": {"relative_to": "target", "modes": ["bicubic"]}}]}
-BASE = {"name": "noise_jpeg", "stages": [
-    {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
-    {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [1, 30]}]}},
-    {"jpeg": {"quality": [30, 95]}},
-]}
-
-
-def make_known_photos(folder, count: int = 40) -> list[int]:
-    """JPEG photos of 128 px from the known recipe in ``folder``; the qualities they were saved at."""
-    gt = hr_crops(load_hr(None, min_side=512), count, 512, seed=123)
-    lq = degrade(gt, parse_recipe(DOWNSCALE), 128, make_generator(seed=5)).lq.permute(0, 2, 3, 1).numpy()
-    rng = np.random.default_rng(7)
-    sigmas = 5 + 3 * (rng.permutation(count) + 0.5) / count
-    qualities = [60 + index % 11 for index in range(count)]
-    for index, image in enumerate(lq):
-        noisy = image + rng.standard_normal(image.shape).astype(np.float32) * sigmas[index] / 255
-        pixels = np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"p{index:02d}.jpg", quality=qualities[index])
-    return qualities
+BASE = WIDE_BASE
 
 
 @pytest.fixture(scope="module")
 def known_photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("known")
-    return folder, make_known_photos(folder)
+    return folder, write_known_photos(folder)[0]
 
 
 @pytest.fixture(scope="module")
