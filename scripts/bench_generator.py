@@ -104,12 +104,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def official_child(config: str, repeats: int, threads: int) -> dict:
-    """The official algorithm on the same input; then realciao fp32 once, for their difference."""
-    import official_ciaosr
-
-    import realciao
-
+def timed_upscale(config: str, repeats: int, threads: int, upscale) -> tuple[dict, torch.Tensor, tuple]:
+    """``upscale(model, lr, size)`` on the config's input, ``repeats`` times: the median seconds,
+    the peak RSS so far, the last output and what it ran on (model, lr, size)."""
     torch.set_num_threads(threads)
     lr_size, scale = parse_config(config)
     model, weights = load_model()
@@ -118,12 +115,23 @@ def official_child(config: str, repeats: int, threads: int) -> dict:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        out = official_ciaosr.official_upscale(model, lr, size)
+        out = upscale(model, lr, size)
         times.append(time.perf_counter() - start)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before realciao's run below
+    stats = {"config": config, "seconds": statistics.median(times), "runs": len(times), "weights": weights,
+             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return stats, out, (model, lr, size)
+
+
+def official_child(config: str, repeats: int, threads: int) -> dict:
+    """The official algorithm on the same input; then realciao fp32 once, for their difference."""
+    import official_ciaosr
+
+    import realciao
+
+    # peak RSS is taken before realciao's run below
+    stats, out, (model, lr, size) = timed_upscale(config, repeats, threads, official_ciaosr.official_upscale)
     diff = (out - realciao.upscale(model, lr, size)).abs().max().item()
-    return {"config": config, "precision": OFFICIAL, "seconds": statistics.median(times), "runs": len(times),
-            "peak_rss_gib": peak_rss, "weights": weights, "max_abs_diff_vs_fp32": diff}
+    return {**stats, "precision": OFFICIAL, "max_abs_diff_vs_fp32": diff}
 
 
 def child(config: str, precision: str, repeats: int, threads: int) -> dict:
@@ -135,19 +143,10 @@ def child(config: str, precision: str, repeats: int, threads: int) -> dict:
         return non_local_child(config, precision, repeats, threads)
     if precision == OFFICIAL:
         return official_child(config, repeats, threads)
-    torch.set_num_threads(threads)
-    lr_size, scale = parse_config(config)
-    model, weights = load_model()
-    lr = test_image(lr_size)
-    size = (lr_size * scale, lr_size * scale)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = realciao.upscale(model, lr, size, precision=precision)
-        times.append(time.perf_counter() - start)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    result = {"config": config, "precision": precision, "seconds": statistics.median(times), "runs": len(times),
-              "peak_rss_gib": peak_rss, "weights": weights}
+    stats, out, (model, lr, size) = timed_upscale(
+        config, repeats, threads, lambda model, lr, size: realciao.upscale(model, lr, size, precision=precision))
+    result = {**stats, "precision": precision}
+    lr_size = lr.shape[-1]
     if lr_size <= 128:  # counting adds a run; at 256 the non-local share would dominate its time
         with FlopCounterMode(display=False) as counter:
             realciao.upscale(model, lr, size, precision=precision)
@@ -155,6 +154,14 @@ def child(config: str, precision: str, repeats: int, threads: int) -> dict:
     if precision == "bf16" and lr_size <= 128:
         result["psnr_vs_fp32"] = psnr(out, realciao.upscale(model, lr, size, precision="fp32"))
     return result
+
+
+def official_cells(base: dict | None, row: dict) -> str:
+    """The four official columns of a table row: its seconds and peak RSS, and the ratios."""
+    if not base:
+        return "- | - | - | -"
+    return (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / row['seconds']:.1f}x | "
+            f"{base['peak_rss_gib'] / row['peak_rss_gib']:.1f}x")
 
 
 def matmul_peak(dtype: torch.dtype, threads: int) -> float:
@@ -219,12 +226,7 @@ def main() -> None:
         gflops = f"{2 * macs * pixels / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})" if macs else "-"
         acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
         mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
-        base = baselines.get(r["config"])
-        if base:
-            official = (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / r['seconds']:.1f}x | "
-                        f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
-        else:
-            official = "- | - | - | -"
+        official = official_cells(baselines.get(r["config"]), r)
         label = (f"non-local branch alone, {lr_size}x{lr_size}" if r["config"].startswith(NON_LOCAL_PREFIX)
                  else f"{lr_size}x{lr_size} -> x{scale}")
         print(f"| {label} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "

@@ -149,7 +149,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
-    from bench_generator import matmul_peak
+    from bench_generator import matmul_peak, official_cells
 
     print(f"{describe_cpu()}; {args.threads} threads")
     peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
@@ -176,12 +176,7 @@ def main() -> None:
           "| official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |")
     print("| --- " * 12 + "|")
     for r in rows:
-        base = baselines.get(r["stage"])
-        if base:
-            official = (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / r['seconds']:.1f}x | "
-                        f"{base['peak_rss_gib'] / r['peak_rss_gib']:.1f}x")
-        else:
-            official = "- | - | - | -"
+        official = official_cells(baselines.get(r["stage"]), r)
         rate = f"{r['flops'] / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})"
         print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
               f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {official} |")
