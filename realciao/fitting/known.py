@@ -15,7 +15,7 @@ from PIL import Image
 
 from realciao.degradations import degrade, parse_recipe
 from realciao.degradations.sampling import make_generator
-from realciao.fitting.samples import hr_crops, load_hr
+from realciao.fitting.samples import as_uint8, hr_crops, load_hr
 
 TRUE_RANGES = {"noise1.gaussian.sigma": (5, 8), "jpeg1.quality": (60, 70)}
 WIDE_BASE = {"name": "noise_jpeg", "stages": [
@@ -35,6 +35,5 @@ def write_known_photos(folder: Path, count: int = 40) -> tuple[list[int], np.nda
     qualities = [60 + index % 11 for index in range(count)]
     for index, image in enumerate(lq):
         noisy = image + rng.standard_normal(image.shape).astype(np.float32) * sigmas[index] / 255
-        pixels = np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)
-        Image.fromarray(pixels).save(Path(folder) / f"p{index:02d}.jpg", quality=qualities[index])
+        Image.fromarray(as_uint8(noisy)).save(Path(folder) / f"p{index:02d}.jpg", quality=qualities[index])
     return qualities, sigmas

@@ -537,9 +537,13 @@ class Trainer:
         return "; ".join(f"rank {rank}: {', '.join(names)}" for rank, names in sorted(reports) if names)
 
     @staticmethod
-    def _non_finite_terms(loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> set[str]:
-        terms = {name for name, value in parts.items() if not bool(torch.isfinite(value).all())}
-        return terms or ({"total"} if not bool(torch.isfinite(loss)) else set())
+    def _read_terms(loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[dict[str, float], set[str]]:
+        """The loss terms as floats, in one transfer from the device, and the names of the
+        non-finite ones ('total' when only their sum is)."""
+        values = torch.stack([loss.detach().float(), *(v.float() for v in parts.values())]).tolist()
+        floats = dict(zip(parts, values[1:]))
+        bad = {name for name, value in floats.items() if not math.isfinite(value)}
+        return floats, bad or ({"total"} if not math.isfinite(values[0]) else set())
 
     def _apply(self, optimizer, scaler, model) -> None:
         scaler.unscale_(optimizer)
@@ -565,10 +569,11 @@ class Trainer:
                     pairs_list.append(pairs)
                 else:
                     loss, parts = self._net_loss(pairs, micro_step)
-                bad |= self._non_finite_terms(loss, parts)
+                floats, terms = self._read_terms(loss, parts)
+                bad |= terms
                 self.accelerator.backward(self.scalers[0].scale(loss / accum))
-            for k, v in parts.items():
-                logs[k] = logs.get(k, 0.0) + float(v) / accum
+            for k, v in floats.items():
+                logs[k] = logs.get(k, 0.0) + v / accum
         if not self._everyone_finite(not bad):
             return self._skip_bad_step(self._non_finite_report(bad))
         self._apply(self.optimizer_g, self.scalers[0], self.generator)
@@ -578,10 +583,11 @@ class Trainer:
                 sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else contextlib.nullcontext()
                 with sync:
                     loss_d, parts = self._discriminator_loss(pairs, sr)
-                    d_bad |= self._non_finite_terms(loss_d, parts)
+                    floats, terms = self._read_terms(loss_d, parts)
+                    d_bad |= terms
                     self.accelerator.backward(self.scalers[1].scale(loss_d / accum))
-                for k, v in parts.items():
-                    logs[k] = logs.get(k, 0.0) + float(v) / accum
+                for k, v in floats.items():
+                    logs[k] = logs.get(k, 0.0) + v / accum
             if self._everyone_finite(not d_bad):
                 self._apply(self.optimizer_d, self.scalers[1], self.discriminator)
             else:
