@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_degradations import ReferencePipeline, seed_reference  # noqa: E402
 
 from realciao.degradations import degrade, load_recipe  # noqa: E402
+from realciao.devices import describe_cpu  # noqa: E402
 
 
 def gt_patches(batch: int, size: int, seed: int) -> torch.Tensor:
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--cpu-only", action="store_true", help="skip CUDA even when available")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"{describe_cpu()}; {args.threads} threads")
     bench(torch.device("cpu"), args)
     if torch.cuda.is_available() and not args.cpu_only:
         bench(torch.device("cuda"), args)

@@ -31,6 +31,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
+
+from realciao.devices import describe_cpu  # noqa: E402
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -114,6 +117,7 @@ def main() -> None:
     if not args.folder.is_dir():
         raise SystemExit(f"no image folder at {args.folder} (pass --folder)")
     torch.set_num_threads(args.threads)
+    print(f"{describe_cpu()}; {args.threads} threads")
     with tempfile.TemporaryDirectory() as scratch:
         files = photos(args.folder, args.max_images)
         folder = args.folder

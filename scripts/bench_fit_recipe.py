@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from realciao.degradations import parse_recipe  # noqa: E402
+from realciao.devices import describe_cpu  # noqa: E402
 from realciao.fitting.distance import distance, reference  # noqa: E402
 from realciao.fitting.fit import DEFAULT_BUDGET, FitSettings, fit_recipe, recipe_distance  # noqa: E402
 from realciao.fitting.known import TRUE_RANGES, WIDE_BASE, write_known_photos  # noqa: E402
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="folder for the held-out fit's recipe and report")
     args = parser.parse_args()
     what = ["time", "heldout", "recovery"] if "all" in args.what else args.what
+    print(describe_cpu())
     if not SHARED.is_dir() and ("time" in what or "heldout" in what):
         sys.exit(f"needs {SHARED} (the shared data beside the checkout)")
     for name in what:

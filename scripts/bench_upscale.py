@@ -200,6 +200,10 @@ def main() -> None:
 
     import torch
 
+    sys.path.insert(0, str(ROOT))
+    from realciao.devices import describe_cpu
+
+    print(describe_cpu(), flush=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes or ([0.25, 1, 4, 12, 48] if device.startswith("cuda") else [0.25, 1, 4])
     base = {"device": device, "scale": args.scale, "tile": args.tile}
