@@ -95,3 +95,34 @@ def test_bf16_autocast_runs_in_bf16_and_stays_close(operands):
         low = run({**o, "position": o["position"].float()}, *args)
     assert low.dtype == torch.bfloat16
     assert (low.float() - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+@pytest.mark.parametrize("queries", [7, 60])  # every pair distinct (per-slot path), and repeated (shared)
+def test_inference_shares_repeated_pixel_pairs_and_gives_the_same_function(operands, monkeypatch, queries):
+    torch.manual_seed(1)
+    o = dict(operands)
+    pixels = o["values"].shape[0]
+    if queries == pixels:  # query i in pixel i, its neighbours i+1 .. i+4: 28 distinct pairs
+        o["query_rows"] = torch.arange(pixels)
+        o["rows"] = (torch.arange(pixels) + torch.arange(1, 5).view(4, 1)) % pixels
+    else:  # 240 slots over at most 49 pairs
+        o["rows"] = torch.randint(0, pixels, (4, queries))
+        o["query_rows"] = torch.randint(0, pixels, (queries,))
+    o["position"] = torch.randn(4, queries, 4, dtype=torch.float64)
+    shared = []
+    real = fused.shared_pair_projection
+    monkeypatch.setattr(fused, "shared_pair_projection", lambda *a, **k: shared.append(real(*a, **k)) or shared[-1])
+    with torch.no_grad():
+        got = run(o, o["values"], o["key_map"], o["value_map"])
+    assert len(shared) == 1
+    assert (shared[0] is not None) == (queries == 60)
+    assert torch.allclose(got, plain(o, o["values"], o["key_map"], o["value_map"]), atol=1e-12)
+
+
+def test_training_keeps_the_per_slot_path(operands, monkeypatch):
+    """With autograd on, backward reads the per-slot projections: no sharing is attempted."""
+    monkeypatch.setattr(fused, "shared_pair_projection", lambda *a, **k: pytest.fail("shared under autograd"))
+    o = operands
+    values = o["values"].clone().requires_grad_()
+    run(o, values, o["key_map"], o["value_map"]).sum().backward()
+    assert values.grad is not None

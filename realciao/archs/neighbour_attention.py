@@ -11,7 +11,10 @@ index_selects), the first layers' outputs and the value gate are redone there. T
 chunked result is the same function.
 
 The logit of neighbour j is <q, k_j * gate_j> with gate_j = W h_j + c, rearranged as
-<(q * k_j) W, h_j> + <q * k_j, c>, so the 9C-wide key gate is never built.
+<(q * k_j) W, h_j> + <q * k_j, c>, so the 9C-wide key gate is never built. The projected
+pair product (q * k_j) [W; c] depends only on the query's and the neighbour's LR pixels:
+without autograd it is computed once per distinct pair in a chunk (9 per LR pixel at
+integer scales, against 4 x scale^2 query-neighbour slots).
 """
 
 from __future__ import annotations
@@ -55,7 +58,10 @@ def decode_queries(
     layout = Layout(key_dim, len(key_mlp.linears) - 2, len(value_mlp.linears) - 2, len(decoder.linears) - 1)
     weights = [*mlp_weights(key_mlp, key_dim), *mlp_weights(value_mlp, value_mlp.in_dim - 4)]
     weights += [t for layer in decoder.linears for t in (layer.weight, layer.bias)]
-    return NeighbourAttention.apply(values, key_map, value_map, rows, query_rows, position, layout, *weights)
+    # ctx.needs_input_grad is set under no_grad too: whether backward can come is decided here
+    backward_possible = torch.is_grad_enabled() and any(t.requires_grad for t in (values, key_map, value_map, *weights))
+    return NeighbourAttention.apply(values, key_map, value_map, rows, query_rows, position, layout, backward_possible,
+                                    *weights)
 
 
 def mlp_weights(mlp: MLP, feature_dim: int) -> list[torch.Tensor]:
@@ -165,9 +171,9 @@ CHUNK_KEYS = ("projected", "attention")
 
 class NeighbourAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values, key_map, value_map, rows, query_rows, position, layout: Layout, *flat_weights):
+    def forward(ctx, values, key_map, value_map, rows, query_rows, position, layout: Layout, keep: bool,
+                *flat_weights):
         dtype = compute_dtype(values)
-        keep = any(ctx.needs_input_grad)
         with torch.autocast(values.device.type, enabled=False):
             key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
             value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
@@ -182,7 +188,8 @@ class NeighbourAttention(torch.autograd.Function):
             for start in range(0, n, CHUNK_QUERIES):
                 part = slice(start, start + CHUNK_QUERIES)
                 chunk = chunk_forward(low_values, low_key_map, low_value_map, rows[:, part], query_rows[part],
-                                      position[:, part], key_w, value_w, projection, layout.key_dim, dtype)
+                                      position[:, part], key_w, value_w, projection, layout.key_dim, dtype,
+                                      shared_pairs=not keep)
                 decoded[part], decoder_kept = decoder_forward(chunk["mixed"], decoder_w)
                 if keep:  # the first layers' outputs are cheap to redo: not kept
                     kept += [*chunk["key_kept"][1:], *chunk["value_kept"][1:], *(chunk[k] for k in CHUNK_KEYS),
@@ -232,18 +239,21 @@ class NeighbourAttention(torch.autograd.Function):
                            grad_values, grad_key_map, grad_value_map, key_grads, value_grads)
         weight_grads = [g.to(w.dtype) for g, w in zip(grads, flat_weights)]
         return (grad_values.to(values.dtype), grad_key_map.to(key_map.dtype), grad_value_map.to(value_map.dtype),
-                None, None, None, None, *weight_grads)
+                None, None, None, None, None, *weight_grads)
 
 
-def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w, value_w, projection, key_dim, dtype):
+def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w, value_w, projection, key_dim, dtype,
+                  shared_pairs=False):
     m = query_rows.shape[0]
     flat_rows = rows.reshape(-1)
     flat_position = position.reshape(-1, 4).to(dtype)
     key_kept = hidden_forward(key_map, flat_rows, flat_position, key_w, dtype)
     gathered = values.index_select(0, flat_rows).to(dtype)  # (4m, D)
-    query = values.index_select(0, query_rows).to(dtype)  # (m, D)
-    pair = gathered[:, :key_dim].view(4, m, key_dim) * query[:, :key_dim]
-    projected = torch.matmul(pair, projection.t())  # (4, m, H + 1)
+    projected = shared_pair_projection(values, rows, query_rows, projection, key_dim) if shared_pairs else None
+    if projected is None:
+        query = values.index_select(0, query_rows).to(dtype)  # (m, D)
+        pair = gathered[:, :key_dim].view(4, m, key_dim) * query[:, :key_dim]
+        projected = torch.matmul(pair, projection.t())  # (4, m, H + 1)
     hidden = key_kept[-1].view(4, m, -1)
     wide = accumulate_dtype(dtype)
     # sums in the compute dtype (they accumulate in fp32 inside; bf16 only rounds the result)
@@ -255,6 +265,20 @@ def chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w,
     weighted = gathered.mul_(gate).view(4, m, -1).mul_(attention.to(dtype).unsqueeze(-1))
     return {"mixed": weighted.sum(0), "key_kept": key_kept, "value_kept": value_kept, "projected": projected,
             "attention": attention}
+
+
+def shared_pair_projection(values, rows, query_rows, projection, key_dim, most_distinct=0.75):
+    """(4, m, H + 1) projected pair products, each distinct (query pixel, neighbour pixel)
+    pair projected once; None when more than ``most_distinct`` of the 4m slots are distinct
+    pairs (small scales, scattered queries), where sharing would only add gathers."""
+    count = values.shape[0]
+    pair_ids = (query_rows.unsqueeze(0) * count + rows).reshape(-1)
+    distinct, inverse = torch.unique(pair_ids, return_inverse=True)
+    if distinct.numel() > most_distinct * pair_ids.numel():
+        return None
+    pair = values.index_select(0, distinct % count)[:, :key_dim]
+    pair.mul_(values[:, :key_dim].index_select(0, distinct // count))
+    return torch.mm(pair, projection.t()).index_select(0, inverse).view(*rows.shape, -1)
 
 
 def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value_w, key_dim, dtype,
