@@ -10,7 +10,7 @@ forward + backward + Adam. GAN stage: batch 4, LR 32, whole rendered HR patches 
 rounded to multiples of 8), L1 + VGG19 perceptual + GAN, then the discriminator step
 (VGG weights random: speed does not depend on them). Data loading and degradation are
 not included. Each configuration runs in its own process; median of the timed steps.
-Like the trainer on the CPU, each process keeps freed memory (``realciao/train/allocator.py``).
+Like the trainer on the CPU, each process keeps freed memory (``realciao/allocator.py``).
 
 Per stage, the baseline runs the same steps on the same batches (same seeds, threads and
 allocator setting) with the generator's forward replaced by the official algorithm
@@ -93,7 +93,7 @@ def generator_forward(model, dtype):
 def child(stage: str, precision: str, steps: int, threads: int, keep_memory: bool = True) -> dict:
     import realciao
     from realciao.archs.discriminator import UNetDiscriminatorSN
-    from realciao.train.allocator import keep_freed_memory
+    from realciao.allocator import keep_freed_memory
     from realciao.train.losses import PerceptualLoss
 
     torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realciao.allocator import keep_freed_memory
 from realciao.checkpoint import load_generator
 from realciao.cli import exit_process, fail
 from realciao.devices import AUTO, PRECISIONS, choose_device, configure_threads, resolve_precision
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         args.precision = resolve_precision(args.precision, device, echo=lambda text: print(f"warning: {text}",
                                                                                           file=sys.stderr))
         threads = configure_threads(args.threads)
+        if device.type == "cpu":
+            keep_freed_memory()  # tiles reuse the same buffers: no page faults on them, see allocator.py
         model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
     except RealciaoError as error:
         return fail(PROG, error)

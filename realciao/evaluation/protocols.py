@@ -404,6 +404,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     """Evaluate every method on every folder and scale; the first process writes OUTDIR."""
     from dataclasses import replace
 
+    from realciao.allocator import keep_freed_memory
     from realciao.devices import AUTO, choose_device, resolve_precision
     from realciao.evaluation.report import write_outputs
 
@@ -416,6 +417,8 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
     if shard.rank == 0:
         echo(start_line(device, precision, asked, settings.threads, shard.world))
+    if device.type == "cpu":
+        keep_freed_memory()  # the same chunk buffers every image: no page faults on them, see allocator.py
     results = Results()
     nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
     methods = load_methods(settings.models, settings.allow_pickle, device)

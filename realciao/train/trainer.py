@@ -26,6 +26,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from realciao.allocator import keep_freed_memory
 from realciao.archs import build_generator
 from realciao.archs.ciaosr import denormalise, normalise
 from realciao.archs.discriminator import UNetDiscriminatorSN
@@ -36,7 +37,6 @@ from realciao.devices import AUTO, autocast_dtype, configure_threads, cpu_model,
 from realciao.errors import RealciaoError
 from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
-from realciao.train.allocator import keep_freed_memory
 from realciao.train.config import TrainConfig
 from realciao.train.data import (
     CropDataset,
