@@ -12,8 +12,10 @@ FlopCounterMode: matmuls and convolutions), achieved GFLOP/s next to a matrix-mu
 peak measured in the same run, and bf16-vs-fp32 PSNR. Each config also runs the official
 algorithm (``scripts/official_ciaosr.py``: fp32, test-mode chunks of 30,000 queries that
 each redo the unfold and the quadratic-memory non-local branch) in a subprocess of the
-same kind, with the same threads, weights and input; every row shows its seconds and
-peak RSS and the ratio official / realciao. The baseline is slow: at 256x256 -> x2 its
+same kind, with the same threads, weights, input and allocator setting (like the upscaling
+and evaluation commands on the CPU, each process keeps freed memory, ``realciao/allocator.py``;
+``--no-keep-memory`` runs both with glibc's defaults); every row shows its seconds and
+peak RSS and the ratio official / realciao, and the minor page faults per run. The baseline is slow: at 256x256 -> x2 its
 non-local branch alone takes about a minute and 12 GiB per chunk, and it runs 9 chunks.
 """
 
@@ -63,6 +65,7 @@ def non_local_child(config: str, precision: str, repeats: int, threads: int) -> 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     branch = model.upsampler.cs_attn
     times = []
+    faults = minor_faults()
     for _ in range(repeats):
         start = time.perf_counter()
         with torch.no_grad():
@@ -74,7 +77,8 @@ def non_local_child(config: str, precision: str, repeats: int, threads: int) -> 
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     result = {"config": config, "precision": precision, "seconds": statistics.median(times), "runs": len(times),
-              "peak_rss_gib": peak, "branch_rss_gib": peak - rss_before, "weights": weights}
+              "peak_rss_gib": peak, "branch_rss_gib": peak - rss_before, "weights": weights,
+              "faults_per_run": (minor_faults() - faults) / len(times)}
     if precision == OFFICIAL:
         with torch.no_grad():
             result["max_abs_diff_vs_fp32"] = (out - branch(feature)).abs().max().item()
@@ -99,6 +103,10 @@ def load_model():
     return realciao.build_generator("edsr-baseline-ciaosr").eval(), "random init (../shared absent)"
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = (a - b).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
@@ -113,12 +121,14 @@ def timed_upscale(config: str, repeats: int, threads: int, upscale) -> tuple[dic
     lr = test_image(lr_size)
     size = (lr_size * scale, lr_size * scale)
     times = []
+    faults = minor_faults()  # the first run included: it is timed too
     for _ in range(repeats):
         start = time.perf_counter()
         out = upscale(model, lr, size)
         times.append(time.perf_counter() - start)
     stats = {"config": config, "seconds": statistics.median(times), "runs": len(times), "weights": weights,
-             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+             "faults_per_run": (minor_faults() - faults) / len(times)}
     return stats, out, (model, lr, size)
 
 
@@ -134,7 +144,15 @@ def official_child(config: str, repeats: int, threads: int) -> dict:
     return {**stats, "precision": OFFICIAL, "max_abs_diff_vs_fp32": diff}
 
 
-def child(config: str, precision: str, repeats: int, threads: int) -> dict:
+def child(config: str, precision: str, repeats: int, threads: int, keep_memory: bool = True) -> dict:
+
+    from realciao.allocator import keep_freed_memory
+
+    kept = keep_freed_memory() if keep_memory else False  # the same setting for realciao and the baseline
+    return {**measure(config, precision, repeats, threads), "kept": kept}
+
+
+def measure(config: str, precision: str, repeats: int, threads: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     import realciao
@@ -177,6 +195,10 @@ def matmul_peak(dtype: torch.dtype, threads: int) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def measured_peaks(threads: int) -> dict[str, float]:
+    return {"fp32": matmul_peak(torch.float32, threads), "bf16": matmul_peak(torch.bfloat16, threads)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="48x4,64x4,128x2,256x2", help="LRxSCALE list, square LR")
@@ -184,15 +206,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
+    parser.add_argument("--no-keep-memory", action="store_true", help="glibc's default allocator behaviour in "
+                        "every process (the commands keep freed memory on the CPU), to see what that setting is worth")
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, repeats=args.repeats, threads=args.threads)))
+        print(json.dumps(child(*args.child, repeats=args.repeats, threads=args.threads,
+                               keep_memory=not args.no_keep_memory)))
         return
 
-    peaks = {"fp32": matmul_peak(torch.float32, args.threads), "bf16": matmul_peak(torch.bfloat16, args.threads)}
+    peaks = measured_peaks(args.threads)
     print(f"{describe_cpu()}; {args.threads} threads")
-    print(f"matrix-multiply peak, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"matrix-multiply peak before the runs, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
     rows, baselines = [], {}
     for config in args.configs.split(","):
         lr_size, _ = parse_config(config)
@@ -200,7 +226,7 @@ def main() -> None:
         runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])
         for precision in runs:
             cmd = [sys.executable, __file__, "--child", config, precision, "--repeats", str(repeats),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads)] + (["--no-keep-memory"] if args.no_keep_memory else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"{config} {precision}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -212,10 +238,17 @@ def main() -> None:
                 rows.append(result)
             print(f"  done {config} {precision}: {result['seconds']:.2f} s", file=sys.stderr)
 
+    memory = "glibc's default allocator" if args.no_keep_memory else "freed memory kept (realciao/allocator.py)"
+    # the gauge again after the runs: on a shared host one reading can land in a busy minute
+    after = measured_peaks(args.threads)
+    print(f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
+          "the higher of each pair is used below")
+    peaks = {k: max(peaks[k], after[k]) for k in peaks}
     print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
-          "official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run")
+          f"official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run; {memory} in both")
     header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 "
-              "| official seconds | official peak RSS GiB | official / realciao time | official / realciao RSS |")
+              "| official seconds | official peak RSS GiB | official / realciao time | official / realciao RSS "
+              "| page faults per run (official) |")
     print(header)
     print("| --- " * (header.count("|") - 1) + "|")
     macs_by_config = {r["config"]: r["macs_per_px"] for r in rows if "macs_per_px" in r and r["precision"] == "fp32"}
@@ -229,8 +262,10 @@ def main() -> None:
         official = official_cells(baselines.get(r["config"]), r)
         label = (f"non-local branch alone, {lr_size}x{lr_size}" if r["config"].startswith(NON_LOCAL_PREFIX)
                  else f"{lr_size}x{lr_size} -> x{scale}")
+        base = baselines.get(r["config"])
+        faults = f"{r['faults_per_run']:,.0f}" + (f" ({base['faults_per_run']:,.0f})" if base else "")
         print(f"| {label} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
-              f"{mac_text} | {gflops} | {acc} | {official} |")
+              f"{mac_text} | {gflops} | {acc} | {official} | {faults} |")
     for config, base in baselines.items():
         what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
         print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "

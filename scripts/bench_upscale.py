@@ -77,9 +77,12 @@ def run_one(config: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
+    from realciao.allocator import keep_freed_memory
     from realciao.inference import upscale
     from realciao.upscaling import upscale_image
 
+    # as realciao-upscale does on the CPU; peak RSS below includes what the heap keeps
+    kept = keep_freed_memory() if config["device"] == "cpu" and config["keep_memory"] else False
     model, weights = load_model(config["device"])
     scale, tile = config["scale"], config["tile"]
     if config["kind"] == "untiled":
@@ -132,6 +135,7 @@ def run_one(config: dict) -> dict:
         "untiled_mp_per_s": len(yardstick) / sum(y[0] for y in yardstick),
         "untiled_cpu_s_per_mp": sum(y[1] for y in yardstick) / len(yardstick),
         "weights": weights,
+        "kept": kept,
         "threads": torch.get_num_threads(),
         **memory,
     }
@@ -188,6 +192,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=96, help="LR tile side, fixed across sizes (default 96)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-keep-memory", action="store_true",
+                        help="glibc's default allocator behaviour (realciao-upscale keeps freed memory on the CPU)")
     parser.add_argument("--agreement", action="store_true", help="tiled vs whole-image agreement instead")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,7 +212,7 @@ def main() -> None:
     print(describe_cpu(), flush=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes or ([0.25, 1, 4, 12, 48] if device.startswith("cuda") else [0.25, 1, 4])
-    base = {"device": device, "scale": args.scale, "tile": args.tile}
+    base = {"device": device, "scale": args.scale, "tile": args.tile, "keep_memory": not args.no_keep_memory}
     results = []
     for precision in args.precisions:
         configs = [{**base, "kind": "untiled", "precision": precision, "megapixels": None}]
@@ -223,7 +229,8 @@ def main() -> None:
 def print_table(results: list[dict]) -> None:
     first = results[0]
     print(f"\ndevice {first['device']} ({first['threads']} threads), x{first['scale']}, tile {first['tile']}, "
-          f"EDSR-baseline-CiaoSR ({first['weights']})\n")
+          f"EDSR-baseline-CiaoSR ({first['weights']}); "
+          f"{'freed memory kept (realciao/allocator.py)' if first['kept'] else 'glibc default allocator'}\n")
     print("| run | precision | LR | output | MP/s | untiled MP/s, same process | wall time per MP vs untiled "
           "| CPU time per MP vs untiled | peak RSS MiB | peak GPU MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
