@@ -7,9 +7,10 @@ touches fresh pages again:
 - about 680,000 page faults per EDSR-baseline-CiaoSR Net step on a 2-core machine, about
   17,000 with these settings, and 0.3-0.6 s less per step (``scripts/bench_train.py``
   with and without ``--no-keep-memory``);
-- 356,000-517,000 page faults per 48x48 -> x4 image, a quarter to a third of its wall time,
-  and next to none with these settings (``scripts/bench_generator.py`` with and without
-  ``--no-keep-memory``); at 96x96 -> x2 glibc's own threshold adapts and nothing changes.
+- about 440,000-560,000 page faults per 48x48 -> x4 image and a third of its wall time
+  (2.83 s against 1.93 s), about 3,000 with these settings (``scripts/bench_generator.py``
+  with and without ``--no-keep-memory``); at 96x96 -> x2 glibc's own threshold adapts and
+  little changes.
 The memory kept is what the process already reached at its peak; it is not given back
 until the process ends, which suits commands that run the same work many times.
 """

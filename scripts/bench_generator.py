@@ -199,6 +199,15 @@ def measured_peaks(threads: int) -> dict[str, float]:
     return {"fp32": matmul_peak(torch.float32, threads), "bf16": matmul_peak(torch.bfloat16, threads)}
 
 
+def higher_peaks(before: dict[str, float], threads: int) -> dict[str, float]:
+    """Reads the gauge again after the runs and keeps the higher of each pair: on a shared host
+    one reading can land in a busy minute."""
+    after = measured_peaks(threads)
+    print(f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
+          "the higher of each pair is used below")
+    return {k: max(before[k], after[k]) for k in before}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="48x4,64x4,128x2,256x2", help="LRxSCALE list, square LR")
@@ -245,11 +254,7 @@ def main() -> None:
     memory = ("glibc's default allocator in both" if args.no_keep_memory else
               "freed memory kept (realciao/allocator.py) by realciao, glibc's defaults for the official code"
               if args.official_default_memory else "freed memory kept (realciao/allocator.py) in both")
-    # the gauge again after the runs: on a shared host one reading can land in a busy minute
-    after = measured_peaks(args.threads)
-    print(f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
-          "the higher of each pair is used below")
-    peaks = {k: max(peaks[k], after[k]) for k in peaks}
+    peaks = higher_peaks(peaks, args.threads)
     print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
           f"official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run; {memory}")
     header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 "

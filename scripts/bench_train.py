@@ -149,7 +149,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
-    from bench_generator import measured_peaks, official_cells
+    from bench_generator import higher_peaks, measured_peaks, official_cells
 
     print(f"{describe_cpu()}; {args.threads} threads")
     peaks = measured_peaks(args.threads)
@@ -170,10 +170,7 @@ def main() -> None:
                 baselines[stage] = result
             else:
                 rows.append(result)
-    after = measured_peaks(args.threads)  # again: on a shared host one reading can land in a busy minute
-    print(f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
-          "the higher of each pair is used below")
-    peaks = {k: max(peaks[k], after[k]) for k in peaks}
+    peaks = higher_peaks(peaks, args.threads)
     print("official = the same step with the official algorithm as the generator's forward "
           "(scripts/official_ciaosr.py, fp32), in the same run")
     print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | GFLOP/step | GFLOP/s (peak) "

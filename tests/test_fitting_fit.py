@@ -22,9 +22,6 @@ from realciao.fitting.space import quantities
 pytest.importorskip("skimage.data")
 pytest.importorskip("optuna")
 
-BASE = WIDE_BASE
-
-
 @pytest.fixture(scope="module")
 def known_photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("known")
@@ -35,7 +32,7 @@ def known_photos(tmp_path_factory):
 def fitted(known_photos, one_thread_module):
     folder, _ = known_photos
     photos = measure_photos(folder)
-    return fit_recipe(photos, parse_recipe(BASE), settings=FitSettings(seed=0), name="known")
+    return fit_recipe(photos, parse_recipe(WIDE_BASE), settings=FitSettings(seed=0), name="known")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +74,7 @@ def test_the_written_recipe_loads_and_reproduces_its_distance(fitted, known_phot
     photos = measure_photos(known_photos[0])
     again = recipe_distance(photos, recipe, scale=4, seed=0)
     assert float(header.group(1)) == pytest.approx(again.total, abs=5e-4)
-    assert float(base.group(1)) == pytest.approx(recipe_distance(photos, parse_recipe(BASE)).total, abs=5e-4)
+    assert float(base.group(1)) == pytest.approx(recipe_distance(photos, parse_recipe(WIDE_BASE)).total, abs=5e-4)
     for expected in (str(known_photos[0]), "40 photos", "jpeg_quality: median", "noise_sigma: median", "range"):
         assert expected in text
 
@@ -91,10 +88,10 @@ def test_the_header_names_every_measured_value(fitted):
 def test_the_same_seed_gives_the_same_recipe(known_photos):
     photos = measure_photos(known_photos[0])
     settings = FitSettings(budget=4, samples=16, seed=3)
-    first = fit_recipe(photos, parse_recipe(BASE), settings=settings)
-    second = fit_recipe(photos, parse_recipe(BASE), settings=settings)
+    first = fit_recipe(photos, parse_recipe(WIDE_BASE), settings=settings)
+    second = fit_recipe(photos, parse_recipe(WIDE_BASE), settings=settings)
     assert first.recipe == second.recipe and first.history == second.history
-    other = fit_recipe(photos, parse_recipe(BASE), settings=FitSettings(budget=4, samples=16, seed=4))
+    other = fit_recipe(photos, parse_recipe(WIDE_BASE), settings=FitSettings(budget=4, samples=16, seed=4))
     assert other.history != first.history
 
 
