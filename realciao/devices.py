@@ -167,21 +167,13 @@ def cpu_runs_bf16_natively() -> bool:
     return cpu_bf16_slowdown() <= 1.0
 
 
-def native_precision(device: torch.device) -> str:
-    """The reduced precision this device runs natively, else fp32: bf16 on CUDA GPUs that
-    support it and on CPUs with AVX512-BF16/AMX; fp32 on Apple MPS (not measured here) and elsewhere."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_runs_bf16_natively():
-        return "bf16"
-    return "fp32"
-
-
 def resolve_precision(precision: str, device: torch.device, echo=None) -> str:
-    """``auto`` -> the device's native precision; an explicit bf16 on a CPU that only
-    emulates it is kept, with one warning giving the measured slowdown."""
+    """An explicit precision, checked for the device; bf16 on a CPU that only emulates it is
+    kept, with one warning giving the measured slowdown. ``auto`` is decided by measurement in
+    ``realciao.autoprecision.decide_precision``, which calls this for explicit choices."""
     if precision == AUTO:
-        return native_precision(device)
+        raise ValueError("resolve_precision takes an explicit precision; auto is decided by "
+                         "realciao.autoprecision.decide_precision")
     check_precision(precision, device)
     if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_natively() and not _cache.get("warned"):
         _cache["warned"] = True

@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 
 from realciao.archs.ciaosr import CiaoSR, check_inputs, denormalise, normalise
+from realciao.autoprecision import PrecisionProbe, model_digest
 from realciao.coords import make_query_grid
 from realciao.devices import autocast, check_precision, without_autocast
 
-__all__ = ["denormalise_queries", "normalise", "upscale"]
+__all__ = ["denormalise_queries", "inference_probe", "normalise", "upscale"]
+
+PROBE_QUERIES = 4096  # output pixels of auto precision's probe: 8 of the upsampler's 512-query chunks
 
 
 def denormalise_queries(pred: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -50,3 +53,18 @@ def upscale(model: CiaoSR, lr: torch.Tensor, size, precision: str = "fp32") -> t
         with autocast(device, precision):
             pred = model.upsampler(feature, lr_normalised, coord, cell)
     return denormalise_queries(pred, height, width)
+
+
+def inference_probe(model: CiaoSR, scale: float | tuple[float, float]) -> PrecisionProbe:
+    """``auto`` precision's probe for upscaling at ``scale``: ``upscale`` of a small random LR
+    whose output has about ``PROBE_QUERIES`` pixels, so the upsampler's chunks have the shapes
+    and the per-pixel maps the share of the work they have at that scale. The scale is rounded
+    to halves: nearby scales share one measurement."""
+    scale_h, scale_w = (scale, scale) if isinstance(scale, (int, float)) else scale
+    scale_h, scale_w = (max(1.0, round(s * 2) / 2) for s in (scale_h, scale_w))
+    side = int(min(64, max(8, round((PROBE_QUERIES / (scale_h * scale_w)) ** 0.5))))
+    size = (round(side * scale_h), round(side * scale_w))
+    device = next(model.parameters()).device
+    lr = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    return PrecisionProbe(f"upscale, model {model_digest(model)}, {side}x{side} -> {size[0]}x{size[1]}",
+                          lambda precision: upscale(model, lr, size, precision=precision))

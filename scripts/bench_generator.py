@@ -40,6 +40,7 @@ from realciao.devices import describe_cpu  # noqa: E402
 
 FIXTURE_WEIGHTS = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 OFFICIAL = "official"  # the child's "precision" that runs the baseline
+AUTO = "auto"  # the child's "precision" that decides as the commands do, then runs in the choice
 
 
 NON_LOCAL_PREFIX = "nl"  # "nl256": the non-local branch alone on a 256x256 LR image's encoder feature
@@ -161,9 +162,13 @@ def measure(config: str, precision: str, repeats: int, threads: int) -> dict:
         return non_local_child(config, precision, repeats, threads)
     if precision == OFFICIAL:
         return official_child(config, repeats, threads)
+    chosen = {}
+    if precision == AUTO:  # what the commands' default picks, decided here as they decide it
+        chosen = auto_choice(config, threads)
+        precision = chosen["chose"]
     stats, out, (model, lr, size) = timed_upscale(
         config, repeats, threads, lambda model, lr, size: realciao.upscale(model, lr, size, precision=precision))
-    result = {**stats, "precision": precision}
+    result = {**stats, "precision": precision, **chosen}
     lr_size = lr.shape[-1]
     if lr_size <= 128:  # counting adds a run; at 256 the non-local share would dominate its time
         with FlopCounterMode(display=False) as counter:
@@ -172,6 +177,24 @@ def measure(config: str, precision: str, repeats: int, threads: int) -> dict:
     if precision == "bf16" and lr_size <= 128:
         result["psnr_vs_fp32"] = psnr(out, realciao.upscale(model, lr, size, precision="fp32"))
     return result
+
+
+def auto_choice(config: str, threads: int) -> dict:
+    """``auto``'s decision for this config, measured afresh (a cache of this run's own), and
+    how long deciding took."""
+    import os
+    import tempfile
+
+    from realciao.autoprecision import CACHE_ENV, decide_precision
+    from realciao.inference import inference_probe
+
+    torch.set_num_threads(threads)
+    _, scale = parse_config(config)
+    model, _ = load_model()
+    os.environ[CACHE_ENV] = str(Path(tempfile.mkdtemp(prefix="bench-auto-")) / "precision.json")
+    start = time.perf_counter()
+    decision = decide_precision(AUTO, torch.device("cpu"), inference_probe(model, scale))
+    return {"chose": decision.precision, "auto": decision.describe(), "decision_seconds": time.perf_counter() - start}
 
 
 def official_cells(base: dict | None, row: dict) -> str:
@@ -196,7 +219,12 @@ def matmul_peak(dtype: torch.dtype, threads: int) -> float:
 
 
 def measured_peaks(threads: int) -> dict[str, float]:
-    return {"fp32": matmul_peak(torch.float32, threads), "bf16": matmul_peak(torch.bfloat16, threads)}
+    """fp32 and, where the CPU runs it natively, bf16 (emulated bf16 takes minutes to gauge)."""
+    from realciao.devices import cpu_runs_bf16_natively
+
+    peaks = {"fp32": matmul_peak(torch.float32, threads)}
+    peaks["bf16"] = matmul_peak(torch.bfloat16, threads) if cpu_runs_bf16_natively() else float("nan")
+    return peaks
 
 
 def higher_peaks(before: dict[str, float], threads: int) -> dict[str, float]:
@@ -211,7 +239,8 @@ def higher_peaks(before: dict[str, float], threads: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="48x4,64x4,128x2,256x2", help="LRxSCALE list, square LR")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16,auto", help="fp32, bf16 and auto (the commands' "
+                        "default: decided by measurement as they decide, then run in the choice)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
@@ -257,7 +286,8 @@ def main() -> None:
     peaks = higher_peaks(peaks, args.threads)
     print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
           f"official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run; {memory}")
-    header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | bf16 PSNR vs fp32 "
+    header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | % of bound "
+              "| bf16 PSNR vs fp32 "
               "| official seconds | official peak RSS GiB | official / realciao time | official / realciao RSS "
               "| page faults per run (official) |")
     print(header)
@@ -267,7 +297,11 @@ def main() -> None:
         lr_size, scale = parse_config(r["config"])
         macs = r.get("macs_per_px", macs_by_config.get(r["config"]))
         pixels = (lr_size * scale) ** 2
-        gflops = f"{2 * macs * pixels / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})" if macs else "-"
+        achieved = 2 * macs * pixels / r["seconds"] / 1e9 if macs else None
+        gflops = f"{achieved:.0f} ({peaks[r['precision']]:.0f})" if achieved else "-"
+        # the bound: the counted FLOPs at the same run's matmul peak in the row's precision
+        bound = f"{100 * achieved / peaks[r['precision']]:.0f} %" if achieved and peaks[r["precision"]] > 0 else "-"
+        shown = f"auto: {r['precision']}" if "chose" in r else r["precision"]
         acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
         mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
         official = official_cells(baselines.get(r["config"]), r)
@@ -275,8 +309,12 @@ def main() -> None:
                  else f"{lr_size}x{lr_size} -> x{scale}")
         base = baselines.get(r["config"])
         faults = f"{r['faults_per_run']:,.0f}" + (f" ({base['faults_per_run']:,.0f})" if base else "")
-        print(f"| {label} | {r['precision']} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
-              f"{mac_text} | {gflops} | {acc} | {official} | {faults} |")
+        print(f"| {label} | {shown} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
+              f"{mac_text} | {gflops} | {bound} | {acc} | {official} | {faults} |")
+    for r in rows:
+        if "chose" in r:
+            print(f"auto at {r['config']}: {r['auto']}; deciding took {r['decision_seconds']:.2f} s (once per "
+                  f"machine, model and scale; cached after)")
     for config, base in baselines.items():
         what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
         print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 OFFICIAL = "official"  # the child's "precision" that runs the baseline (fp32)
+AUTO = "auto"  # the child's "precision" that decides as the trainer does, then runs in the choice
 
 
 def net_step(model, optimizer, generator, dtype, batch=16, lr_size=48, queries=2304):
@@ -101,6 +102,8 @@ def child(stage: str, precision: str, steps: int, threads: int, keep_memory: boo
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = realciao.build_generator("edsr-baseline-ciaosr").train()
+    chosen = auto_choice(model, stage) if precision == AUTO else {}
+    precision = chosen.get("chose", precision)
     opt_g = torch.optim.Adam(model.parameters(), 1e-4, betas=(0.9, 0.99))
     if stage == "net":
         def step():
@@ -122,7 +125,7 @@ def child(stage: str, precision: str, steps: int, threads: int, keep_memory: boo
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    result = {"stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
+    result = {**chosen, "stage": stage, "precision": precision, "seconds": statistics.median(times), "steps": steps,
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "kept": kept,
               "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps}
     # one more step, untimed, to count its matmul and convolution FLOPs (forward and backward)
@@ -134,10 +137,31 @@ def child(stage: str, precision: str, steps: int, threads: int, keep_memory: boo
     return result
 
 
+def auto_choice(model, stage: str) -> dict:
+    """What ``train.mixed_precision: auto`` picks for this stage's shapes, decided as the trainer
+    decides (its probe, a fresh cache of this run's own), and how long deciding took."""
+    import os
+    import tempfile
+
+    from realciao.autoprecision import CACHE_ENV, decide_precision
+    from realciao.train.config import DataOptions
+    from realciao.train.trainer import training_probe
+
+    os.environ[CACHE_ENV] = str(Path(tempfile.mkdtemp(prefix="bench-auto-")) / "precision.json")
+    data = (DataOptions(builtin_samples=True, batch_size=16, lr_patch=48, queries_per_patch=2304, scale_max=4.0)
+            if stage == "net"
+            else DataOptions(builtin_samples=True, batch_size=4, lr_patch=32, queries_per_patch=(32 * 4) ** 2,
+                             scale_max=4.0))
+    start = time.perf_counter()
+    decision = decide_precision(AUTO, torch.device("cpu"), training_probe(model, data, torch.device("cpu")))
+    return {"chose": decision.precision, "auto": decision.describe(), "decision_seconds": time.perf_counter() - start}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="net,gan")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16,auto", help="fp32, bf16 and auto (the trainer's "
+                        "default: decided by measurement as it decides, then run in the choice)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-keep-memory", action="store_true", help="glibc's default allocator behaviour "
@@ -174,13 +198,21 @@ def main() -> None:
     print("official = the same step with the official algorithm as the generator's forward "
           "(scripts/official_ciaosr.py, fp32), in the same run")
     print("| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | GFLOP/step | GFLOP/s (peak) "
-          "| official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |")
-    print("| --- " * 12 + "|")
+          "| % of bound | official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |")
+    print("| --- " * 13 + "|")
     for r in rows:
         official = official_cells(baselines.get(r["stage"]), r)
-        rate = f"{r['flops'] / r['seconds'] / 1e9:.0f} ({peaks[r['precision']]:.0f})"
-        print(f"| {r['stage']} | {r['precision']} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {official} |")
+        achieved = r["flops"] / r["seconds"] / 1e9
+        peak = peaks[r["precision"]]
+        rate = f"{achieved:.0f} ({peak:.0f})"
+        bound = f"{100 * achieved / peak:.0f} %" if peak > 0 else "-"  # counted FLOPs at the same run's peak
+        shown = f"auto: {r['precision']}" if "chose" in r else r["precision"]
+        print(f"| {r['stage']} | {shown} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
+              f"{r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {bound} | {official} |")
+    for r in rows:
+        if "chose" in r:
+            print(f"auto for the {r['stage']} stage: {r['auto']}; deciding took {r['decision_seconds']:.2f} s "
+                  f"(once per machine and model; cached after)")
     for stage, base in baselines.items():
         # what the counted work allows: realciao's FLOPs at the fp32 peak against the official step as measured
         ours = next((r for r in rows if r["stage"] == stage and r["precision"] == "fp32"), None)

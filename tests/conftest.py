@@ -12,6 +12,11 @@ SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where none is available")
+    # auto precision's measurements go to a cache of the test session's, never the user's
+    import os
+    import tempfile
+
+    os.environ.setdefault("REALCIAO_PRECISION_CACHE", str(Path(tempfile.mkdtemp(prefix="realciao-tests-")) / "precision.json"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -80,5 +80,5 @@ def test_bf16_close_to_fp32_on_official_weights(fixture_models):
     fp32 = realciao.upscale(model, lr, size)
     bf16 = realciao.upscale(model, lr, size, precision="bf16")
     psnr = -10 * torch.log10((fp32 - bf16).pow(2).mean())
-    assert psnr > 45, f"bf16 vs fp32 PSNR {psnr:.1f} dB"
+    assert psnr >= 50, f"bf16 vs fp32 PSNR {psnr:.1f} dB"  # the agreement the docs promise where auto picks bf16
     assert not torch.equal(fp32, bf16)  # the bf16 path really ran in lower precision

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from realciao import devices
-from realciao.devices import choose_threads, native_precision, resolve_precision
+from realciao.autoprecision import candidate_precisions
+from realciao.devices import choose_threads, resolve_precision
 
 ACCELERATE_CHILD = {"ACCELERATE_DYNAMO_BACKEND": "NO", "OMP_NUM_THREADS": "1"}
 
@@ -56,17 +57,21 @@ def cpu_caps(monkeypatch):
 
 
 @pytest.mark.parametrize("capability,flags,slowdown,expected", [
-    ("AVX2", {"avx2", "fma"}, 190.0, "fp32"),  # AMD EPYC with AVX2 only: bf16 emulated
-    ("AVX512", {"avx512f", "avx512_bf16"}, 0.4, "bf16"),  # capability says AVX512, the flags know better
-    ("AMX", set(), 0.1, "bf16"),
-    ("AVX512_BF16", set(), 0.3, "bf16"),
-    ("DEFAULT", set(), 0.5, "bf16"),  # flags unknown (not Linux): the micro-benchmark decides
-    ("DEFAULT", set(), 40.0, "fp32"),
+    ("AVX2", {"avx2", "fma"}, 190.0, ["fp32"]),  # AMD EPYC with AVX2 only: bf16 emulated, not measured
+    ("AVX512", {"avx512f", "avx512_bf16"}, 0.4, ["fp32", "bf16"]),  # capability says AVX512, the flags know better
+    ("AMX", set(), 0.1, ["fp32", "bf16"]),
+    ("AVX512_BF16", set(), 0.3, ["fp32", "bf16"]),
+    ("DEFAULT", set(), 0.5, ["fp32", "bf16"]),  # flags unknown (not Linux): a micro-benchmark says native
+    ("DEFAULT", set(), 40.0, ["fp32"]),
 ])
-def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(cpu_caps, capability, flags, slowdown, expected):
+def test_auto_measures_bf16_only_where_the_cpu_runs_it_natively(cpu_caps, capability, flags, slowdown, expected):
     cpu_caps(capability, flags, slowdown)
-    assert native_precision(torch.device("cpu")) == expected
-    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert candidate_precisions(torch.device("cpu"))[0] == expected
+
+
+def test_resolve_precision_takes_explicit_precisions_only():
+    with pytest.raises(ValueError, match="decide_precision"):
+        resolve_precision("auto", torch.device("cpu"))
 
 
 def test_explicit_bf16_on_an_emulating_cpu_warns_once_with_the_slowdown(cpu_caps):
@@ -86,9 +91,9 @@ def test_native_bf16_gives_no_warning(cpu_caps):
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
-def test_cuda_precision(monkeypatch):
+def test_cuda_candidates(monkeypatch):
     monkeypatch.setattr(devices.torch.cuda, "is_bf16_supported", lambda: True)
-    assert native_precision(torch.device("cuda")) == "bf16"
+    assert candidate_precisions(torch.device("cuda"))[0] == ["fp32", "bf16", "fp16"]
     monkeypatch.setattr(devices.torch.cuda, "is_bf16_supported", lambda: False)
-    assert native_precision(torch.device("cuda")) == "fp16"
-    assert native_precision(torch.device("mps")) == "fp32"
+    assert candidate_precisions(torch.device("cuda"))[0] == ["fp32", "fp16"]
+    assert candidate_precisions(torch.device("mps"))[0] == ["fp32"]

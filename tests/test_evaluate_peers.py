@@ -236,3 +236,13 @@ def test_labels_name_rows_and_clashes_get_a_suffix(models):
     path = str(models / "compact_x4.pth")
     methods = load_methods([path, f"Real ESRGAN={path}", f"Real_ESRGAN={path}", "bicubic"], False, "cpu")
     assert [m.name for m in methods] == ["bicubic", "compact_x4", "Real ESRGAN", "Real_ESRGAN_2"]
+
+
+def test_auto_precision_probes_the_first_realciao_model_else_the_first_peer(models):
+    from realciao.evaluation.protocols import precision_probe
+
+    methods = load_methods([str(models / "compact_x4.pth")], False, "cpu")
+    probe = precision_probe(methods, 4.0)
+    assert probe.what.startswith("peer ") and "x4" in probe.what
+    probe.run("fp32")
+    assert precision_probe(methods[:1], 4.0) is None  # bicubic alone: nothing to measure, fp32

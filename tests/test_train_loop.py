@@ -159,14 +159,26 @@ def test_train_log_holds_the_run_facts_and_every_printed_line(tmp_path, capsys, 
     assert "resumed from" in log.split(" resumed ===")[1]
 
 
-def test_auto_precision_resolves_to_the_devices_own_and_is_printed_once(tmp_path, capsys, keep_threads):
-    from realciao.devices import native_precision
+@pytest.mark.parametrize("fp32,bf16,expected", [(1.0, 0.5, "bf16"), (1.0, 1.5, "fp32")])
+def test_auto_precision_is_the_faster_measured_printed_once_and_kept_on_resume(tmp_path, capsys, keep_threads,
+                                                                               monkeypatch, fp32, bf16, expected):
+    from realciao import autoprecision
 
-    trainer = run_in_process(options_file(tmp_path, train={"mixed_precision": "auto", "iterations": 1}))
-    expected = native_precision(torch.device("cpu"))
-    assert trainer.precision == expected
+    monkeypatch.setattr(autoprecision, "cpu_runs_bf16_natively", lambda: True)
+    monkeypatch.setenv(autoprecision.CACHE_ENV, str(tmp_path / "precision.json"))
+    timed = []
+    monkeypatch.setattr(autoprecision, "time_probe", lambda probe, p: timed.append(probe.what) or {"fp32": fp32, "bf16": bf16}[p])
+    path = options_file(tmp_path, train={"mixed_precision": "auto", "iterations": 1})
+    trainer = run_in_process(path)
+    assert trainer.precision == expected and len(timed) == 2 and timed[0].startswith("train, model ")
     out = capsys.readouterr().out
-    assert out.count(f"precision: {expected} (auto on cpu)") == 1 and out.count("threads: ") == 1
+    assert out.count(f"precision: {expected} (auto, measured: fp32 1000 ms, bf16 {bf16 * 1000:.0f} ms") == 1
+    assert out.count("threads: ") == 1
+    # resumed: the run's own precision, whatever a measurement would say now
+    monkeypatch.setattr(autoprecision, "time_probe", lambda probe, p: {"fp32": bf16, "bf16": fp32}[p])
+    resumed = run_in_process(path, "train.iterations=2", auto_resume=True)
+    assert resumed.precision == expected
+    assert f"precision: {expected} (auto, as the run being resumed)" in capsys.readouterr().out
 
 
 def test_fp16_on_the_cpu_is_refused_in_one_line(tmp_path, keep_threads):

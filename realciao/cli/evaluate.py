@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "image); a peer tiles each pass's input, and runs it whole where it fits")
     parser.add_argument("--tile-margin", type=int, default=None)
     parser.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
-                        help="auto: the device's native precision (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, "
-                        "else fp32); a peer that spandrel marks as unable to run in it then runs in fp32")
+                        help="auto: the faster of fp32 and the reduced precisions the device runs, timed once on the "
+                        "first model at the first scale and cached; a peer that spandrel marks as unable to run in "
+                        "it then runs in fp32")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch per process (default: "
                         "OMP_NUM_THREADS if you set it, else the available cores divided among local processes)")
     parser.add_argument("--max-images", type=int, default=0, help="first N images per folder (0: all)")

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from realciao.allocator import keep_freed_memory
+from realciao.autoprecision import decide_precision
 from realciao.checkpoint import load_generator
 from realciao.cli import exit_process, fail
-from realciao.devices import AUTO, PRECISIONS, choose_device, configure_threads, resolve_precision
+from realciao.devices import AUTO, PRECISIONS, choose_device, configure_threads
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
+from realciao.inference import inference_probe
 from realciao.upscaling import OutputSize, SizeError, estimate_work, upscale_array
 
 PROG = "realciao-upscale"
@@ -66,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="LR context around each tile (default: exact for EDSR)")
     run = parser.add_argument_group("device")
     run.add_argument("--precision", choices=(AUTO, *PRECISIONS), default=None,
-                     help="auto (default): bf16/fp16 where the device runs it natively (CUDA, CPUs with AVX512-BF16 "
-                     "or AMX), else fp32; fp16: GPUs only")
+                     help="auto (default): the faster of fp32 and the reduced precisions the device runs (bf16 on CPUs "
+                     "with AVX512-BF16 or AMX; bf16/fp16 on GPUs), timed once on this model and cached; fp16: GPUs only")
     run.add_argument("--fp32", action="store_true", help="same as --precision fp32 (Real-ESRGAN's flag)")
     run.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     run.add_argument("-g", "--gpu-id", type=int, default=None, help="CUDA device N (same as --device cuda:N)")
@@ -286,15 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     request = check_arguments(parser, args)
     try:
         device = choose_device(args.device)
-        args.precision = resolve_precision(args.precision, device, echo=lambda text: print(f"warning: {text}",
-                                                                                          file=sys.stderr))
         threads = configure_threads(args.threads)
         if device.type == "cpu":
             keep_freed_memory()  # tiles reuse the same buffers: no page faults on them, see allocator.py
         model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
+        # sizes given in pixels: measured at x2, the default scale
+        probe = inference_probe(model, request.scale or 2.0) if args.precision == AUTO else None
+        decision = decide_precision(args.precision, device, probe,
+                                    echo=lambda text: print(f"warning: {text}", file=sys.stderr))
+        args.precision = decision.precision
     except RealciaoError as error:
         return fail(PROG, error)
-    print(f"{PROG}: {device.type}, {args.precision}, {threads.count} thread(s) ({threads.reason})", file=sys.stderr)
+    print(f"{PROG}: {device.type}, {decision.describe()}, {threads.count} thread(s) ({threads.reason})",
+          file=sys.stderr)
     jobs, unmatched = find_inputs(args.input, Path(args.output), args.recursive)
     for pattern in unmatched:
         print(f"{PROG}: no images at {pattern!r}", file=sys.stderr)

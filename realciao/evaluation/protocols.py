@@ -27,7 +27,7 @@ from realciao.bicubic import matlab_resize
 from realciao.degradations import degrade_image, load_recipe
 from realciao.errors import RealciaoError
 from realciao.evaluation.crops import detail_places, lr_view, save_crop
-from realciao.evaluation.methods import Method, PeerMethod, RunSettings, load_methods, safe_name
+from realciao.evaluation.methods import CiaoSRMethod, Method, PeerMethod, RunSettings, load_methods, safe_name
 from realciao.imageio import ImageReadError, is_grey, list_images, read_image, to_float_rgb
 from realciao.metrics import iqa, psnr, quantize_8bit, ssim
 from realciao.upscaling import target_size
@@ -391,13 +391,40 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
     return nr_metrics, fr_metrics
 
 
-def start_line(device, precision: str, asked: str, threads, processes: int) -> str:
+def start_line(device, decision, threads, processes: int) -> str:
     """What runs where, printed once: device, precision (and why), threads (and why)."""
-    why = "auto: native for this device" if asked == "auto" else "asked for"
     count = threads.count if threads is not None else torch.get_num_threads()
     reason = f" ({threads.reason})" if threads is not None else ""
     each = f"{processes} processes, each " if processes > 1 else ""
-    return f"realciao-eval: {each}{device}, {precision} ({why}), {count} thread(s){reason}"
+    return f"realciao-eval: {each}{device}, {decision.describe()}, {count} thread(s){reason}"
+
+
+def precision_probe(methods: list, scale: float):
+    """``auto`` precision's probe: the first CiaoSR model at the first scale, else the first
+    peer on a small image; None for bicubic alone (fp32)."""
+    from realciao.inference import inference_probe
+
+    for method in methods:
+        if isinstance(method, CiaoSRMethod):
+            return inference_probe(method.model, scale)
+    for method in methods:
+        if isinstance(method, PeerMethod):
+            return peer_probe(method)
+    return None
+
+
+def peer_probe(method: PeerMethod):
+    """A peer run on a 32x32 image at its own scale, in the precision it would run in."""
+    from realciao.autoprecision import PrecisionProbe, model_digest
+
+    peer = method.peer
+    lr = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    size = (32 * peer.scale, 32 * peer.scale)
+
+    def run(precision: str) -> None:
+        peer.upscale(lr, size, tile=0, margin=None, precision=method.precision_for(precision, True))
+
+    return PrecisionProbe(f"peer {peer.name} x{peer.scale}, model {model_digest(peer.descriptor.model)}, 32x32", run)
 
 
 def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
@@ -405,23 +432,26 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     from dataclasses import replace
 
     from realciao.allocator import keep_freed_memory
-    from realciao.devices import AUTO, choose_device, resolve_precision
+    from realciao.autoprecision import decide_precision
+    from realciao.devices import AUTO, choose_device
     from realciao.evaluation.report import write_outputs
 
     check_settings(settings)
     weights_dir = iqa.resolve_weights_dir(settings.weights_dir)
     shard = current_shard()
     device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
-    asked = settings.run.precision
-    precision = resolve_precision(asked, device, echo=lambda text: echo(f"warning: {text}"))
-    settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
-    if shard.rank == 0:
-        echo(start_line(device, precision, asked, settings.threads, shard.world))
     if device.type == "cpu":
         keep_freed_memory()  # the same chunk buffers every image: no page faults on them, see allocator.py
+    methods = load_methods(settings.models, settings.allow_pickle, device)
+    asked = settings.run.precision
+    probe = precision_probe(methods, settings.scales[0]) if asked == AUTO else None
+    decision = decide_precision(asked, device, probe, echo=lambda text: echo(f"warning: {text}"))
+    precision = decision.precision
+    settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
+    if shard.rank == 0:
+        echo(start_line(device, decision, settings.threads, shard.world))
     results = Results()
     nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
-    methods = load_methods(settings.models, settings.allow_pickle, device)
     for method in methods:  # an explicit precision a peer cannot run in fails before any work
         if isinstance(method, PeerMethod):
             method.precision_for(precision, settings.run.precision_fallback)

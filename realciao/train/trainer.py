@@ -30,10 +30,11 @@ from realciao.allocator import keep_freed_memory
 from realciao.archs import build_generator
 from realciao.archs.ciaosr import denormalise, normalise
 from realciao.archs.discriminator import UNetDiscriminatorSN
+from realciao.autoprecision import PrecisionProbe, decide_precision, model_digest
 from realciao.checkpoint import load_generator, read_state, save_generator
 from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
-from realciao.devices import AUTO, autocast_dtype, configure_threads, cpu_model, resolve_precision
+from realciao.devices import AUTO, PRECISIONS, autocast, configure_threads, cpu_model
 from realciao.errors import RealciaoError
 from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
@@ -107,6 +108,34 @@ def plan_options(options: dict, run: dict) -> dict:
     return values
 
 
+def training_probe(generator: torch.nn.Module, data, device: torch.device) -> PrecisionProbe:
+    """``auto`` precision's probe for training: a forward and backward pass of a copy of the
+    generator on two LR patches of the run's size, with the run's queries per patch at its
+    largest scale (the work of a Net step; the GAN stage's discriminator is not timed)."""
+    import copy
+
+    batch, side = min(2, data.batch_size), data.lr_patch
+    out_side = max(1, round(side * data.scale_max))
+    queries = min(data.queries_per_patch, out_side**2)
+    copies = []  # the copy is made at the first run: a decision read from the cache needs none
+
+    def run(precision: str) -> None:
+        if not copies:
+            random = torch.Generator().manual_seed(0)
+            lq = torch.rand(batch, 3, side, side, generator=random).to(device) - 0.5
+            coord, cell = make_query_grid(out_side, out_side, batch=batch, device=device)
+            picks = torch.randperm(coord.shape[1], generator=random)[:queries].to(device)
+            copies.append((copy.deepcopy(generator).to(device).train(), lq, coord[:, picks], cell[:, picks]))
+        model, lq, coord, cell = copies[0]
+        model.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            pred = model(lq, coord, cell)
+        pred.float().abs().mean().backward()
+
+    return PrecisionProbe(f"train, model {model_digest(generator)}, {batch}x{side}x{side}, {queries} queries "
+                          f"at x{data.scale_max:g}", run)
+
+
 def recipe_digest(name_or_path: str) -> str:
     from realciao.degradations.recipe import resolve_recipe_path
 
@@ -164,8 +193,6 @@ class Trainer:
         self.log.tee()
         threads = configure_threads(t.threads)
         self.echo(f"threads: {threads.count} ({threads.reason})")
-        self.precision = resolve_precision(t.mixed_precision, self.device, echo=self.echo)
-        self.echo(f"precision: {self.precision}" + (f" (auto on {self.device.type})" if t.mixed_precision == AUTO else ""))
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
         self.run_info = {"world_size": self.world, "recipe_sha256": recipe_digest(config.data.recipe),
@@ -181,6 +208,8 @@ class Trainer:
         self.dataset = CropDataset(config.data, self.sources, self.pairs)
 
         generator = self._build_generator()
+        self.precision = self._decide_precision(generator, auto_resume)
+        self.run_info["precision"] = self.precision
         self.ema = ModelEMA(generator, t.ema_decay)
         optimizer_g = build_optimizer(generator.parameters(), t.optimizer)
         self.schedulers = [build_scheduler(optimizer_g, t.schedule, t.iterations)]
@@ -205,7 +234,6 @@ class Trainer:
         self.ema.module.to(self.device)
         fp16 = self.precision == "fp16"
         self.scalers = [torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)]
-        self.autocast_dtype = autocast_dtype(self.precision)
         self.pool = PairPool(config.data.pool_size)
         self.counters = Counters()
         if auto_resume:
@@ -291,6 +319,22 @@ class Trainer:
                 log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n")
         self.accelerator.print(f"resuming with changed options (recorded in {self.dir / 'option_changes.log'}): "
                                f"{'; '.join(changed)}")
+
+    def _decide_precision(self, generator: torch.nn.Module, auto_resume: bool) -> str:
+        """The asked precision; for auto, the one the resumed run used (resume stays exact), else
+        the faster measured on a copy of the generator at this run's training shapes."""
+        asked = self.config.train.mixed_precision
+        saved_run = self.dir / "run.json"
+        if asked == AUTO and auto_resume and saved_run.is_file():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                recorded = json.loads(saved_run.read_text()).get("precision")
+                if recorded in PRECISIONS:
+                    self.echo(f"precision: {recorded} (auto, as the run being resumed)")
+                    return recorded
+        probe = training_probe(generator, self.config.data, self.device) if asked == AUTO else None
+        decision = decide_precision(asked, self.device, probe, echo=self.echo)
+        self.echo(f"precision: {decision.describe()}")
+        return decision.precision
 
     def _build_generator(self) -> torch.nn.Module:
         g = self.config.generator
@@ -425,8 +469,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------- losses
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                              enabled=self.autocast_dtype is not None)
+        return autocast(self.device, self.precision)
 
     def _net_queries(self, b: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple | None]:
         """Flat indices (B, Q) of the HR pixels the Net stage predicts: scattered at random (the
