@@ -97,3 +97,65 @@ def test_cuda_candidates(monkeypatch):
     monkeypatch.setattr(devices.torch.cuda, "is_bf16_supported", lambda: False)
     assert candidate_precisions(torch.device("cuda"))[0] == ["fp32", "fp16"]
     assert candidate_precisions(torch.device("mps"))[0] == ["fp32"]
+
+
+class FakeMachine:
+    """A clock, this process's CPU time and the busy time of its cores, advanced by hand."""
+
+    def __init__(self):
+        self.wall = self.own = self.busy = 0.0
+
+    def run(self, seconds: float, own_cores: float, other_cores: float) -> None:
+        self.wall += seconds
+        self.own += seconds * own_cores
+        self.busy += seconds * (own_cores + other_cores)
+
+
+def governor_on(machine: FakeMachine, choice, echo=None):
+    return devices.ThreadGovernor(choice, echo, busy_seconds=lambda: machine.busy, clock=lambda: machine.wall,
+                                  own_seconds=lambda: machine.own)
+
+
+def test_threads_give_way_while_another_process_holds_a_core_and_come_back(monkeypatch):
+    counts = []
+    monkeypatch.setattr(devices.torch, "set_num_threads", counts.append)
+    machine, told = FakeMachine(), []
+    governor = governor_on(machine, choose_threads(None, environ={}, launcher=None, cores=2), told.append)
+    machine.run(1.0, own_cores=1.0, other_cores=0.05)  # quiet: loading the model
+    assert governor.adjust() == 2 and counts == []
+    machine.run(2.0, own_cores=4 / 3, other_cores=2 / 3)  # a busy loop elsewhere: 3 threads share 2 cores
+    assert governor.adjust() == 1 and counts == [1]
+    assert len(told) == 1 and "0.7 of this process's 2 cores" in told[0] and "--threads" in told[0]
+    machine.run(2.0, own_cores=1.0, other_cores=1.0)  # still busy: stays at one, says nothing more
+    assert governor.adjust() == 1 and counts == [1]
+    machine.run(2.0, own_cores=1.0, other_cores=0.0)  # the other process ended
+    assert governor.adjust() == 2 and counts == [1, 2] and len(told) == 1
+
+
+def test_a_window_too_short_to_tell_goes_on(monkeypatch):
+    monkeypatch.setattr(devices.torch, "set_num_threads", lambda n: None)
+    machine = FakeMachine()
+    governor = governor_on(machine, choose_threads(None, environ={}, launcher=None, cores=2))
+    machine.run(0.01, own_cores=0.0, other_cores=1.0)
+    assert governor.adjust() == 2  # 10 ms: one /proc/stat tick, not enough
+    machine.run(0.2, own_cores=1.0, other_cores=1.0)
+    assert governor.adjust() == 1  # the window went on and now tells
+
+
+@pytest.mark.parametrize("choice", [
+    choose_threads(2, environ={}, launcher=None, cores=2),  # --threads 2: the user's count is kept
+    choose_threads(None, environ={"OMP_NUM_THREADS": "2"}, launcher=None, cores=2),
+    choose_threads(None, environ={"LOCAL_WORLD_SIZE": "2"}, launcher=None, cores=4),  # siblings share the cores
+])
+def test_a_count_the_user_chose_or_processes_share_is_kept(monkeypatch, choice):
+    monkeypatch.setattr(devices.torch, "set_num_threads", lambda n: pytest.fail("must not change"))
+    machine = FakeMachine()
+    governor = governor_on(machine, choice)
+    machine.run(2.0, own_cores=1.0, other_cores=1.0)
+    assert governor.adjust() == choice.count
+
+
+def test_the_busy_time_of_this_machines_cores_is_read():
+    first = devices.busy_cpu_seconds()
+    assert first is not None and first > 0
+    assert devices.busy_cpu_seconds({10**6}) == 0  # a core that does not exist: nothing

@@ -309,3 +309,28 @@ def test_a_huge_output_is_refused_with_an_estimate(tmp_path, model_file, capsys)
     err = capsys.readouterr().err
     assert "252 megapixels" in err and "--max-megapixels 0" in err and "about" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_threads_give_way_to_a_busy_core_and_say_so(model_file, tmp_path, monkeypatch, capsys):
+    """Another process holding a core (mocked: the cores' busy time grows by one core's worth
+    of wall time beyond this process's own CPU time) -> one thread, and one line saying why."""
+    import time as clock
+
+    from realciao import devices
+
+    start = clock.perf_counter()
+    monkeypatch.setattr(devices, "busy_cpu_seconds",
+                        lambda cores=None: clock.process_time() + (clock.perf_counter() - start))
+    counts = []
+    monkeypatch.setattr(devices.torch, "set_num_threads", counts.append)
+    monkeypatch.setattr(devices, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(seed=i)).save(folder / f"p{i}.png")
+    clock.sleep(0.06)
+    assert main(["-i", str(folder), "-o", str(tmp_path / "out"), "--model", model_file, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert counts[0] == 2 and 1 in counts  # chosen from the cores, then one while the core is busy
+    assert err.count("other processes are using 1.0 of this process's 2 cores: running on 1 thread(s)") == 1

@@ -21,7 +21,7 @@ from realciao.allocator import keep_freed_memory
 from realciao.autoprecision import decide_precision
 from realciao.checkpoint import load_generator
 from realciao.cli import exit_process, fail
-from realciao.devices import AUTO, PRECISIONS, choose_device, configure_threads
+from realciao.devices import AUTO, PRECISIONS, ThreadGovernor, choose_device, configure_threads
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
 from realciao.inference import inference_probe
@@ -222,8 +222,9 @@ def record_failure(summary: Summary, source: Path, reason: str, echo) -> None:
     echo(f"skipped {reason}")
 
 
-def make_tile_bar(enabled: bool):
-    """Context manager factory: a per-image tile bar, shown only for images of several tiles."""
+def make_tile_bar(enabled: bool, each_tile=lambda: None):
+    """Context manager factory: a per-image tile bar, shown only for images of several tiles;
+    ``each_tile()`` runs after every tile."""
     from tqdm import tqdm
 
     @contextmanager
@@ -236,6 +237,7 @@ def make_tile_bar(enabled: bool):
                 bar = tqdm(total=total, desc=f"  {name}", unit="tile", leave=False, file=sys.stderr)
             if bar is not None:
                 bar.update(done - bar.n)
+            each_tile()
 
         try:
             yield on_tile
@@ -289,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = choose_device(args.device)
         threads = configure_threads(args.threads)
+        governor = ThreadGovernor(threads)  # its first window: the model's loading
         if device.type == "cpu":
             keep_freed_memory()  # tiles reuse the same buffers: no page faults on them, see allocator.py
         model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
@@ -312,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = resolve_collisions(jobs, args, echo)
     summary = Summary()
     bar = tqdm(jobs, desc="images", unit="img", disable=not show, file=sys.stderr)
-    tile_bar = make_tile_bar(show)
+    governor.echo = echo
+    tile_bar = make_tile_bar(show, governor.adjust)
     for job in bar:
         bar.set_postfix_str(job.source.name)
+        governor.adjust()  # fewer threads while other processes hold cores (see ThreadGovernor)
         process(job, args, model, request, summary, echo, tile_bar)
     bar.close()
     print_summary(summary, len(unmatched))

@@ -213,6 +213,7 @@ class Task:
     crop_dir: Path
     echo: object
     recipe: object = None  # the degradation recipe of a degraded paired benchmark
+    governor: object = None  # realciao.devices.ThreadGovernor: fewer threads while other processes hold cores
 
 
 def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, image: str, index: int,
@@ -220,6 +221,8 @@ def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, im
     """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
     keep its row, its time, how it was made and (with an ``entry``) its report crops."""
     for method_index, method in enumerate(task.methods):
+        if task.governor is not None:
+            task.governor.adjust()
         start = time.perf_counter()
         # contiguous: outputs are often channels-last views (HWC arrays permuted, MATLAB resize),
         # on which pyiqa's colour conversion (a matmul over a permuted view) runs ~60x slower
@@ -433,7 +436,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
 
     from realciao.allocator import keep_freed_memory
     from realciao.autoprecision import decide_precision
-    from realciao.devices import AUTO, choose_device
+    from realciao.devices import AUTO, ThreadGovernor, choose_device
     from realciao.evaluation.report import write_outputs
 
     check_settings(settings)
@@ -461,6 +464,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
                 for i, folder in enumerate(settings.paired)]
     index = 0
+    governor = ThreadGovernor(settings.threads, echo) if settings.threads is not None and shard.world == 1 else None
     with torch.no_grad():
         for folder, lr_folder, kind in folders:
             dataset = folder.parent.name if kind == "paired" and folder.name.upper() == "HR" else folder.name
@@ -468,7 +472,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
                 dataset = f"{dataset}-{recipe.name}"
             for scale in settings.scales:
                 task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo,
-                            recipe if kind == "paired" else None)
+                            recipe if kind == "paired" else None, governor)
                 if kind == "real":
                     evaluate_real(task, folder, nr_metrics, shard)
                 else:
