@@ -197,6 +197,23 @@ def auto_choice(config: str, threads: int) -> dict:
     return {"chose": decision.precision, "auto": decision.describe(), "decision_seconds": time.perf_counter() - start}
 
 
+def rate_cells(flops: float, seconds: float, peak: float) -> tuple[str, str]:
+    """"GFLOP/s (peak)" and the share of the exact-work bound (the counted FLOPs at the same
+    run's matmul peak in the row's precision); "-" where a figure is missing."""
+    if not flops:
+        return "-", "-"
+    achieved = flops / seconds / 1e9
+    return f"{achieved:.0f} ({peak:.0f})", f"{100 * achieved / peak:.0f} %" if peak > 0 else "-"
+
+
+def print_auto_choices(rows: list[dict], key: str) -> None:
+    """What ``auto`` chose for each row that ran it, and how long deciding took."""
+    for r in rows:
+        if "chose" in r:
+            print(f"auto for {r[key]}: {r['auto']}; deciding took {r['decision_seconds']:.2f} s (once per "
+                  f"machine, model and shapes; cached after)")
+
+
 def official_cells(base: dict | None, row: dict) -> str:
     """The four official columns of a table row: its seconds and peak RSS, and the ratios."""
     if not base:
@@ -297,10 +314,7 @@ def main() -> None:
         lr_size, scale = parse_config(r["config"])
         macs = r.get("macs_per_px", macs_by_config.get(r["config"]))
         pixels = (lr_size * scale) ** 2
-        achieved = 2 * macs * pixels / r["seconds"] / 1e9 if macs else None
-        gflops = f"{achieved:.0f} ({peaks[r['precision']]:.0f})" if achieved else "-"
-        # the bound: the counted FLOPs at the same run's matmul peak in the row's precision
-        bound = f"{100 * achieved / peaks[r['precision']]:.0f} %" if achieved and peaks[r["precision"]] > 0 else "-"
+        gflops, bound = rate_cells(2 * macs * pixels if macs else 0, r["seconds"], peaks[r["precision"]])
         shown = f"auto: {r['precision']}" if "chose" in r else r["precision"]
         acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
         mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
@@ -311,10 +325,7 @@ def main() -> None:
         faults = f"{r['faults_per_run']:,.0f}" + (f" ({base['faults_per_run']:,.0f})" if base else "")
         print(f"| {label} | {shown} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
               f"{mac_text} | {gflops} | {bound} | {acc} | {official} | {faults} |")
-    for r in rows:
-        if "chose" in r:
-            print(f"auto at {r['config']}: {r['auto']}; deciding took {r['decision_seconds']:.2f} s (once per "
-                  f"machine, model and scale; cached after)")
+    print_auto_choices(rows, "config")
     for config, base in baselines.items():
         what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
         print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "

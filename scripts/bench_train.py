@@ -173,7 +173,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, steps=args.steps, threads=args.threads,
                                keep_memory=not args.no_keep_memory)))
         return
-    from bench_generator import higher_peaks, measured_peaks, official_cells
+    from bench_generator import higher_peaks, measured_peaks, official_cells, print_auto_choices, rate_cells
 
     print(f"{describe_cpu()}; {args.threads} threads")
     peaks = measured_peaks(args.threads)
@@ -202,17 +202,11 @@ def main() -> None:
     print("| --- " * 13 + "|")
     for r in rows:
         official = official_cells(baselines.get(r["stage"]), r)
-        achieved = r["flops"] / r["seconds"] / 1e9
-        peak = peaks[r["precision"]]
-        rate = f"{achieved:.0f} ({peak:.0f})"
-        bound = f"{100 * achieved / peak:.0f} %" if peak > 0 else "-"  # counted FLOPs at the same run's peak
+        rate, bound = rate_cells(r["flops"], r["seconds"], peaks[r["precision"]])
         shown = f"auto: {r['precision']}" if "chose" in r else r["precision"]
         print(f"| {r['stage']} | {shown} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
               f"{r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {bound} | {official} |")
-    for r in rows:
-        if "chose" in r:
-            print(f"auto for the {r['stage']} stage: {r['auto']}; deciding took {r['decision_seconds']:.2f} s "
-                  f"(once per machine and model; cached after)")
+    print_auto_choices(rows, "stage")
     for stage, base in baselines.items():
         # what the counted work allows: realciao's FLOPs at the fp32 peak against the official step as measured
         ours = next((r for r in rows if r["stage"] == stage and r["precision"] == "fp32"), None)
