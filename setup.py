@@ -58,6 +58,7 @@ setup(
             "realciao-upscale = realciao.cli.upscale:main",
             "realciao-eval = realciao.cli.evaluate:main",
             "realciao-fit-recipe = realciao.cli.fit_recipe:main",
+            "realciao-prepare = realciao.cli.prepare:main",
         ]
     },
 )

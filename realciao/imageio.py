@@ -153,6 +153,15 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return to_float_rgb(read_image(path).pixels)
 
 
+def upright_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as ``read_image`` will return the image, from the header alone (EXIF
+    rotation included); cheap enough to plan work before decoding."""
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = 1 if image.format == "HEIF" else image.getexif().get(ORIENTATION_TAG, 1)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in READ_SUFFIXES and not path.name.startswith(".")
 
@@ -287,9 +296,11 @@ def updated_exif(exif: bytes | None, width: int, height: int) -> bytes | None:
     return data.tobytes()
 
 
-def write_image(path: str | os.PathLike, pixels: np.ndarray, meta: ImageMeta = ImageMeta(), quality: int = 95) -> list[str]:
+def write_image(path: str | os.PathLike, pixels: np.ndarray, meta: ImageMeta = ImageMeta(), quality: int = 95,
+                png_level: int | None = None) -> list[str]:
     """Write pixels in the format of the path's suffix, atomically; returns notes on what the
-    format could not keep (alpha in JPEG, 16 bits in JPEG/WebP)."""
+    format could not keep (alpha in JPEG, 16 bits in JPEG/WebP). ``png_level``: zlib level 0-9
+    of a PNG (None: the encoder's default)."""
     path = Path(path)
     ext = SUFFIX_TO_EXT.get(path.suffix.lower())
     if ext is None:
@@ -307,16 +318,17 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, meta: ImageMeta = I
     height, width = pixels.shape[:2]
     exif = updated_exif(meta.exif, width, height) if ext != "tiff" else None
     if pixels.dtype == np.uint16 and pixels.ndim == 3:
-        data = encode_with_opencv(pixels, ext, exif, meta.icc_profile)
+        data = encode_with_opencv(pixels, ext, exif, meta.icc_profile, png_level)
         if ext == "tiff" and (meta.icc_profile or meta.exif):
             notes.append("16-bit colour TIFF is written without ICC/EXIF")
     else:
-        data = encode_with_pil(pixels, ext, exif, meta.icc_profile, quality)
+        data = encode_with_pil(pixels, ext, exif, meta.icc_profile, quality, png_level)
     atomic_write(path, data)
     return notes
 
 
-def encode_with_pil(pixels: np.ndarray, ext: str, exif: bytes | None, icc: bytes | None, quality: int) -> bytes:
+def encode_with_pil(pixels: np.ndarray, ext: str, exif: bytes | None, icc: bytes | None, quality: int,
+                    png_level: int | None = None) -> bytes:
     image = array_to_pil(pixels)
     options: dict = {}
     if icc:
@@ -327,19 +339,30 @@ def encode_with_pil(pixels: np.ndarray, ext: str, exif: bytes | None, icc: bytes
         options["quality"] = int(quality)
     if ext == "tiff":
         options["compression"] = "tiff_adobe_deflate"
+    if ext == "png" and png_level is not None:
+        options["compress_level"] = int(png_level)
     buffer = io.BytesIO()
     image.save(buffer, format=WRITE_FORMATS[ext], **options)
     return buffer.getvalue()
 
 
-def encode_with_opencv(pixels: np.ndarray, ext: str, exif: bytes | None, icc: bytes | None) -> bytes:
-    """16-bit colour via OpenCV; a PNG gets its ICC and EXIF chunks added afterwards."""
-    if pixels.shape[2] == 2:  # grey + alpha: OpenCV writes 1, 3 or 4 channels
+def opencv_layout(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as ``cv2.imread(..., IMREAD_UNCHANGED)`` gives them: grey as is, colour as BGR(A),
+    grey + alpha as BGRA (OpenCV writes 1, 3 or 4 channels)."""
+    if pixels.ndim == 2:
+        return np.ascontiguousarray(pixels)
+    if pixels.shape[2] == 2:
         pixels = pixels[..., [0, 0, 0, 1]]
-    bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
-    ok, encoded = cv2.imencode("." + ext, np.ascontiguousarray(bgr))
+    return np.ascontiguousarray(pixels[..., [2, 1, 0, 3][: pixels.shape[2]]])
+
+
+def encode_with_opencv(pixels: np.ndarray, ext: str, exif: bytes | None, icc: bytes | None,
+                       png_level: int | None = None) -> bytes:
+    """16-bit colour via OpenCV; a PNG gets its ICC and EXIF chunks added afterwards."""
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)] if ext == "png" and png_level is not None else []
+    ok, encoded = cv2.imencode("." + ext, opencv_layout(pixels), params)
     if not ok:
-        raise OSError(f"OpenCV could not encode a 16-bit {ext}")
+        raise OSError(f"OpenCV could not encode a {pixels.dtype} {ext}")
     data = encoded.tobytes()
     return add_png_chunks(data, exif, icc) if ext == "png" else data
 

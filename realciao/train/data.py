@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from realciao.errors import RealciaoError
-from realciao.imageio import ORIENTATION_TAG, READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb
+from realciao.imageio import READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb, upright_size
 from realciao.train.augment import apply_pipeline, build_pipeline
 from realciao.train.config import DataOptions
 
@@ -79,7 +79,8 @@ def lmdb_sources(folder: Path) -> list[ImageSource]:
     meta = folder / "meta_info.txt"
     if not (folder / "data.mdb").is_file() or not meta.is_file():
         raise DataError(f"{folder}: not a BasicSR LMDB folder (needs data.mdb and meta_info.txt)")
-    keys = [line.split()[0] for line in meta.read_text().splitlines() if line.strip()]
+    # BasicSR writes "KEY.png (h,w,c) level": the key is the name without its .png
+    keys = [line.split()[0].removesuffix(".png") for line in meta.read_text().splitlines() if line.strip()]
     if not keys:
         raise DataError(f"{meta}: lists no images")
     reader = LmdbReader(folder)
@@ -137,16 +138,6 @@ class RealPair:
     def gt_size(self, lr_patch: int) -> tuple[int, int]:
         """The GT crop that covers an LR patch of side ``lr_patch``."""
         return (max(1, round(lr_patch * self.ratio[0])), max(1, round(lr_patch * self.ratio[1])))
-
-
-def upright_size(path: Path) -> tuple[int, int]:
-    """(height, width) as ``read_rgb`` will return the image, from the header (EXIF rotation included)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = 1 if image.format == "HEIF" else image.getexif().get(ORIENTATION_TAG, 1)
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def pair_size_problem(lr_size: tuple[int, int], hr_size: tuple[int, int], scale: float | None) -> str:
