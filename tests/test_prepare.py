@@ -333,28 +333,29 @@ def test_bad_inputs_are_one_line_each(tmp_path, capsys):
     assert "exists and is not empty; pass --resume" in one_error_line(capsys)
     assert prepare("lmdb", "-i", str(folder), "-o", str(tmp_path / "db")) == 2
     assert "must end in .lmdb" in one_error_line(capsys)
+    write_folder(tmp_path / "other", [(64, 64)])
+    assert prepare("subimages", "-i", str(folder), str(tmp_path / "other"), "-o", str(tmp_path / "both")) == 2
+    assert "have the same name 'img0'; rename one" in one_error_line(capsys)
     with pytest.raises(SystemExit) as exit_info:
         prepare("subimages", "-i", str(folder), "-o", out, "--overwrite", "--resume")
     assert exit_info.value.code == 2
 
 
 def test_a_full_disk_names_the_file_and_leaves_nothing_partial(tmp_path, monkeypatch, capsys):
-    from realciao import files, imageio
+    import os
 
     write_folder(tmp_path / "hr", [(64, 64)])
-    real_path = files.atomic_path
-    calls = []
+    syncs = []
 
-    def full_disk(path, data):
-        calls.append(path)
-        with real_path(path) as temporary:
-            temporary.write_bytes(data[:10])
-            if len(calls) == 3:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            temporary.write_bytes(data)
+    def fsync_on_a_full_disk(fd):  # delayed allocation: the disk fills when the data is flushed
+        syncs.append(fd)
+        if len(syncs) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(imageio, "atomic_write", full_disk)
+    monkeypatch.setattr(os, "fsync", fsync_on_a_full_disk)
     output = tmp_path / "sub"
     assert prepare("subimages", "-i", str(tmp_path / "hr"), "-o", str(output), "--crop", "32", "--step", "32") == 2
     assert f"{output / 'img0_s003.png'}: cannot write (No space left on device)" in one_error_line(capsys)
-    assert sorted(files_below(output)) == ["img0_s001.png", "img0_s002.png"]  # no temporary or partial file
+    written = sorted(files_below(output))
+    assert written[:2] == ["img0_s001.png", "img0_s002.png"] and "img0_s003.png" not in written
+    assert all(name.startswith("img0_s") for name in written)  # no temporary or partial file

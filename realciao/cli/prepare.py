@@ -144,8 +144,9 @@ def run_multiscale(args, images, notes):
 
 def run_into_folder(args, images, notes, make, noun: str):
     """A step that writes files into the output folder: claim it, then ``make`` what is missing."""
-    from realciao.prepare.runner import claim_output_folder
+    from realciao.prepare.runner import claim_output_folder, keyed_images
 
+    keyed_images(images)  # names that would collide: refused before the output is touched
     claim_output_folder(args.output, args.overwrite, args.resume)
     print_notes(notes)
     summary = make(images, args.output, workers=args.workers, progress=not args.no_progress)

@@ -17,7 +17,14 @@ import numpy as np
 from PIL import Image
 
 from realciao.imageio import array_to_pil, pil_to_array, read_image, upright_size, write_image
-from realciao.prepare.runner import PrepareError, RunSummary, TaskResult, read_guarded, run_tasks
+from realciao.prepare.runner import (
+    PrepareError,
+    RunSummary,
+    TaskResult,
+    keyed_images,
+    read_guarded,
+    run_tasks,
+)
 
 
 @dataclass(frozen=True)
@@ -100,5 +107,6 @@ def check_settings(settings: MultiscaleSettings) -> None:
 def make_multiscale(images: list[tuple[Path, Path]], output: Path, settings: MultiscaleSettings, workers: int,
                     progress: bool = True) -> RunSummary:
     check_settings(settings)
+    keyed_images(images)  # two inputs named alike would write the same files
     task = functools.partial(scale_image, output=output, settings=settings)
     return run_tasks(task, images, workers, "multiscale", progress)

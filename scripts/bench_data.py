@@ -1,0 +1,220 @@
+"""Training-data speed: preparing (sub-images, LMDB) against BasicSR's tools, and the samples
+per second the training data pipeline delivers from each kind of source.
+
+    python scripts/bench_data.py                 # 4 generated 2K images, 2 processes
+    python scripts/bench_data.py --images 2 --batches 4 --workers 2
+
+Preparation, same inputs, same process count, same run:
+- sub-images (480 crop, step 240, PNG level 3): ``realciao-prepare subimages``'s library call
+  against BasicSR's ``extract_subimages.py`` worker. That script is not in the basicsr wheel,
+  so its algorithm is restated below (``basicsr_extract_subimages``: ``cv2.imread``, the
+  crops, ``cv2.imwrite`` at the same level, a ``multiprocessing.Pool``).
+- LMDB of those sub-images (PNG level 1): realciao's ``build_lmdb`` against basicsr's own
+  ``make_lmdb_from_imgs(multiprocessing_read=True, n_thread=processes)``.
+Data pipeline: ``CropDataset`` + ``DataLoader`` as the trainer builds them (planned batches
+of 16 GT crops for LR 48 at a scale U(1, 4), flips), from the 2K PNG folder, the sub-image
+folder and the LMDB, with 0 and 2 loader workers; then again with the Real-ESRGAN
+degradation of each batch in this process (as the trainer does on its device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realciao.devices import describe_cpu  # noqa: E402
+
+
+def generate_images(folder: Path, count: int, seed: int = 0) -> None:
+    """2040 x 1356 (DIV2K's size) photo-like images: smooth colour fields with fine texture."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        coarse = cv2.resize(rng.random((34, 51, 3)).astype(np.float32), (2040, 1356), interpolation=cv2.INTER_CUBIC)
+        fine = cv2.GaussianBlur(rng.random((1356, 2040, 3)).astype(np.float32), (0, 0), 1.5)
+        image = np.clip(coarse * 0.8 + (fine - 0.5) * 0.6 + 0.1, 0, 1)
+        cv2.imwrite(str(folder / f"{index:04d}.png"), np.round(image * 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------- BasicSR's tools
+def _basicsr_crop_worker(path: str, output: str, crop: int, step: int, thresh: int, level: int) -> None:
+    """BasicSR's extract_subimages.py worker, restated (the script is not shipped in the wheel)."""
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    name = Path(path).stem
+    height, width = image.shape[:2]
+    rows = np.arange(0, height - crop + 1, step)
+    if height - (rows[-1] + crop) > thresh:
+        rows = np.append(rows, height - crop)
+    columns = np.arange(0, width - crop + 1, step)
+    if width - (columns[-1] + crop) > thresh:
+        columns = np.append(columns, width - crop)
+    index = 0
+    for top in rows:
+        for left in columns:
+            index += 1
+            cv2.imwrite(f"{output}/{name}_s{index:03d}.png", np.ascontiguousarray(image[top:top + crop, left:left + crop]),
+                        [cv2.IMWRITE_PNG_COMPRESSION, level])
+
+
+def basicsr_extract_subimages(folder: Path, output: Path, processes: int) -> None:
+    output.mkdir()
+    with multiprocessing.Pool(processes) as pool:
+        for path in sorted(folder.glob("*.png")):
+            pool.apply_async(_basicsr_crop_worker, (str(path), str(output), 480, 240, 0, 3))
+        pool.close()
+        pool.join()
+
+
+def basicsr_make_lmdb(folder: Path, output: Path, processes: int) -> None:
+    from realciao.compat import import_basicsr
+
+    names = sorted(p.name for p in folder.glob("*.png"))
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        import_basicsr("utils.lmdb_util").make_lmdb_from_imgs(
+            str(folder), str(output), names, [n[:-4] for n in names], compress_level=1, multiprocessing_read=True,
+            n_thread=processes)
+
+
+# ---------------------------------------------------------------------------- realciao's
+def realciao_subimages(folder: Path, output: Path, processes: int) -> None:
+    from realciao.prepare.runner import claim_output_folder, gather_images
+    from realciao.prepare.subimages import SubimageSettings, extract_subimages
+
+    claim_output_folder(output, False, False)
+    images, _ = gather_images([folder])
+    extract_subimages(images, output, SubimageSettings(480, 240, 0, 3), processes, progress=False)
+
+
+def realciao_lmdb(folder: Path, output: Path, processes: int) -> None:
+    from realciao.prepare.lmdb_store import LmdbSettings, build_lmdb, claim_lmdb, plan_entries
+    from realciao.prepare.runner import gather_images
+
+    images, _ = gather_images([folder])
+    entries, _ = plan_entries(images)
+    claim_lmdb(output, False, False)
+    build_lmdb(entries, output, LmdbSettings(png_level=1), processes, progress=False)
+
+
+def timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def best_of(repeats: int, work: Path, name: str, runs: dict) -> dict[str, float]:
+    """Fastest of ``repeats`` alternating runs of each side (the machine is shared): seconds by side.
+    ``runs``: side -> (function, input folder, output suffix); the first repeat's output is kept."""
+    best = {side: float("inf") for side in runs}
+    for repeat in range(repeats):
+        for side, (function, source, suffix) in runs.items():
+            output = work / f"{name}_{side}{'' if repeat == 0 else repeat}{suffix}"
+            best[side] = min(best[side], timed(function, source, output, PROCESSES[0]))
+            if repeat:
+                shutil.rmtree(output)
+    return best
+
+
+PROCESSES = [2]
+
+
+def same_content(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.glob("*.png"))
+    return names == sorted(p.name for p in b.glob("*.png")) and all(
+        np.array_equal(cv2.imread(str(a / n)), cv2.imread(str(b / n))) for n in names)
+
+
+# ---------------------------------------------------------------------------- data pipeline
+def samples_per_second(source: dict, loader_workers: int, batches: int, degrade_batches: bool) -> float:
+    from torch.utils.data import DataLoader
+
+    from realciao.degradations import degrade, load_recipe
+    from realciao.train.config import DataOptions
+    from realciao.train.data import CropDataset, PlannedBatches, batch_plan, collate, gather_sources
+
+    options = DataOptions(**source, num_workers=loader_workers)
+    sources = gather_sources(options)
+    dataset = CropDataset(options, sources)
+    recipe = load_recipe("realesrgan")
+
+    def plan(step: int):
+        return batch_plan(options, 0, step, 0, 1, len(sources))
+
+    loader = DataLoader(dataset, batch_sampler=PlannedBatches(plan, 0, batches + 1), collate_fn=collate,
+                        num_workers=loader_workers)
+    generator = torch.Generator().manual_seed(0)
+    iterator = iter(loader)
+    next(iterator)  # workers started, first files opened
+    start = time.perf_counter()
+    count = 0
+    for batch in iterator:
+        if degrade_batches:
+            degrade(batch["gt"], recipe, (options.lr_patch, options.lr_patch), generator)
+        count += batch["gt"].shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=4, help="generated 2K images (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="processes for preparation (default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each preparation side (default 2)")
+    parser.add_argument("--batches", type=int, default=6, help="timed batches of 16 per pipeline row (default 6)")
+    parser.add_argument("--loader-workers", type=int, nargs="+", default=[2, 0], help="DataLoader workers (default 2 0)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, args.workers))
+    print(describe_cpu())
+    print("load average before: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
+    from realciao.compat import import_basicsr
+
+    import_basicsr("utils.lmdb_util")  # both sides use basicsr: its import (seconds) is not timed
+    work = Path(tempfile.mkdtemp(prefix="bench_data_"))
+    try:
+        hr = work / "hr"
+        generate_images(hr, args.images)
+        print(f"{args.images} generated 2040x1356 PNGs; {args.workers} processes for preparation")
+        PROCESSES[0] = args.workers
+        times = best_of(args.repeats, work, "sub", {"realciao": (realciao_subimages, hr, ""),
+                                                    "basicsr": (basicsr_extract_subimages, hr, "")})
+        sub = work / "sub_realciao"
+        print(f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3), best of {args.repeats}: "
+              f"realciao {times['realciao']:.2f} s, BasicSR's extract_subimages worker {times['basicsr']:.2f} s: "
+              f"BasicSR / realciao {times['basicsr'] / times['realciao']:.2f}; same crops: "
+              f"{same_content(sub, work / 'sub_basicsr')}")
+        times = best_of(args.repeats, work, "lmdb", {"realciao": (realciao_lmdb, sub, ".lmdb"),
+                                                     "basicsr": (basicsr_make_lmdb, sub, ".lmdb")})
+        ours, theirs = work / "lmdb_realciao.lmdb", work / "lmdb_basicsr.lmdb"
+        same = (ours / "meta_info.txt").read_text() == (theirs / "meta_info.txt").read_text()
+        print(f"LMDB of the sub-images (PNG level 1), best of {args.repeats}: realciao {times['realciao']:.2f} s, "
+              f"basicsr make_lmdb_from_imgs {times['basicsr']:.2f} s: basicsr / realciao "
+              f"{times['basicsr'] / times['realciao']:.2f}; same meta_info.txt: {same}")
+        sources = {"2K PNG folder": {"hr_folders": [str(hr)]}, "sub-image folder": {"hr_folders": [str(sub)]},
+                   "LMDB": {"lmdb": str(ours)}}
+        print(f"data pipeline, samples/s (batches of 16 GT crops for LR 48, scale U(1, 4); {args.batches} batches):")
+        for degrade_batches in (False, True):
+            for name, source in sources.items():
+                cells = [f"{w} workers {samples_per_second(source, w, args.batches, degrade_batches):6.1f}"
+                         for w in args.loader_workers]
+                print(f"  {name:17s} {'with degradation   ' if degrade_batches else 'crops only         '} "
+                      + ", ".join(cells))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
