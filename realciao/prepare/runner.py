@@ -41,7 +41,6 @@ class TaskResult:
 @dataclass
 class RunSummary:
     results: list[TaskResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> list[TaskResult]:
@@ -167,7 +166,6 @@ def run_tasks(task: Callable[[Any], TaskResult], items: Sequence[Any], workers: 
             bar.set_postfix_str(result.source.name, refresh=False)
             bar.update(1)
     summary.results = [by_item[i] for i in range(len(items))]
-    summary.notes = [note for result in summary.results for note in result.notes]
     return summary
 
 
