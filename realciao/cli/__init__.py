@@ -7,6 +7,7 @@ with exit code 2, and never as a traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -28,3 +29,14 @@ def exit_process(code: int) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         os._exit(code)
     sys.exit(code)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each option's default appended to its help, unless the help already says it or
+    there is none to say (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"

@@ -17,11 +17,12 @@ import re
 import sys
 from pathlib import Path
 
-from realciao.cli import exit_process, fail
+from realciao.cli import DefaultsHelpFormatter, exit_process, fail
 from realciao.devices import AUTO, PRECISIONS, configure_threads
 from realciao.errors import RealciaoError
 from realciao.evaluation import EvaluationSettings, RunSettings, run_evaluation
 from realciao.evaluation.protocols import PROTOCOLS
+from realciao.files import output_problem
 from realciao.metrics import iqa
 
 PROG = "realciao-eval"
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Evaluate super-resolution models against bicubic: no-reference metrics (NIQE, BRISQUE, "
         "PIQE, any pyiqa metric) on real photos, PSNR/SSIM (and LPIPS) on paired benchmarks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                         help="a named protocol's defaults; realworld: " + PROTOCOLS["realworld"].about
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps")
     parser.add_argument("--tile", type=int, default=None, help="LR tile size (default: from free memory; 0: whole "
                         "image); a peer tiles each pass's input, and runs it whole where it fits")
-    parser.add_argument("--tile-margin", type=int, default=None)
+    parser.add_argument("--tile-margin", type=int, default=None, help="LR pixels of context around each tile "
+                        "(default: a CiaoSR model's encoder reach, at most 48, or 16 with the non-local branch or SwinIR; "
+                        "a peer's receptive radius when at most 48, else 32)")
     parser.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
                         help="auto: the faster of fp32 and the reduced precisions the device runs, timed once on the "
                         "first model at the first scale and cached; a peer that spandrel marks as unable to run in "
@@ -93,6 +96,9 @@ def split_metrics(text: str) -> list[str]:
 def settings_from(args) -> EvaluationSettings:
     if args.output is None:
         raise _usage("give an output folder with -o OUTDIR")
+    problem = output_problem(args.output, folder=True)
+    if problem:
+        raise _usage(f"-o {args.output}: {problem}")
     for name in ("tile", "tile_margin", "threads"):
         value = getattr(args, name)
         if value is not None and value < 0:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from realciao.allocator import keep_freed_memory
 from realciao.autoprecision import decide_precision
-from realciao.checkpoint import load_generator
+from realciao.checkpoint import CheckpointError, PickleRefused, load_generator
 from realciao.cli import exit_process, fail
 from realciao.devices import AUTO, PRECISIONS, ThreadGovernor, choose_device, configure_threads
 from realciao.errors import RealciaoError
+from realciao.files import output_problem
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
 from realciao.inference import inference_probe
 from realciao.upscaling import OutputSize, SizeError, estimate_work, upscale_array
@@ -268,9 +269,9 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> OutputSize:
             parser.error(f"-g/--gpu-id {args.gpu_id} and --device {args.device} contradict each other")
         args.device = f"cuda:{args.gpu_id}"
     args.device = args.device or "auto"
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        parser.error(f"-o {output}: is a file; give a folder for the outputs")
+    problem = output_problem(args.output, folder=True)
+    if problem:
+        parser.error(f"-o {args.output}: {problem}; give a folder for the outputs")
     has_size = args.size is not None or args.width is not None or args.height is not None
     if args.scale is None and not has_size:
         args.scale = 2.0
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         decision = decide_precision(args.precision, device, probe,
                                     echo=lambda text: print(f"warning: {text}", file=sys.stderr))
         args.precision = decision.precision
+    except CheckpointError as error:
+        return fail(PROG, not_ciaosr_hint(args.model, error))
     except RealciaoError as error:
         return fail(PROG, error)
     print(f"{PROG}: {device.type}, {decision.describe()}, {threads.count} thread(s) ({threads.reason})",
@@ -324,6 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     print_summary(summary, len(unmatched))
     return 1 if summary.failed or unmatched else 0
+
+
+def not_ciaosr_hint(path: str, error: CheckpointError) -> str:
+    """The loader's message, and for a model spandrel runs (Real-ESRGAN, SwinIR...) the command that runs it."""
+    if isinstance(error, PickleRefused) or not Path(path).is_file():
+        return str(error)
+    from realciao.peers import peer_architecture
+
+    architecture = peer_architecture(path)
+    if architecture is None:
+        return str(error)
+    return (f"{path}: not a CiaoSR generator (spandrel loads it as {architecture}); realciao-upscale runs CiaoSR generators, "
+            f"realciao-eval runs such models (realciao-eval --real PHOTOS --model {path} -o OUTDIR)")
 
 
 def print_summary(summary: Summary, unmatched: int) -> None:
