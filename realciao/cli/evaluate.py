@@ -4,7 +4,8 @@ paired benchmarks (PSNR/SSIM in the SR literature's protocol), with a visual rep
     realciao-eval --protocol realworld --real ../shared/data/RealSRSet --weights-dir ../shared/data/iqa_params \\
         --model net_g.safetensors --label Real-ESRGAN=RealESRGAN_x4plus.pth -o eval_realworld
     realciao-eval --model net_g.safetensors --paired ../shared/data/Set5/HR --scale 2 --scale 3 --scale 4 -o eval_out
-    accelerate launch --num_processes 4 -m realciao.cli.evaluate ...   # several processes share the images
+    accelerate launch -q --num_processes 4 --num_machines 1 --mixed_precision no --dynamo_backend no \\
+        -m realciao.cli.evaluate ...   # several processes share the images
 
 Outputs in OUTDIR: per_image.csv, means.csv, results.json, results.md, report.html, overview.png
 (+ plots/, crops/).
