@@ -118,14 +118,33 @@ def test_an_output_under_a_file_is_a_usage_error_before_any_work(tmp_path, capsy
     (tmp_path / "outfile").write_text("a file, not a folder")
     for args, message in [
         (["-o", str(tmp_path / "outfile" / "x.yml")], "outfile is a file, so no folder can be made under it"),
-        (["-o", str(tmp_path / "x.yml"), "--report", str(tmp_path / "outfile")], "is a file, not a folder"),
+        (["-o", str(tmp_path / "x.yml"), "--report", str(tmp_path / "outfile")], "outfile: is a file, not a folder"),
     ]:
-        with pytest.raises(SystemExit) as exit_info:
-            fit_recipe.main(["-i", str(folder), *args, "--no-progress"])
+        assert fit_recipe.main(["-i", str(folder), *args, "--no-progress"]) == 2
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and message in err and "Traceback" not in err
-        assert "measuring" not in err and "fitting" not in err  # refused before any work
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err  # one line, before any work
     assert not (tmp_path / "x.yml").exists()
+    (tmp_path / "x_report").write_text("where the default report folder would go")
+    with pytest.raises(SystemExit) as exit_info:
+        fit_recipe.main(["-i", str(folder), "-o", str(tmp_path / "x.yml"), "--no-progress"])
+    assert exit_info.value.code == 2 and "x_report (the default): is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_bad_output_is_refused_before_torch_loads(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "outfile").write_text("a file")
+    probe = ("import sys, runpy; sys.argv = ['realciao-fit-recipe', '-i', 'photos', '-o', 'outfile/x.yml'];\n"
+             "try:\n    runpy.run_module('realciao.cli.fit_recipe', run_name='__main__')\n"
+             "finally:\n    print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(root), "PATH": ""})
+    assert result.returncode == 2 and result.stdout.strip() == "False"
+    assert result.stderr.strip() == ("realciao-fit-recipe: error: -o outfile/x.yml: outfile is a file, so no folder "
+                                     "can be made under it")
 
 
 def test_a_fit_no_closer_than_its_base_writes_nothing_unless_forced(tmp_path, capsys, one_thread):

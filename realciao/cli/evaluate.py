@@ -17,19 +17,24 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from realciao.cli import DefaultsHelpFormatter, exit_process, fail
-from realciao.devices import AUTO, PRECISIONS, configure_threads
+from realciao.cli import DefaultsHelpFormatter, bad_output, exit_process, fail
 from realciao.errors import RealciaoError
-from realciao.evaluation import EvaluationSettings, RunSettings, run_evaluation
-from realciao.evaluation.protocols import PROTOCOLS
-from realciao.files import output_problem
-from realciao.metrics import iqa
+
+if TYPE_CHECKING:
+    from realciao.evaluation import EvaluationSettings
+
+# the modules that import torch (seconds) are imported where used, after the output check
 
 PROG = "realciao-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from realciao.devices import AUTO, PRECISIONS
+    from realciao.evaluation.protocols import PROTOCOLS
+    from realciao.metrics import iqa
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Evaluate super-resolution models against bicubic: no-reference metrics (NIQE, BRISQUE, "
@@ -95,11 +100,13 @@ def split_metrics(text: str) -> list[str]:
 
 
 def settings_from(args) -> EvaluationSettings:
+    from realciao.devices import configure_threads
+    from realciao.evaluation import EvaluationSettings, RunSettings
+    from realciao.evaluation.protocols import PROTOCOLS
+    from realciao.metrics import iqa
+
     if args.output is None:
         raise _usage("give an output folder with -o OUTDIR")
-    problem = output_problem(args.output, folder=True)
-    if problem:
-        raise _usage(f"-o {args.output}: {problem}")
     for name in ("tile", "tile_margin", "threads"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -151,6 +158,12 @@ def _usage(message: str) -> UsageError:
 
 
 def main(argv: list[str] | None = None) -> int:
+    problem = bad_output(argv, {("-o", "--output"): True})  # before torch loads
+    if problem:
+        return fail(PROG, problem)
+    from realciao.evaluation import run_evaluation
+    from realciao.metrics import iqa
+
     args = build_parser().parse_args(argv)
     notes: list[str] = []
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from realciao.cli import exit_process, fail
+from realciao.cli import bad_output, exit_process, fail
 from realciao.errors import RealciaoError
 from realciao.files import output_problem
 
@@ -66,13 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
     if args.output.suffix.lower() not in (".yml", ".yaml"):
         parser.error(f"-o {args.output}: the recipe file must end in .yml")
-    problem = output_problem(args.output, folder=False)
-    if problem:
-        parser.error(f"-o {args.output}: {problem}; give the recipe file to write")
-    args.report = args.report or args.output.with_name(f"{args.output.stem}_report")
-    problem = output_problem(args.report, folder=True)
-    if problem:
-        parser.error(f"--report {args.report}: {problem}")
+    if args.report is None:  # beside the recipe; an explicit one is checked in main
+        args.report = args.output.with_name(f"{args.output.stem}_report")
+        problem = output_problem(args.report, folder=True)
+        if problem:
+            parser.error(f"--report {args.report} (the default): {problem}")
     if args.output.exists() and not args.overwrite:
         parser.error(f"-o {args.output}: exists; pass --overwrite to replace it")
     if args.budget < 1:
@@ -82,7 +80,11 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit code 0: recipe and report written; 2: bad usage or input."""
+    """Exit code 0: recipe and report written; 1: the fit did not improve on the base (nothing
+    written); 2: bad usage or input."""
+    problem = bad_output(argv, {("-o", "--output"): False, ("--report",): True})  # before torch loads
+    if problem:
+        return fail(PROG, problem)
     from tqdm import tqdm
 
     from realciao.degradations import load_recipe
