@@ -479,7 +479,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
     if device.type == "cpu":
         keep_freed_memory()  # the same chunk buffers every image: no page faults on them, see allocator.py
-    methods = load_methods(settings.models, settings.allow_pickle, device)
+    methods = load_methods(settings.models, settings.allow_pickle, device)  # an unusable model: before any weights
     asked = settings.run.precision
     probe = precision_probe(methods, settings.scales[0]) if asked == AUTO else None
     decision = decide_precision(asked, device, probe, echo=lambda text: echo(f"warning: {text}"))
@@ -488,7 +488,6 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     if shard.rank == 0:
         echo(start_line(device, decision, settings.threads, shard.world))
     results = Results()
-    methods = load_methods(settings.models, settings.allow_pickle, device)  # an unusable model: before any weights
     nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
     for method in methods:  # an explicit precision a peer cannot run in fails before any work
         if isinstance(method, PeerMethod):
