@@ -67,6 +67,8 @@ def load_generator(
     full unpickling, named in the refusal.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file in it (e.g. net_g_ema.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     metadata, state = read_state(path, allow_pickle, consent)

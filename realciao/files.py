@@ -61,6 +61,30 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(handle.fileno())
 
 
+def output_problem(path: str | os.PathLike, folder: bool) -> str | None:
+    """Why ``path`` cannot be written (as a folder when ``folder``, else as a file), or None.
+
+    Checked before a command's work, so a bad output path costs a second, not the whole
+    run: the path must not be the wrong kind of thing, and its nearest existing ancestor
+    must be a folder this process can write in (missing folders below it are created)."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            return "is a file, not a folder"
+        if not folder and path.is_dir():
+            return "is a folder, not a file"
+        writable = path if folder else path.parent
+        return None if os.access(writable, os.W_OK) else f"cannot write in {writable} (permission denied)"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so no folder can be made under it"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot write in {ancestor} (permission denied)"
+    return None
+
+
 def remove_stale(folder: str | os.PathLike) -> list[Path]:
     """Remove temporary files that a killed writer left in ``folder`` (not recursive)."""
     folder = Path(folder)

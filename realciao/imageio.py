@@ -118,6 +118,9 @@ def decode_image(data: bytes, label: str) -> Picture:
                 pixels, meta = pil_pixels(image, meta)
     except ImageReadError:
         raise
+    except Image.UnidentifiedImageError:  # Pillow's message names only its in-memory buffer
+        raise ImageReadError(f"{label}: not an image (its contents are in no format realciao reads: "
+                             f"{', '.join(sorted(READ_SUFFIXES))})") from None
     except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as error:
         raise ImageReadError(f"{label}: cannot read as an image ({error})") from error
     # libheif already applies HEIF's own rotation (irot/imir), which phones mirror into EXIF
@@ -164,6 +167,19 @@ def upright_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in READ_SUFFIXES and not path.name.startswith(".")
+
+
+def image_folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot give images (missing, a file, no images in it, searched
+    recursively), or None; stops at the first image, so a large dataset is not listed."""
+    folder = Path(folder)
+    if not folder.exists():
+        return "folder does not exist"
+    if not folder.is_dir():
+        return "is a file, not a folder"
+    if not any(is_image_file(p) for p in folder.rglob("*")):
+        return f"no images ({', '.join(sorted(READ_SUFFIXES))}) found, searched recursively"
+    return None
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:

@@ -307,6 +307,15 @@ def load_peer(path: str | Path, device: str | torch.device = "cpu") -> PeerModel
     return PeerModel(descriptor, path, radius, bytes_per_pixel)
 
 
+def peer_architecture(path: str | Path) -> str | None:
+    """The architecture spandrel names in ``path`` (e.g. RRDBNet), or None when it loads no
+    model from it: for saying which command runs a file that is not a CiaoSR checkpoint."""
+    try:
+        return load_peer(path).name
+    except PeerError:
+        return None
+
+
 def _short(error: BaseException, limit: int = 100) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else ""

@@ -252,3 +252,48 @@ def test_a_degraded_paired_benchmark_gives_every_method_the_same_lr(tmp_path, ti
     bicubic_clean = json.loads((clean / "results.json").read_text())["per_image"][0]["psnr"]
     bicubic_degraded = next(r["psnr"] for r in one if r["method"] == "bicubic")
     assert bicubic_degraded < bicubic_clean  # the degradations do cost fidelity
+
+
+def test_help_says_each_default_once_and_explains_the_tile_margin():
+    text = " ".join(evaluate.build_parser().format_help().split())
+    assert "(default: None)" not in text and "(default 4) (default" not in text
+    assert re.search(r"--tile-margin TILE_MARGIN LR pixels of context around each tile", text)
+    assert "images per set shown in report.html (default: 3)" in text  # defaults the help does not say are added
+
+
+def test_an_unusable_model_is_refused_before_any_metric_weights(tmp_path, capsys, monkeypatch):
+    from realciao.metrics import iqa
+
+    real = tmp_path / "r"
+    _png(real / "x.png", (20, 20), 6)
+    asked = []
+    monkeypatch.setattr(iqa, "create_metric", lambda name, *args, **kwargs: asked.append(name))
+    (tmp_path / "junk.safetensors").write_bytes(b"not weights")
+    (tmp_path / "run").mkdir()
+    for model, message in [(tmp_path / "junk.safetensors", "not a supported super-resolution model"),
+                           (tmp_path / "run", "run: is a folder; give the model file in it")]:
+        assert evaluate.main(["--real", str(real), "--model", str(model), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+    assert asked == []
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    real = tmp_path / "r"
+    _png(real / "x.png", (20, 20), 6)
+    (tmp_path / "taken").write_text("a file")
+    assert evaluate.main(["--real", str(real), "--metrics", "piqe", "-o", str(tmp_path / "taken" / "o")]) == 2
+    captured = capsys.readouterr()
+    assert "-o " in captured.err and "taken is a file, so no folder can be made under it" in captured.err
+    assert "realciao-eval: cpu" not in captured.out  # nothing started
+
+
+def test_each_progress_line_says_the_time_left(tmp_path, tiny_model, capsys):
+    real = tmp_path / "r"
+    for index in range(3):
+        _png(real / f"x{index}.png", (20, 20), index)
+    assert evaluate.main(["--real", str(real), "--model", str(tiny_model), "--metrics", "piqe", "--scale", "2",
+                          "--scale", "3", "-o", str(tmp_path / "o")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[r x")]
+    assert len(lines) == 6  # 3 images x 2 scales, one line each
+    assert all(re.search(r"\(\d+ s elapsed, about \d+ s left\)$", line) for line in lines), lines
+    assert lines[-1].endswith("about 0 s left)")

@@ -141,3 +141,16 @@ def test_synthesised_jpeg_quality_is_the_last_jpeg_when_nothing_changed_the_pixe
     recipe = parse_recipe({"stages": [{"resize": {"relative_to": "target"}}, {"jpeg": {"quality": [40, 60]}}]})
     measured = measure_synthetic(recipe, make_plan(pool, scale=2, patch=32, samples=8, seed=0))
     assert ((measured.values["jpeg_quality"] >= 40) & (measured.values["jpeg_quality"] <= 60)).all()
+
+
+def test_the_report_gets_whole_patches_from_every_photo_before_any_twice(tmp_path):
+    # the report's photo row has 8 columns: two photos fill it (4 patches each), in turns
+    first = save(tmp_path / "p" / "a.png", photo((256, 256), seed=0))
+    save(tmp_path / "p" / "b.png", np.ascontiguousarray(photo((256, 256), seed=1)[::-1]))
+    measured = measure_photos(tmp_path / "p", keep_patches=8)
+    assert len(measured.patches) == 8
+    assert all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in measured.patches)
+    whole = np.asarray(Image.open(first))
+    def from_first(patch):
+        return any((whole[y:y + 64, x:x + 64] == patch).all() for y in range(0, 193, 8) for x in range(0, 193, 8))
+    assert [from_first(p) for p in measured.patches[:4]] == [True, False, True, False]

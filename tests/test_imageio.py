@@ -176,3 +176,12 @@ def test_pil_array_conversion_round_trips():
     buffer = io.BytesIO()
     Image.fromarray(pattern()).save(buffer, format="PNG")
     assert imageio.pil_to_array(Image.open(buffer)).shape == (12, 20, 3)
+
+
+def test_a_text_file_named_as_a_photo_is_named_in_the_error(tmp_path):
+    fake = tmp_path / "IMG_0001.jpg"
+    fake.write_text("this is a text file\n")
+    with pytest.raises(imageio.ImageReadError) as error:
+        imageio.read_image(fake)
+    assert str(error.value).startswith(f"{fake}: not an image (its contents are in no format realciao reads")
+    assert "BytesIO" not in str(error.value)

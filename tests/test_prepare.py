@@ -341,6 +341,27 @@ def test_bad_inputs_are_one_line_each(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    folder = tmp_path / "hr"
+    write_folder(folder, [(64, 64)])
+    (tmp_path / "taken").write_text("a file")
+    taken = str(tmp_path / "taken")
+    for args, expected in [
+        (["subimages", "-o", f"{taken}/sub"], "-o {taken}/sub: {taken} is a file, so no folder can be made"),
+        (["multiscale", "-o", taken], "-o {taken}: is a file, not a folder"),
+        (["lmdb", "-o", f"{taken}/x.lmdb"], "-o {taken}/x.lmdb: {taken} is a file"),
+        (["meta-info", "-o", f"{taken}/meta_info.txt"], "-o {taken}/meta_info.txt: {taken} is a file"),
+        (["meta-info", "-o", str(folder)], "is a folder, not a file"),
+        (["check", "--report", f"{taken}/r.csv"], "--report {taken}/r.csv: {taken} is a file"),
+        (["check", "--report", str(tmp_path / "r.csv"), "--html", taken], "--html {taken}: is a file, not a folder"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            prepare(args[0], "-i", str(folder), *args[1:])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and expected.format(taken=taken) in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr", "taken"]  # nothing written
+
+
 def test_a_full_disk_names_the_file_and_leaves_nothing_partial(tmp_path, monkeypatch, capsys):
     import os
 

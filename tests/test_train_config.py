@@ -20,7 +20,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("path", sorted(OPTIONS.glob("*.yml")), ids=lambda p: p.name)
 def test_every_shipped_options_file_loads(path):
-    config = load_config(path)
+    config = load_config(path, check_files=False)  # they name the user's datasets
     assert config.name
 
 
@@ -118,7 +118,7 @@ def test_auto_precision_and_threads_are_accepted(tmp_path):
 
 def test_the_real_world_options_files_choose_their_precision_automatically():
     for path in sorted(OPTIONS.glob("train_realciao*.yml")):
-        assert load_config(path).train.mixed_precision == "auto", path.name
+        assert load_config(path, check_files=False).train.mixed_precision == "auto", path.name
 
 
 def test_wandb_without_wandb_installed_is_one_line_naming_the_key(tmp_path, monkeypatch):
@@ -130,3 +130,61 @@ def test_wandb_without_wandb_installed_is_one_line_naming_the_key(tmp_path, monk
         load_config(write(tmp_path, BASE + "logging: {trackers: [tensorboard, wandb]}"))
     assert "\n" not in str(error.value)
     assert load_config(write(tmp_path, BASE + "logging: {trackers: []}")).logging.trackers == []
+
+
+def _paths_setup(tmp_path: Path) -> dict[str, str]:
+    """An image folder, an empty folder, a file and a folder to name in options."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    return {"images": str(images), "empty": str(tmp_path / "empty"), "file": str(tmp_path / "notes.txt"),
+            "missing": str(tmp_path / "missing")}
+
+
+@pytest.mark.parametrize("text,message", [
+    (BASE + "validation: {real_lr_folder: '{missing}'}", "validation.real_lr_folder: {missing}: folder does not exist"),
+    (BASE + "validation: {real_lr_folder: '{empty}'}", r"validation.real_lr_folder: {empty}: no images \(.*\) found"),
+    (BASE + "validation: {hr_folder: '{file}'}", "validation.hr_folder: {file}: is a file, not a folder"),
+    (BASE + "validation: {real_lr_folder: '{images}', niqe_params: '{missing}'}",
+     "validation.niqe_params: {missing}: no such file"),
+    ("data: {hr_folders: ['{images}', '{empty}']}", r"data.hr_folders\[1\]: {empty}: no images"),
+    ("data: {hr_folders: ['{images}'], meta_info: '{missing}'}", "data.meta_info: {missing}: no such file"),
+    (BASE.replace("}", ", lmdb: '{empty}'}"), "data.lmdb: {empty}: not a BasicSR LMDB folder"),
+    (BASE.replace("}", ", paired_probability: 0.5, paired_lr_folder: '{images}', paired_hr_folder: '{missing}'}"),
+     "data.paired_hr_folder: {missing}: folder does not exist"),
+    (BASE + "generator: {pretrained: '{missing}'}", "generator.pretrained: {missing}: no such file"),
+    (BASE + "generator: {pretrained: '{images}'}", "generator.pretrained: {images}: is a folder, not a file"),
+    (BASE + "train: {stage: gan}\nlosses: {vgg_weights: '{missing}'}", "losses.vgg_weights: {missing}: no such file"),
+    (BASE + "train: {stage: gan}\nlosses: {vgg_weights: '{file}'}\ndiscriminator: {pretrained: '{missing}'}",
+     "discriminator.pretrained: {missing}: no such file"),
+    (BASE + "output_dir: '{file}/runs'", "output_dir: {file}/runs/realciao: .*notes.txt is a file"),
+])
+def test_every_named_file_and_folder_is_checked_at_load(tmp_path, text, message):
+    paths = _paths_setup(tmp_path)
+    for name, path in paths.items():
+        text, message = text.replace(f"{{{name}}}", path), message.replace(f"{{{name}}}", path)
+    with pytest.raises(ConfigError, match=f"opt.yml: {message}") as error:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(error.value)
+
+
+def test_files_a_stage_does_not_use_are_not_required(tmp_path):
+    paths = _paths_setup(tmp_path)
+    # the Net stage reads no VGG or discriminator weights; NIQE parameters only with real photos
+    text = BASE + (f"losses: {{vgg_weights: '{paths['missing']}'}}\ndiscriminator: {{pretrained: '{paths['missing']}'}}\n"
+                   f"validation: {{niqe_params: '{paths['missing']}'}}")
+    assert load_config(write(tmp_path, text)).train.stage == "net"
+    assert load_config(write(tmp_path, text), check_files=False)
+
+
+def test_offline_gan_stage_without_vgg_weights_is_refused_at_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("REALCIAO_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty torchvision cache
+    with pytest.raises(ConfigError, match=r"opt.yml: losses.vgg_weights: VGG19 weights for the perceptual loss: .*"
+                                          r"vgg19-dcbb9e9d.pth: file not found"):
+        load_config(write(tmp_path, BASE + "train: {stage: gan}"))
+    assert load_config(write(tmp_path, BASE + "train: {stage: gan}\nlosses: {perceptual_weight: 0}"))

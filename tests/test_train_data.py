@@ -35,7 +35,7 @@ def test_folders_are_searched_recursively_and_empty_or_missing_ones_are_errors(t
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no images"):
         gather_sources(DataOptions(hr_folders=[str(tmp_path / "empty")]))
-    with pytest.raises(DataError, match="missing: training image folder does not exist"):
+    with pytest.raises(DataError, match="missing: folder does not exist"):
         gather_sources(DataOptions(hr_folders=[str(tmp_path / "missing")]))
 
 

@@ -101,11 +101,14 @@ def test_gan_stage_from_official_generator_and_real_esrgan_discriminator(tmp_pat
 
 
 def test_gan_stage_without_vgg_weights_is_a_clear_error(tmp_path):
+    from realciao.train.config import ConfigError
     from realciao.train.losses import WeightsMissingError
 
     path = options_file(tmp_path, train={"stage": "gan"}, losses={"vgg_weights": str(tmp_path / "vgg19.pth")})
+    with pytest.raises(ConfigError, match=r"options.yml: losses.vgg_weights: .*vgg19.pth: no such file"):
+        load_config(path)  # at load, before any work
     with pytest.raises(WeightsMissingError, match="vgg19.pth: file not found"):
-        Trainer(load_config(path))
+        Trainer(load_config(path, check_files=False))  # the trainer's own check, for options made in code
 
 
 def test_non_finite_losses_stop_with_a_clear_message(tmp_path, capsys):

@@ -244,9 +244,42 @@ def test_a_bad_scale_is_one_usage_error_before_any_image(tmp_path, model_file, c
 def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path, model_file, capsys):
     Image.fromarray(photo()).save(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file")
-    with pytest.raises(SystemExit) as exit_code:
-        run(model_file, "-i", tmp_path / "a.png", "-o", tmp_path / "taken")
-    assert exit_code.value.code == 2 and "is a file" in capsys.readouterr().err
+    assert run(model_file, "-i", tmp_path / "a.png", "-o", tmp_path / "taken") == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_an_output_under_a_file_is_a_usage_error_before_the_model_is_read(tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    assert run(str(tmp_path / "no_model.safetensors"), "-i", tmp_path / "a.png", "-o", tmp_path / "taken" / "sub") == 2
+    err = capsys.readouterr().err
+    assert "taken is a file, so no folder can be made under it" in err and "no_model" not in err
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "upscaled").write_text("where the default output folder would go")
+    assert main(["--model", "no_model.safetensors", "-i", "a.png"]) == 2
+    assert "-o upscaled: is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_model_folder_is_named_as_a_folder(tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    (tmp_path / "experiment").mkdir()
+    assert run(str(tmp_path / "experiment"), "-i", tmp_path / "a.png", "-o", tmp_path / "out") == 2
+    assert f"{tmp_path / 'experiment'}: is a folder; give the checkpoint file in it" in capsys.readouterr().err
+
+
+def test_a_peer_model_is_pointed_to_realciao_eval(tmp_path, capsys):
+    from tests.test_peers import write_tiny_peers
+
+    write_tiny_peers(tmp_path)
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    assert run(str(tmp_path / "rrdb_x2.safetensors"), "-i", tmp_path / "a.png", "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{tmp_path / 'rrdb_x2.safetensors'}: not a CiaoSR generator (spandrel loads it as ESRGAN); "
+                        "realciao-upscale runs CiaoSR generators, realciao-eval runs such models "
+                        f"(realciao-eval --real PHOTOS --model {tmp_path / 'rrdb_x2.safetensors'} -o OUTDIR)")
+    (tmp_path / "junk.safetensors").write_bytes(b"not weights")  # neither: the loader's own message
+    assert run(str(tmp_path / "junk.safetensors"), "-i", tmp_path / "a.png", "-o", tmp_path / "out") == 2
+    assert "realciao-eval" not in capsys.readouterr().err
 
 
 def test_same_names_in_two_folders_keep_their_folders(tmp_path, model_file, capsys):

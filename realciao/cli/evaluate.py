@@ -4,7 +4,8 @@ paired benchmarks (PSNR/SSIM in the SR literature's protocol), with a visual rep
     realciao-eval --protocol realworld --real ../shared/data/RealSRSet --weights-dir ../shared/data/iqa_params \\
         --model net_g.safetensors --label Real-ESRGAN=RealESRGAN_x4plus.pth -o eval_realworld
     realciao-eval --model net_g.safetensors --paired ../shared/data/Set5/HR --scale 2 --scale 3 --scale 4 -o eval_out
-    accelerate launch --num_processes 4 -m realciao.cli.evaluate ...   # several processes share the images
+    accelerate launch -q --num_processes 4 --num_machines 1 --mixed_precision no --dynamo_backend no \\
+        -m realciao.cli.evaluate ...   # several processes share the images
 
 Outputs in OUTDIR: per_image.csv, means.csv, results.json, results.md, report.html, overview.png
 (+ plots/, crops/).
@@ -16,23 +17,29 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from realciao.cli import exit_process, fail
-from realciao.devices import AUTO, PRECISIONS, configure_threads
+from realciao.cli import DefaultsHelpFormatter, bad_output, exit_process, fail
 from realciao.errors import RealciaoError
-from realciao.evaluation import EvaluationSettings, RunSettings, run_evaluation
-from realciao.evaluation.protocols import PROTOCOLS
-from realciao.metrics import iqa
+
+if TYPE_CHECKING:
+    from realciao.evaluation import EvaluationSettings
+
+# the modules that import torch (seconds) are imported where used, after the output check
 
 PROG = "realciao-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from realciao.devices import AUTO, PRECISIONS
+    from realciao.evaluation.protocols import PROTOCOLS
+    from realciao.metrics import iqa
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Evaluate super-resolution models against bicubic: no-reference metrics (NIQE, BRISQUE, "
         "PIQE, any pyiqa metric) on real photos, PSNR/SSIM (and LPIPS) on paired benchmarks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                         help="a named protocol's defaults; realworld: " + PROTOCOLS["realworld"].about
@@ -67,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps")
     parser.add_argument("--tile", type=int, default=None, help="LR tile size (default: from free memory; 0: whole "
                         "image); a peer tiles each pass's input, and runs it whole where it fits")
-    parser.add_argument("--tile-margin", type=int, default=None)
+    parser.add_argument("--tile-margin", type=int, default=None, help="LR pixels of context around each tile "
+                        "(default: a CiaoSR model's encoder reach, at most 48, or 16 with the non-local branch or SwinIR; "
+                        "a peer's receptive radius when at most 48, else 32)")
     parser.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
                         help="auto: the faster of fp32 and the reduced precisions the device runs, timed once on the "
                         "first model at the first scale and cached; a peer that spandrel marks as unable to run in "
@@ -91,6 +100,11 @@ def split_metrics(text: str) -> list[str]:
 
 
 def settings_from(args) -> EvaluationSettings:
+    from realciao.devices import configure_threads
+    from realciao.evaluation import EvaluationSettings, RunSettings
+    from realciao.evaluation.protocols import PROTOCOLS
+    from realciao.metrics import iqa
+
     if args.output is None:
         raise _usage("give an output folder with -o OUTDIR")
     for name in ("tile", "tile_margin", "threads"):
@@ -144,6 +158,12 @@ def _usage(message: str) -> UsageError:
 
 
 def main(argv: list[str] | None = None) -> int:
+    problem = bad_output(argv, {("-o", "--output"): True})  # before torch loads
+    if problem:
+        return fail(PROG, problem)
+    from realciao.evaluation import run_evaluation
+    from realciao.metrics import iqa
+
     args = build_parser().parse_args(argv)
     notes: list[str] = []
 

@@ -5,8 +5,11 @@
 
 Writes the recipe (a file ``load_recipe`` and training options accept, with a comment
 header saying what it was fitted to and how well) and a report folder (``index.html`` and
-PNGs; default: beside the recipe, ``NAME_report/``). Exit codes: 0 written, 2 bad usage or
-input (one line).
+PNGs; default: beside the recipe, ``NAME_report/``). The recipe records the scale it was
+fitted for (``fitted_scale``; training at scales that leave it out warns). A fit that does
+not bring the distance below the base recipe's writes nothing unless ``--force``.
+Exit codes: 0 written, 1 the fit did not improve on the base (nothing written), 2 bad usage
+or input (one line, before any work).
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from realciao.cli import exit_process, fail
+from realciao.cli import bad_output, exit_process, fail
 from realciao.errors import RealciaoError
+from realciao.files import output_problem
 
 PROG = "realciao-fit-recipe"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from realciao.fitting.fit import DEFAULT_BUDGET, DEFAULT_SCALE
+    from realciao.fitting.fit import DEFAULT_BUDGET, DEFAULT_SCALE, FINALISTS, planned_evaluations
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -40,15 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hr", default=None, help="folder of clean HR images to synthesise from "
                         "(default: the built-in photos, no download)")
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
-                        help=f"the training scale the recipe is for (default {DEFAULT_SCALE:g})")
+                        help=f"the training scale the recipe is for, recorded in it as fitted_scale: one inside "
+                        f"your training's data.scale_min..scale_max (default {DEFAULT_SCALE:g})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the crops, the draws and the optimiser (default 0)")
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                        help=f"candidate recipes the optimiser evaluates (default {DEFAULT_BUDGET}); a few more "
-                        "follow, to choose among the best and to widen ranges the photos cannot pin down")
+                        help=f"candidate recipes the optimiser's search evaluates (default {DEFAULT_BUDGET}). "
+                        f"Choosing among the best and widening ranges the photos cannot pin down then evaluate at "
+                        f"most {FINALISTS + 2} + 2 x (ranges of the base) more ({planned_evaluations('realesrgan', 0)} for "
+                        "realesrgan); the progress "
+                        "bar counts both")
     parser.add_argument("--report", type=Path, default=None, help="report folder (default: OUTPUT_STEM_report "
                         "beside the recipe)")
     parser.add_argument("--name", default=None, help="the recipe's name (default: the output file's stem)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing recipe file")
+    parser.add_argument("--force", action="store_true", help="write the recipe even when its distance to the "
+                        "photos is not lower than the base recipe's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -56,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
     if args.output.suffix.lower() not in (".yml", ".yaml"):
         parser.error(f"-o {args.output}: the recipe file must end in .yml")
-    if args.output.is_dir():
-        parser.error(f"-o {args.output}: is a folder; give the recipe file to write")
+    if args.report is None:  # beside the recipe; an explicit one is checked in main
+        args.report = args.output.with_name(f"{args.output.stem}_report")
+        problem = output_problem(args.report, folder=True)
+        if problem:
+            parser.error(f"--report {args.report} (the default): {problem}")
     if args.output.exists() and not args.overwrite:
         parser.error(f"-o {args.output}: exists; pass --overwrite to replace it")
     if args.budget < 1:
@@ -67,11 +80,15 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit code 0: recipe and report written; 2: bad usage or input."""
+    """Exit code 0: recipe and report written; 1: the fit did not improve on the base (nothing
+    written); 2: bad usage or input."""
+    problem = bad_output(argv, {("-o", "--output"): False, ("--report",): True})  # before torch loads
+    if problem:
+        return fail(PROG, problem)
     from tqdm import tqdm
 
     from realciao.degradations import load_recipe
-    from realciao.fitting.fit import FitSettings, fit_recipe, write_recipe
+    from realciao.fitting.fit import FitSettings, fit_recipe, planned_evaluations, write_recipe
     from realciao.fitting.report import write_report
     from realciao.fitting.samples import measure_photos
 
@@ -91,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(done - bar.n)
 
             photos = measure_photos(args.input, on_photo=on_photo, echo=echo)
-        with tqdm(total=args.budget, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
+        total = planned_evaluations(base, args.budget)
+        with tqdm(total=total, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
 
             def on_trial(done: int, total: int, score: float, best: float) -> None:
                 bar.total = total
@@ -100,15 +118,20 @@ def main(argv: list[str] | None = None) -> int:
 
             result = fit_recipe(photos, base, args.hr, FitSettings(scale=args.scale, seed=args.seed, budget=args.budget),
                                 name=args.name or args.output.stem, on_trial=on_trial)
+        for note in result.notes[len(photos.notes):]:
+            echo(f"note: {note}")
+        distances = f"distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}"
+        if not (result.improved or args.force):
+            print(f"{PROG}: the fitted recipe is no closer to the photos than {base.name} ({distances}); nothing "
+                  f"written. Try a larger --budget, another --base, or pass --force to write it anyway",
+                  file=sys.stderr)
+            return 1
         path = write_recipe(result, args.output)
-        report = write_report(result, args.report or args.output.with_name(f"{args.output.stem}_report"), path)
+        report = write_report(result, args.report, path)
     except RealciaoError as error:
         return fail(PROG, error)
-    for note in result.notes[len(photos.notes):]:
-        echo(f"note: {note}")
-    print(f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches): distance "
-          f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}; wrote {path} and {report} "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches) for x{args.scale:g}: {distances}; "
+          f"wrote {path} and {report} in {time.perf_counter() - start:.0f} s")
     return 0
 
 

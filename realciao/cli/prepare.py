@@ -22,6 +22,7 @@ from pathlib import Path
 
 from realciao.cli import exit_process, fail
 from realciao.errors import RealciaoError
+from realciao.files import output_problem
 
 PROG = "realciao-prepare"
 
@@ -100,7 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# each subcommand's outputs: (option, attribute, whether a folder), checked before any work
+OUTPUTS = {
+    "subimages": [("-o", "output", True)],
+    "multiscale": [("-o", "output", True)],
+    "lmdb": [("-o", "output", True), ("--lr-output", "lr_output", True)],
+    "meta-info": [("-o", "output", False)],
+    "check": [("--report", "report", False), ("--html", "html", True)],
+}
+
+
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    for option, name, folder in OUTPUTS[args.command]:
+        path = getattr(args, name)
+        problem = output_problem(path, folder) if path else None
+        if problem:
+            parser.error(f"{option} {path}: {problem}")
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.overwrite and args.resume:

@@ -1,11 +1,13 @@
 """``train_realciao.py``: train a real-world CiaoSR model.
 
-    accelerate launch train_realciao.py -opt options/quickstart.yml
-    accelerate launch train_realciao.py -opt options/train_realciaonet_edsr.yml --set data.batch_size=8
-    accelerate launch train_realciao.py -opt options/train_realciaonet_edsr.yml --auto-resume
+    python train_realciao.py -opt options/quickstart.yml
+    python train_realciao.py -opt options/train_realciaonet_edsr.yml --set data.batch_size=8 --auto-resume
+    accelerate launch -q --multi_gpu --num_processes 8 --num_machines 1 --mixed_precision no \\
+        --dynamo_backend no train_realciao.py -opt options/train_realciaonet_edsr.yml
 
-Plain ``python train_realciao.py ...`` also works on one process. Bad options, data or
-checkpoints stop the run before it starts, in one line naming the file and key (exit 2).
+Bad options, data or checkpoints, and every file or folder the options name, stop the run
+before it starts, in one line naming the file and key (exit 2; under ``accelerate launch -q``
+the line is the same and the launcher exits 1).
 """
 
 from __future__ import annotations

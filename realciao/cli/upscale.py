@@ -16,19 +16,21 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from realciao.allocator import keep_freed_memory
-from realciao.autoprecision import decide_precision
-from realciao.checkpoint import load_generator
-from realciao.cli import exit_process, fail
-from realciao.devices import AUTO, PRECISIONS, ThreadGovernor, choose_device, configure_threads
+from realciao.cli import bad_output, exit_process, fail
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
-from realciao.inference import inference_probe
-from realciao.upscaling import OutputSize, SizeError, estimate_work, upscale_array
+
+if TYPE_CHECKING:
+    from realciao.checkpoint import CheckpointError
+    from realciao.upscaling import OutputSize
+
+# the modules that import torch (seconds) are imported where used, after the output check
 
 PROG = "realciao-upscale"
 DEFAULT_MAX_MEGAPIXELS = 200.0
+DEFAULT_OUTPUT = "upscaled"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -43,13 +45,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from realciao.devices import AUTO, PRECISIONS
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Upscale photos with a CiaoSR generator to any scale or size, tile by tile in bounded memory. "
         "Real-ESRGAN's flags (--outscale, -t, --tile_pad, --fp32, -g) are accepted too.",
     )
     parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, help="image files, folders or globs")
-    parser.add_argument("-o", "--output", default="upscaled", help="output folder (default: upscaled)")
+    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--recursive", action="store_true", help="also read images in subfolders of input folders")
     parser.add_argument("--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint")
     parser.add_argument("--allow-pickle", action="store_true",
@@ -177,6 +181,8 @@ class Summary:
 
 def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, tile_bar) -> None:
     """Read, upscale and write one image; failures are recorded, not raised."""
+    from realciao.upscaling import upscale_array
+
     try:
         picture = read_image(job.source)
         ext = output_extension(args.ext, picture.meta)
@@ -208,6 +214,8 @@ def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, 
 
 
 def check_size_limit(source: Path, size: tuple[int, int], max_megapixels: float, model) -> None:
+    from realciao.upscaling import SizeError, estimate_work
+
     megapixels = size[0] * size[1] / 1e6
     if max_megapixels and megapixels > max_megapixels:
         raise SizeError(f"{source}: the output would be {size[1]}x{size[0]} ({megapixels:,.0f} megapixels; "
@@ -249,7 +257,11 @@ def make_tile_bar(enabled: bool, each_tile=lambda: None):
 
 
 def check_arguments(parser: argparse.ArgumentParser, args) -> OutputSize:
-    """Every argument checked once, before any model or image is read."""
+    """Every argument checked once, before any model or image is read (the output folder before
+    this, in ``main``)."""
+    from realciao.devices import AUTO
+    from realciao.upscaling import OutputSize, SizeError
+
     if args.tile is not None and args.tile < 0:
         parser.error("--tile must be >= 0")
     if args.tile_margin is not None and args.tile_margin < 0:
@@ -268,9 +280,6 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> OutputSize:
             parser.error(f"-g/--gpu-id {args.gpu_id} and --device {args.device} contradict each other")
         args.device = f"cuda:{args.gpu_id}"
     args.device = args.device or "auto"
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        parser.error(f"-o {output}: is a file; give a folder for the outputs")
     has_size = args.size is not None or args.width is not None or args.height is not None
     if args.scale is None and not has_size:
         args.scale = 2.0
@@ -284,6 +293,15 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> OutputSize:
 def main(argv: list[str] | None = None) -> int:
     """Exit code 0: every image written or already there; 1: some image failed; 2: bad usage."""
     from tqdm import tqdm
+
+    problem = bad_output(argv, {("-o", "--output"): True}, {"-o": DEFAULT_OUTPUT})  # before torch loads
+    if problem:
+        return fail(PROG, f"{problem}; give a folder for the outputs")
+    from realciao.allocator import keep_freed_memory
+    from realciao.autoprecision import decide_precision
+    from realciao.checkpoint import CheckpointError, load_generator
+    from realciao.devices import AUTO, ThreadGovernor, choose_device, configure_threads
+    from realciao.inference import inference_probe
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -300,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         decision = decide_precision(args.precision, device, probe,
                                     echo=lambda text: print(f"warning: {text}", file=sys.stderr))
         args.precision = decision.precision
+    except CheckpointError as error:
+        return fail(PROG, not_ciaosr_hint(args.model, error))
     except RealciaoError as error:
         return fail(PROG, error)
     print(f"{PROG}: {device.type}, {decision.describe()}, {threads.count} thread(s) ({threads.reason})",
@@ -324,6 +344,21 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     print_summary(summary, len(unmatched))
     return 1 if summary.failed or unmatched else 0
+
+
+def not_ciaosr_hint(path: str, error: CheckpointError) -> str:
+    """The loader's message, and for a model spandrel runs (Real-ESRGAN, SwinIR...) the command that runs it."""
+    from realciao.checkpoint import PickleRefused
+
+    if isinstance(error, PickleRefused) or not Path(path).is_file():
+        return str(error)
+    from realciao.peers import peer_architecture
+
+    architecture = peer_architecture(path)
+    if architecture is None:
+        return str(error)
+    return (f"{path}: not a CiaoSR generator (spandrel loads it as {architecture}); realciao-upscale runs CiaoSR generators, "
+            f"realciao-eval runs such models (realciao-eval --real PHOTOS --model {path} -o OUTDIR)")
 
 
 def print_summary(summary: Summary, unmatched: int) -> None:

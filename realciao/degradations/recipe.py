@@ -160,6 +160,8 @@ def recipe_to_data(recipe: Recipe) -> dict:
     data: dict[str, Any] = {"name": recipe.name}
     if recipe.description:
         data["description"] = recipe.description
+    if recipe.fitted_scale is not None:
+        data["fitted_scale"] = recipe.fitted_scale
     if recipe.gt_sharpening is not None:
         data["gt_sharpening"] = _fields(recipe.gt_sharpening)
         data["degrade_sharpened_gt"] = recipe.degrade_sharpened_gt

@@ -404,6 +404,10 @@ class Recipe(Spec):
     name: Optional[str] = None
     """Default: the file's stem."""
     description: str = ""
+    fitted_scale: Optional[Annotated[float, Field(ge=1)]] = None
+    """The training scale (GT size / LR size) realciao-fit-recipe fitted the ranges for; training
+    whose scale range leaves it out is warned (a recipe's blur and noise mean something else at
+    another scale)."""
     gt_sharpening: Optional[SharpenOp] = None
     """USM applied to the GT: the sharpened GT is the target of the pixel and perceptual losses (Real-ESRGAN)."""
     degrade_sharpened_gt: bool = False

@@ -123,6 +123,8 @@ def load_model(path: str, allow_pickle: bool, device):
     from realciao.peers import PeerError, is_torchscript, load_peer
 
     file = Path(path)
+    if file.is_dir():
+        raise ModelFileError(f"{file}: is a folder; give the model file in it (e.g. net_g_ema.safetensors)")
     if not file.is_file():
         raise ModelFileError(f"{file}: no such model file")
     unsupported = f"{file}: not a supported super-resolution model"

@@ -201,6 +201,30 @@ def measure_metric(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[
 
 
 @dataclass
+class Progress:
+    """Images done of this process's share of the run, for the time left on each progress line."""
+
+    total: int
+    done: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def step(self) -> str:
+        """Count one image; the elapsed time and an estimate of the time left."""
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        return f"{duration_text(elapsed)} elapsed, about {duration_text(left)} left"
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
 class Task:
     """One (folder, scale) of a run, and what every image of it shares."""
 
@@ -212,6 +236,7 @@ class Task:
     results: Results
     crop_dir: Path
     echo: object
+    progress: Progress
     recipe: object = None  # the degradation recipe of a degraded paired benchmark
     governor: object = None  # realciao.devices.ThreadGovernor: fewer threads while other processes hold cores
 
@@ -284,7 +309,7 @@ def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Sh
                 measure_metric(metric, sr, row, notes)
 
         score_methods(task, lr, size, measure, path.stem, index, "real", entry)
-        task.echo(f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name}")
+        task.echo(f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})")
 
 
 def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metrics: list[iqa.Metric],
@@ -348,7 +373,7 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
                 measure_metric(metric, sr, row, notes, hr)
 
         score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry)
-        task.echo(f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name}")
+        task.echo(f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,6 +455,15 @@ def peer_probe(method: PeerMethod):
     return PrecisionProbe(f"peer {peer.name} x{peer.scale}, model {model_digest(peer.descriptor.model)}, 32x32", run)
 
 
+def share_of_images(folders: list[tuple[Path, Path | None, str]], settings: EvaluationSettings, shard: Shard) -> int:
+    """Images this process evaluates, over every folder and scale."""
+    count = 0
+    for folder, _, kind in folders:
+        files = len(image_files(folder, "--real" if kind == "real" else "--paired")[: settings.max_images or None])
+        count += sum(shard.mine(index) for index in range(files))
+    return count * len(settings.scales)
+
+
 def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     """Evaluate every method on every folder and scale; the first process writes OUTDIR."""
     from dataclasses import replace
@@ -445,7 +479,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
     if device.type == "cpu":
         keep_freed_memory()  # the same chunk buffers every image: no page faults on them, see allocator.py
-    methods = load_methods(settings.models, settings.allow_pickle, device)
+    methods = load_methods(settings.models, settings.allow_pickle, device)  # an unusable model: before any weights
     asked = settings.run.precision
     probe = precision_probe(methods, settings.scales[0]) if asked == AUTO else None
     decision = decide_precision(asked, device, probe, echo=lambda text: echo(f"warning: {text}"))
@@ -463,6 +497,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     folders = [(folder, None, "real") for folder in settings.real]
     folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
                 for i, folder in enumerate(settings.paired)]
+    progress = Progress(share_of_images(folders, settings, shard))
     index = 0
     governor = ThreadGovernor(settings.threads, echo) if settings.threads is not None and shard.world == 1 else None
     with torch.no_grad():
@@ -471,7 +506,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
             if kind == "paired" and recipe is not None:
                 dataset = f"{dataset}-{recipe.name}"
             for scale in settings.scales:
-                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo,
+                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo, progress,
                             recipe if kind == "paired" else None, governor)
                 if kind == "real":
                     evaluate_real(task, folder, nr_metrics, shard)

@@ -53,8 +53,14 @@ WIDEN_TOLERANCE = 0.05  # relative increase of the distance the extra margins ma
 
 
 def extra_evaluations(space: SearchSpace) -> int:
-    """Evaluations after the search, at most (``_select_and_widen``)."""
+    """Evaluations after the search, at most (``_select_and_widen``): the finalists again on
+    check crops, the margined recipe on both crop sets, and each range widened on both."""
     return FINALISTS + 2 + 2 * len(space.ranges())
+
+
+def planned_evaluations(base: Recipe | str | Path, budget: int) -> int:
+    """The most candidate evaluations a fit of ``base`` with ``budget`` makes in all."""
+    return budget + extra_evaluations(SearchSpace(_as_recipe(base)))
 
 
 @dataclass(frozen=True)
@@ -76,13 +82,19 @@ class FitResult:
     fitted_distance: Distance
     base_set: MeasuredSet
     fitted_set: MeasuredSet
-    history: list[float]  # each candidate's distance, in the order evaluated (0: the base)
+    history: list[float]  # each search candidate's distance, in the order evaluated (0: the base)
     settings: FitSettings
     hr_label: str
     notes: list[str] = field(default_factory=list)
     selected_distance: float = math.nan  # the selected candidate's in the search, before widening
     widened: dict[str, float] = field(default_factory=dict)  # range -> margin (fraction of its bounds)
     check_distance: float = math.nan  # the written recipe's on the check crops (other crops and draws)
+    evaluations: int = 0  # candidate evaluations in all: the search's and the final choice's
+
+    @property
+    def improved(self) -> bool:
+        """Whether the fitted recipe is closer to the photos than the base (worth writing)."""
+        return self.fitted_distance.total < self.base_distance.total
 
 
 def make_sampler(settings: FitSettings):
@@ -192,13 +204,14 @@ def fit_recipe(
     label = name or f"{base.name}_fitted"
     description = (f"{base.name} with its ranges fitted by realciao-fit-recipe to {photos.photos} photos "
                    f"in {photos.folder} (x{settings.scale:g})")
-    fitted = space.recipe(choice.values, name=label, description=description)
+    fitted = space.recipe(choice.values, name=label, description=description).model_copy(
+        update={"fitted_scale": settings.scale})
     base_distance, base_set = evaluate(base)
     fitted_distance, fitted_set = evaluate(fitted)
     notes = list(photos.notes) + list(ref.notes) + list(pool.notes)
     return FitResult(fitted, base, photos, ref, base_distance, fitted_distance, base_set, fitted_set,
                      [t[0] for t in tried], settings, pool.label, notes, choice.search, choice.widened,
-                     choice.check)
+                     choice.check, len(tried) + choice.evaluations)
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,7 @@ class _Choice:
     search: float  # the selected candidate's distance in the search, before widening
     widened: dict[str, float]
     check: float  # the written recipe's distance on the check crops
+    evaluations: int  # candidate evaluations made to choose and widen
 
 
 def _select_and_widen(space: SearchSpace, tried: list[tuple[float, dict]], plan: SynthesisPlan,
@@ -252,7 +266,7 @@ def _select_and_widen(space: SearchSpace, tried: list[tuple[float, dict]], plan:
         if sum(distances) / 2 <= limit:
             values, check_distance = candidate, distances[1]
             widened[quantity] = MARGIN + EXTRA_MARGIN
-    return _Choice(values, search, widened, check_distance)
+    return _Choice(values, search, widened, check_distance, done)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -268,8 +282,8 @@ def recipe_header(result: FitResult) -> str:
         f"Fitted by realciao-fit-recipe from base recipe {result.base.name!r}.",
         f"Photos: {result.photos.folder} ({result.photos.photos} photos, {len(result.photos)} patches of "
         f"{result.photos.patch} px).",
-        f"Synthesised from: {result.hr_label}; x{settings.scale:g}; {settings.samples} LR patches; "
-        f"seed {settings.seed}; {settings.budget} candidates evaluated.",
+        f"Synthesised from: {result.hr_label}; for training at x{settings.scale:g} (fitted_scale); {settings.samples} LR patches; "
+        f"seed {settings.seed}; {settings.budget} candidates searched, {result.evaluations} evaluated in all.",
         "",
         "Measured on the photos:",
     ]

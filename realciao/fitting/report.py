@@ -136,7 +136,8 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
         f"<p>{result.photos.photos} photos ({len(result.photos)} patches of {side} px) from "
         f"<code>{html.escape(result.photos.folder)}</code>; base recipe <b>{html.escape(result.base.name)}</b>; "
         f"synthesised from {html.escape(result.hr_label)} at x{settings.scale:g} ({settings.samples} patches, "
-        f"seed {settings.seed}); {settings.budget} candidates.{recipe_line}</p>",
+        f"seed {settings.seed}); {settings.budget} candidates searched, {result.evaluations} evaluated in all."
+        f"{recipe_line}</p>",
         f"<p>Distance to the photos: base <b>{result.base_distance.total:.3f}</b>, fitted "
         f"<b>{result.fitted_distance.total:.3f}</b>; on check crops (other HR crops and draws) "
         f"{result.check_distance:.3f}. The selected candidate scored {result.selected_distance:.3f} in the search; "

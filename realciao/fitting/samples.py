@@ -136,7 +136,8 @@ def measure_photos(
         echo and echo(note)
     rows: list[dict[str, float]] = []
     sources: list[str] = []
-    kept: list[np.ndarray] = []
+    kept: list[list[np.ndarray]] = []  # per photo, for the report
+    per_photo = -(-keep_patches // max(1, len(files)))  # enough to fill the report's rows with few photos
     photos = 0
     for index, path in enumerate(files):
         try:
@@ -164,14 +165,29 @@ def measure_photos(
         for crop in crops:
             rows.append(measure_image(crop, tables))
             sources.append(str(path))
-        if len(kept) < keep_patches and crops[len(crops) // 2].shape[:2] == (patch, patch):
-            kept.append(as_uint8(crops[len(crops) // 2]))  # one patch per photo, for the report
+        kept.append(report_patches(crops, patch, per_photo))
     label = describe_inputs(inputs)
     if not rows:
         skipped = [note.removeprefix("skipped ") for note in notes if note.startswith("skipped")]
         raise FitError(f"no photo could be read from {label}: {len(files)} file(s) skipped ({skipped[0]}"
                        f"{f'; and {len(skipped) - 1} more' if len(skipped) > 1 else ''})")
-    return PhotoSet(_stack(rows), sources, kept, notes, folder=label, photos=photos, patch=patch)
+    return PhotoSet(_stack(rows), sources, interleave(kept)[:keep_patches], notes, folder=label, photos=photos,
+                    patch=patch)
+
+
+def report_patches(crops: list[np.ndarray], patch: int, count: int) -> list[np.ndarray]:
+    """Up to ``count`` whole ``patch``-sized crops of one photo, as uint8, nearest the middle first."""
+    whole = [crop for crop in crops if crop.shape[:2] == (patch, patch)]
+    middle = (len(whole) - 1) / 2
+    order = sorted(range(len(whole)), key=lambda i: abs(i - middle))
+    return [as_uint8(whole[i]) for i in order[:count]]
+
+
+def interleave(groups: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """The first item of every group, then the second of every group...: every photo shows
+    before any shows twice."""
+    longest = max((len(group) for group in groups), default=0)
+    return [group[i] for i in range(longest) for group in groups if i < len(group)]
 
 
 def describe_inputs(inputs: Sequence[str | Path]) -> str:

@@ -10,6 +10,7 @@ generated from these models (``write_schema``) for editors.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -347,8 +348,71 @@ def check_augment(config: TrainConfig, file: str) -> None:
         raise ConfigError(file, key, error.detail) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """The options file at ``path`` with ``--set`` overrides, fully checked."""
+def _file_problem(path: str) -> str | None:
+    if Path(path).is_dir():
+        return "is a folder, not a file"
+    return None if Path(path).is_file() else "no such file"
+
+
+def _folder_problem(path: str) -> str | None:
+    return None if Path(path).is_dir() else ("is a file, not a folder" if Path(path).exists() else
+                                             "folder does not exist")
+
+
+def named_paths(config: TrainConfig) -> list[tuple[str, str, Callable[[str], str | None]]]:
+    """(key, path, check) for every file and folder the run will read: the check says what is
+    wrong with the path, or None."""
+    from realciao.imageio import image_folder_problem
+    from realciao.train.data import lmdb_problem
+
+    d, v, stage_gan = config.data, config.validation, config.train.stage == "gan"
+    # with meta_info, the first HR folder is the root of the listed paths: it need only exist
+    hr_check = _folder_problem if d.meta_info else image_folder_problem
+    paths = [(f"data.hr_folders[{i}]", folder, hr_check) for i, folder in enumerate(d.hr_folders)]
+    paths += [("data.meta_info", d.meta_info, _file_problem), ("data.lmdb", d.lmdb, lmdb_problem),
+              ("generator.pretrained", config.generator.pretrained, _file_problem),
+              ("validation.hr_folder", v.hr_folder, image_folder_problem),
+              ("validation.real_lr_folder", v.real_lr_folder, image_folder_problem)]
+    if d.paired_probability > 0:
+        paths += [("data.paired_lr_folder", d.paired_lr_folder, image_folder_problem),
+                  ("data.paired_hr_folder", d.paired_hr_folder, image_folder_problem)]
+    if v.real_lr_folder:
+        paths.append(("validation.niqe_params", v.niqe_params, _file_problem))
+    if stage_gan:
+        paths.append(("discriminator.pretrained", config.discriminator.pretrained, _file_problem))
+        if config.losses.perceptual_weight > 0:
+            paths.append(("losses.vgg_weights", config.losses.vgg_weights, _file_problem))
+    return [(key, path, check) for key, path, check in paths if path]
+
+
+def check_paths(config: TrainConfig, file: str) -> None:
+    """Every file and folder the options name, before any work: a run that trains for hours must
+    not stop at its first validation for a folder that was never there."""
+    from realciao.files import output_problem
+
+    for key, path, check in named_paths(config):
+        problem = check(path)
+        if problem:
+            raise ConfigError(file, key, f"{path}: {problem}")
+    check_vgg_cache(config, file)
+    problem = output_problem(config.experiment_dir, folder=True)
+    if problem:
+        raise ConfigError(file, "output_dir", f"{config.experiment_dir}: {problem}")
+
+
+def check_vgg_cache(config: TrainConfig, file: str) -> None:
+    """Without ``losses.vgg_weights``, the GAN stage's perceptual loss reads torchvision's cache,
+    or downloads into it when online; offline, a missing file is known now."""
+    from realciao.train.losses import missing_vgg_message, online_allowed, torchvision_cache_path
+
+    needed = config.train.stage == "gan" and config.losses.perceptual_weight > 0 and not config.losses.vgg_weights
+    if needed and not online_allowed() and not torchvision_cache_path().is_file():
+        raise ConfigError(file, "losses.vgg_weights", missing_vgg_message(torchvision_cache_path(), "file not found"))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> TrainConfig:
+    """The options file at ``path`` with ``--set`` overrides, fully checked; ``check_files``:
+    also every file and folder it names (off for reading an options file on another machine)."""
     file = str(path)
     try:
         data = apply_overrides(read_yaml(path, "options file"), overrides or [], file)
@@ -358,6 +422,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     check_generator(config, file)
     check_recipe(config, file)
     check_augment(config, file)
+    if check_files:
+        check_paths(config, file)
     return config
 
 

@@ -24,7 +24,14 @@ import torch
 from torch.utils.data import Dataset
 
 from realciao.errors import RealciaoError
-from realciao.imageio import READ_SUFFIXES, decode_image, list_images, read_rgb, to_float_rgb, upright_size
+from realciao.imageio import (
+    decode_image,
+    image_folder_problem,
+    list_images,
+    read_rgb,
+    to_float_rgb,
+    upright_size,
+)
 from realciao.train.augment import apply_pipeline, build_pipeline
 from realciao.train.config import DataOptions
 
@@ -57,12 +64,10 @@ class ImageSource:
 
 
 def list_image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: training image folder does not exist")
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"{folder}: no images ({', '.join(sorted(READ_SUFFIXES))}) found, searched recursively")
-    return files
+    problem = image_folder_problem(folder)
+    if problem:
+        raise DataError(f"{folder}: {problem}")
+    return list_images(folder)
 
 
 def meta_info_files(meta_info: Path, root: Path) -> list[Path]:
@@ -74,11 +79,19 @@ def meta_info_files(meta_info: Path, root: Path) -> list[Path]:
     return files
 
 
+def lmdb_problem(folder: str | Path) -> str | None:
+    folder = Path(folder)
+    if not (folder / "data.mdb").is_file() or not (folder / "meta_info.txt").is_file():
+        return "not a BasicSR LMDB folder (needs data.mdb and meta_info.txt)"
+    return None
+
+
 def lmdb_sources(folder: Path) -> list[ImageSource]:
     """BasicSR-style LMDB: ``data.mdb`` plus ``meta_info.txt`` lines ``key (h,w,c) compression``."""
+    problem = lmdb_problem(folder)
+    if problem:
+        raise DataError(f"{folder}: {problem}")
     meta = folder / "meta_info.txt"
-    if not (folder / "data.mdb").is_file() or not meta.is_file():
-        raise DataError(f"{folder}: not a BasicSR LMDB folder (needs data.mdb and meta_info.txt)")
     # BasicSR writes "KEY.png (h,w,c) level": the key is the name without its .png
     keys = [line.split()[0].removesuffix(".png") for line in meta.read_text().splitlines() if line.strip()]
     if not keys:

@@ -34,11 +34,12 @@ from realciao.autoprecision import PrecisionProbe, decide_precision, model_diges
 from realciao.checkpoint import load_generator, read_state, save_generator
 from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
+from realciao.degradations.specs import Recipe
 from realciao.devices import AUTO, PRECISIONS, autocast, configure_threads, cpu_model
 from realciao.errors import RealciaoError
 from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
-from realciao.train.config import TrainConfig
+from realciao.train.config import DataOptions, TrainConfig
 from realciao.train.data import (
     CropDataset,
     PlannedBatches,
@@ -147,6 +148,18 @@ def augment_digest(augment: dict | str | None) -> str | None:
     return hashlib.sha256(Path(augment).read_bytes()).hexdigest()[:16] if isinstance(augment, str) else None
 
 
+def scale_mismatch(recipe: Recipe, data: DataOptions) -> str | None:
+    """Why a fitted recipe does not suit the training scales (its ranges were fitted for one
+    scale: blur and noise mean something else at another), or None."""
+    fitted = recipe.fitted_scale
+    if fitted is None or data.scale_min <= fitted <= data.scale_max:
+        return None
+    middle = (data.scale_min + data.scale_max) / 2
+    return (f"data.recipe {data.recipe} was fitted for x{fitted:g} (its fitted_scale), outside the training scales "
+            f"x{data.scale_min:g} to x{data.scale_max:g} (data.scale_min..scale_max); refit it with "
+            f"realciao-fit-recipe --scale {middle:g}, or train at scales that include x{fitted:g}")
+
+
 class Counters:
     """Progress that Accelerate checkpoints with the models: iteration and bad-step streak."""
 
@@ -202,6 +215,9 @@ class Trainer:
         set_seed(config.seed)
 
         self.recipe = load_recipe(config.data.recipe)
+        mismatch = scale_mismatch(self.recipe, config.data)
+        if mismatch:
+            self.echo(f"warning: {mismatch}")
         self.sources = gather_sources(config.data)
         self.pairs = paired_sources(config.data) if config.data.paired_probability > 0 else []
         self.pair_groups = pair_groups(self.pairs, config.data.lr_patch)
