@@ -94,8 +94,10 @@ class CiaoSRUpsampler(nn.Module):
         maps = self.pixel_maps(feature)
         if neighbour_step is None:
             neighbour_step = official_neighbour_step(cell[:, 0, :], maps.height, maps.width)
-        # chunks bound memory only without autograd (which keeps every chunk's activations)
-        per_pass = coord.shape[1] if torch.is_grad_enabled() else max(1, self.query_chunk // coord.shape[0])
+        # chunks bound memory only without autograd (which keeps every chunk's activations); a traced
+        # graph (ONNX export) decodes every query in one pass, as a loop count would be frozen in it
+        whole = torch.is_grad_enabled() or torch.jit.is_tracing()
+        per_pass = coord.shape[1] if whole else max(1, self.query_chunk // coord.shape[0])
         preds = [
             self.query(maps, coord[:, q0 : q0 + per_pass], cell[:, q0 : q0 + per_pass], neighbour_step)
             for q0 in range(0, coord.shape[1], per_pass)
@@ -108,7 +110,7 @@ class CiaoSRUpsampler(nn.Module):
     ) -> torch.Tensor:
         b, q, _ = coord.shape
         h, w = maps.height, maps.width
-        size = coord.new_tensor([h, w])
+        size = torch.stack([torch.as_tensor(h), torch.as_tensor(w)]).to(coord)  # not new_tensor: h, w may be traced
         coord_sets = [coord, *neighbour_coords(coord, neighbour_step)]
         index = pixel_index(torch.stack(coord_sets), h, w)  # (5, B, q) in [0, h*w]
         query_index, neighbour_index = index[0], index[1:]
@@ -172,7 +174,7 @@ def pixel_index(coord: torch.Tensor, h: int, w: int) -> torch.Tensor:
         picked = F.grid_sample(index_map, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     picked = picked.view(2, -1).round().long() - 1
     inside = (picked >= 0).all(0)
-    flat = torch.where(inside, picked[0] * w + picked[1], torch.full_like(picked[0], h * w))
+    flat = torch.where(inside, picked[0] * w + picked[1], torch.as_tensor(h * w).to(picked))
     return flat.view(lead)
 
 

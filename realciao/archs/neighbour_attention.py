@@ -58,10 +58,35 @@ def decode_queries(
     layout = Layout(key_dim, len(key_mlp.linears) - 2, len(value_mlp.linears) - 2, len(decoder.linears) - 1)
     weights = [*mlp_weights(key_mlp, key_dim), *mlp_weights(value_mlp, value_mlp.in_dim - 4)]
     weights += [t for layer in decoder.linears for t in (layer.weight, layer.bias)]
+    if torch.jit.is_tracing():  # an exported graph: one pass over every query, no chunk loop frozen in it
+        return decode_in_one_pass(values, key_map, value_map, rows, query_rows, position, layout, weights)
     # ctx.needs_input_grad is set under no_grad too: whether backward can come is decided here
     backward_possible = torch.is_grad_enabled() and any(t.requires_grad for t in (values, key_map, value_map, *weights))
     return NeighbourAttention.apply(values, key_map, value_map, rows, query_rows, position, layout, backward_possible,
                                     *weights)
+
+
+def decode_in_one_pass(values, key_map, value_map, rows, query_rows, position, layout: Layout,
+                       flat_weights: list[torch.Tensor]) -> torch.Tensor:
+    """``decode_queries`` without chunks and without autograd: what a traced (ONNX) graph runs."""
+    dtype = values.dtype
+    key_w, value_w, decoder_w = split_weights(flat_weights, layout, dtype)
+    chunk = chunk_forward(values, key_map, value_map, rows, query_rows, position, key_w, value_w,
+                          key_projection(key_w), layout.key_dim, dtype)
+    return decoder_forward(chunk["mixed"], decoder_w)[0]
+
+
+def split_weights(flat_weights, layout: Layout, dtype: torch.dtype) -> tuple[MLPWeights, MLPWeights, MLPWeights]:
+    """The key, value and decoder MLPs' weights from ``decode_queries``' flat list, in ``dtype``."""
+    key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
+    value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
+    decoder_w, _ = MLPWeights.split(rest, layout.decoder_hidden_layers, dtype, position=False)
+    return key_w, value_w, decoder_w
+
+
+def key_projection(key_w: MLPWeights) -> torch.Tensor:
+    """[W^T; c]: the pair product projected by it gives both terms of the logit."""
+    return torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
 
 
 def mlp_weights(mlp: MLP, feature_dim: int) -> list[torch.Tensor]:
@@ -175,11 +200,8 @@ class NeighbourAttention(torch.autograd.Function):
                 *flat_weights):
         dtype = compute_dtype(values)
         with torch.autocast(values.device.type, enabled=False):
-            key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
-            value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
-            decoder_w, _ = MLPWeights.split(rest, layout.decoder_hidden_layers, dtype, position=False)
-            # [W^T; c]: the pair product projected by it gives both terms of the logit
-            projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
+            key_w, value_w, decoder_w = split_weights(flat_weights, layout, dtype)
+            projection = key_projection(key_w)
             # converted once here rather than per gathered chunk
             low_values, low_key_map, low_value_map = (t.to(dtype) for t in (values, key_map, value_map))
             n = query_rows.shape[0]
@@ -208,9 +230,7 @@ class NeighbourAttention(torch.autograd.Function):
         flat_weights, kept = rest[: ctx.weight_count], rest[ctx.weight_count :]
         layout, dtype = ctx.layout, ctx.dtype
         wide = accumulate_dtype(dtype)
-        key_w, rest = MLPWeights.split(list(flat_weights), layout.key_hidden_layers, dtype)
-        value_w, rest = MLPWeights.split(rest, layout.value_hidden_layers, dtype)
-        decoder_w, _ = MLPWeights.split(rest, layout.decoder_hidden_layers, dtype, position=False)
+        key_w, value_w, decoder_w = split_weights(flat_weights, layout, dtype)
         # the scattered gradients accumulate in the compute dtype, as autocast's own backward would
         grad_values = torch.zeros(values.shape, dtype=dtype, device=values.device)
         grad_key_map = torch.zeros(key_map.shape, dtype=dtype, device=values.device)
@@ -316,7 +336,7 @@ def chunk_backward(grad, chunk, values, rows, query_rows, position, key_w, value
     grad_projection = torch.mm(grad_projected.t(), (keys * query).view(4 * m, key_dim))  # (H + 1, Dk)
     key_grads[-2] += grad_projection[:-1].t()
     key_grads[-1] += grad_projection[-1]
-    projection = torch.cat([key_w.last.t(), key_w.last_bias.unsqueeze(0)], dim=0)
+    projection = key_projection(key_w)
     grad_pair = torch.mm(grad_projected, projection).view(4, m, key_dim)
     # the neighbours' share of the key gradient joins their value gradient: one scatter for both
     grad_gathered.view(4, m, -1)[..., :key_dim].addcmul_(grad_pair, query)

@@ -23,6 +23,23 @@ TAP_MASKS = ([1, 2], [0, 1, 2], [0])
 OFFSET_MASK = (0, 1, 1, 2)
 
 
+def overlap_add(blocks: torch.Tensor, grid, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """``F.fold`` of (B, C*kh*kw, gh*gw) blocks laid on a gh x gw grid: (B, C, (gh-1)*sh+kh, (gw-1)*sw+kw).
+
+    A traced graph gets the same sum as a grouped transposed convolution with a one-hot
+    kernel: ONNX's Col2Im needs its output size as a constant, which a dynamic graph lacks."""
+    gh, gw = grid
+    kh, kw = kernel
+    if not torch.jit.is_tracing():
+        return F.fold(blocks, ((gh - 1) * stride[0] + kh, (gw - 1) * stride[1] + kw), kernel, stride=stride)
+    taps = kh * kw
+    channels = blocks.shape[1] // taps
+    one_hot = torch.eye(taps, dtype=blocks.dtype, device=blocks.device).view(taps, 1, kh, kw)
+    weight = one_hot.repeat(int(channels), 1, 1, 1)  # (C*taps, 1, kh, kw): tap t of channel c -> its place
+    grid_blocks = blocks.reshape(blocks.shape[0], blocks.shape[1], gh, gw)
+    return F.conv_transpose2d(grid_blocks, weight, stride=stride, groups=int(channels))
+
+
 def conv1x1_prelu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.PReLU())
 
@@ -42,8 +59,9 @@ class ScaleAwareNonLocal(nn.Module):
         s = NON_LOCAL_SCALE
         pad_h, pad_w = (-h) % s, (-w) % s
         x = feature
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        tracing = torch.jit.is_tracing()  # a traced (ONNX) graph serves every size: it always pads, by reflection
+        if pad_h or pad_w or tracing:
+            mode = "reflect" if tracing or (pad_h < h and pad_w < w) else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         hp, wp = x.shape[-2:]
 
@@ -65,8 +83,9 @@ class ScaleAwareNonLocal(nn.Module):
         out = embed.new_zeros(b, c, hp + 3, wp + 3, dtype=wide)
         top_rows, left_cols = [], []
         rows_per_chunk = max(1, self.chunk_elements // max(1, b * wp * num_keys))
-        for row0 in range(0, hp, rows_per_chunk):
-            row1 = min(hp, row0 + rows_per_chunk)
+        # a traced graph would freeze the chunk count: it takes every row at once (memory quadratic in area)
+        chunks = [(0, hp)] if tracing else [(r, min(hp, r + rows_per_chunk)) for r in range(0, hp, rows_per_chunk)]
+        for row0, row1 in chunks:
             cols = slice(row0 * wp, row1 * wp)
             # matching stays in fp32: a x10 softmax over thousands of keys is sensitive to bf16 rounding
             with torch.autocast(device_type=feature.device.type, enabled=False):
@@ -74,7 +93,7 @@ class ScaleAwareNonLocal(nn.Module):
                 weights = torch.softmax(logits, dim=1).to(composed.dtype)
             gathered = torch.bmm(composed, weights)  # (B, C*16, positions)
             # each position adds its 4x4 block of output rows py-1..py+2: a fold with stride 1
-            block = F.fold(gathered, (row1 - row0 + 3, wp + 3), 4)
+            block = overlap_add(gathered, (row1 - row0, wp), (4, 4), (1, 1))
             out[:, :, row0 : row1 + 3] += block.to(out.dtype)
             # the weights of the positions on the first row (first chunk) and first column
             border = torch.arange(0, (row1 - row0) * wp, wp, device=feature.device)
@@ -98,7 +117,8 @@ class ScaleAwareNonLocal(nn.Module):
         that land inside the patch. So all keys' 4x4 blocks come from three row masks times
         three column masks of the kernel, each one strided conv of ``embed``: the aggregation
         then moves C*16 instead of C*36 numbers per key and no 2x canvas is built."""
-        b, c, hp, wp = embed.shape
+        b, _, hp, wp = embed.shape
+        c = self.down.out_channels  # an int even while traced: the kernel's shape must be known to the exporter
         taps = torch.zeros(3, 3, device=embed.device, dtype=self.down.weight.dtype)
         for r, rows in enumerate(TAP_MASKS):
             taps[r, rows] = 1
@@ -141,8 +161,8 @@ class ScaleAwareNonLocal(nn.Module):
         c = self.down.weight.shape[0]
         kernel = PATCH * NON_LOCAL_SCALE
         # canvas row -1 over columns -1 .. 2wp-1 (fold index = column + 2), likewise column -1
-        row = F.fold(top, (1, NON_LOCAL_SCALE * wp + 4), (1, kernel), stride=(1, NON_LOCAL_SCALE))[..., 0, 1:-2]
-        col = F.fold(left, (NON_LOCAL_SCALE * hp + 4, 1), (kernel, 1), stride=(NON_LOCAL_SCALE, 1))[..., 1:-2, 0]
+        row = overlap_add(top, (1, wp), (1, kernel), (1, NON_LOCAL_SCALE))[..., 0, 1:-2]
+        col = overlap_add(left, (hp, 1), (kernel, 1), (NON_LOCAL_SCALE, 1))[..., 1:-2, 0]
         weight = self.down.weight.to(top.dtype)
         row_term = F.conv1d(row, weight[:, :, 0, :], stride=NON_LOCAL_SCALE)  # (B, C, wp): output row 0
         col_term = F.conv1d(col, weight[:, :, :, 0], stride=NON_LOCAL_SCALE)  # (B, C, hp): output column 0

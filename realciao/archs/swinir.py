@@ -193,9 +193,10 @@ class SwinIREncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
-        if pad_h or pad_w:
+        tracing = torch.jit.is_tracing()  # a traced (ONNX) graph serves every size: it always pads, by reflection
+        if pad_h or pad_w or tracing:
             # reflect needs the pad to be smaller than the side; tiny inputs fall back to replicate
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            mode = "reflect" if tracing or (pad_h < h and pad_w < w) else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         size = (x.shape[-2], x.shape[-1])
         shallow = self.conv_first(x)
