@@ -39,9 +39,19 @@ __all__ = [
     "RealciaoError",
     "__version__",
     "build_generator",
+    "install_spandrel",
     "load_generator",
     "register_encoder",
     "save_generator",
     "upscale",
     "upscale_image",
 ]
+
+
+def __getattr__(name: str):
+    # spandrel (and its architectures) is imported only by those who register CiaoSR with it
+    if name == "install_spandrel":
+        from realciao.spandrel_support import install_spandrel
+
+        return install_spandrel
+    raise AttributeError(f"module 'realciao' has no attribute {name!r}")
