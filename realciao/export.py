@@ -37,6 +37,7 @@ from realciao.devices import autocast
 from realciao.errors import RealciaoError
 from realciao.files import atomic_path
 from realciao.inference import denormalise_queries, upscale
+from realciao.tiling import default_margin
 
 EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
 LOWEST_OPSET = 17  # GridSample (16) and LayerNormalization (17)
@@ -46,6 +47,9 @@ HIGHEST_OPSET = 20
 MIN_PSNR = {"fp32": 50.0, "fp16": 30.0, "bf16": 30.0}
 EXAMPLE_SIZE = (20, 24)  # LR (h, w) the graph is traced with; checks use other sizes
 CHECK_SIZES = ((17, 29), (32, 21))
+# the ONNX file's metadata_props that realciao's commands read (realciao.onnx_models)
+METADATA = {key: f"realciao.{key}" for key in ("kind", "generator", "scale", "tile_margin", "minimum_side",
+                                                       "non_local")}
 
 
 class ExportError(RealciaoError, ValueError):
@@ -175,14 +179,31 @@ def trace_to_onnx(module: GraphUpscaler, options: ExportOptions, opset: int) -> 
     return buffer.getvalue()
 
 
-def simplify(data: bytes) -> tuple[bytes, bool]:
-    try:
-        import onnx
-        import onnxslim
-    except ImportError:
-        return data, False
-    model = onnxslim.slim(onnx.load_from_string(data))
-    return model.SerializeToString(), True
+def finish_graph(data: bytes, model: CiaoSR, options: ExportOptions) -> tuple[bytes, bool]:
+    """The graph simplified with onnxslim (when installed and asked for) and labelled with
+    what realciao's commands read back (``realciao.onnx_models``); whether it was simplified."""
+    import onnx
+
+    graph = onnx.load_from_string(data)
+    simplified = False
+    if options.simplify:
+        try:
+            import onnxslim
+        except ImportError:
+            pass
+        else:
+            graph, simplified = onnxslim.slim(graph), True
+    labels = {
+        METADATA["kind"]: "any-size" if options.scale is None else "fixed-scale",
+        METADATA["generator"]: model.name,
+        METADATA["tile_margin"]: str(default_margin(model)),
+        METADATA["minimum_side"]: str(minimum_side(model)),
+        METADATA["non_local"]: str(model.upsampler.cs_attn is not None).lower(),
+    }
+    if options.scale is not None:
+        labels[METADATA["scale"]] = repr(float(options.scale))
+    onnx.helper.set_model_props(graph, labels)
+    return graph.SerializeToString(), simplified
 
 
 def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions(),
@@ -202,7 +223,7 @@ def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions =
         except Exception as error:  # the exporter's errors have no common type
             failures.append(f"opset {opset}: {first_line(error)}")
             continue
-        data, simplified = simplify(data) if options.simplify else (data, False)
+        data, simplified = finish_graph(data, reference, options)
         report = ExportReport(path, opset, options.static is None, simplified)
         if options.static is None:
             report.notes.append(f"inputs need at least {minimum_side(reference)} px per side")

@@ -19,6 +19,7 @@ from PIL import Image
 from realciao.archs.ciaosr import CiaoSR
 from realciao.errors import RealciaoError
 from realciao.imageio import array_to_pil, pil_to_array
+from realciao.onnx_models import OnnxUpscaler, upscale_colour
 from realciao.tiling import TiledUpscaler, TileReport, default_tile
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
@@ -114,7 +115,7 @@ def grey_from_rgb(image: torch.Tensor) -> torch.Tensor:
 
 
 def upscale_array(
-    model: CiaoSR,
+    model: CiaoSR | OnnxUpscaler,
     pixels: np.ndarray,
     size: tuple[int, int],
     tile: int | None = None,
@@ -132,6 +133,10 @@ def upscale_array(
     height, width = size
     channels = 1 if colour.ndim == 2 else 3
     out = np.empty((height, width, channels + (alpha is not None)), dtype=work_dtype)
+    if isinstance(model, OnnxUpscaler):  # the graph has its own precision
+        report = upscale_colour(model, colour, (height, width), out[..., :channels], tile, tile_margin, progress,
+                                grey_from_rgb if channels == 1 else None)
+        return finish_layout(out, pixels, alpha, channels), report
     if tile is None:
         tile = default_tile(model, scale=max(height / colour.shape[0], width / colour.shape[1]))
     elif tile == 0:  # one tile for the whole image
@@ -144,11 +149,16 @@ def upscale_array(
         on_tile=progress,
         tile_transform=grey_from_rgb if channels == 1 else None,
     )
+    return finish_layout(out, pixels, alpha, channels), report
+
+
+def finish_layout(out: np.ndarray, pixels: np.ndarray, alpha: np.ndarray | None, channels: int) -> np.ndarray:
+    """The upscaled colour in ``out`` with the input's alpha (resized) and layout."""
     if alpha is not None:
-        out[..., channels] = resize_alpha(alpha, (height, width)).astype(work_dtype, copy=False)
+        out[..., channels] = resize_alpha(alpha, out.shape[:2]).astype(out.dtype, copy=False)
     if pixels.ndim == 2:
         out = out[..., 0]
-    return out.astype(pixels.dtype, copy=False), report
+    return out.astype(pixels.dtype, copy=False)
 
 
 def upscale_image(

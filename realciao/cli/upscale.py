@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, help="image files, folders or globs")
     parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--recursive", action="store_true", help="also read images in subfolders of input folders")
-    parser.add_argument("--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint")
+    parser.add_argument("--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint, or an "
+                        ".onnx file from realciao-export (run with onnxruntime)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)")
     size = parser.add_argument_group("output size (one of; default --scale 2)")
@@ -302,28 +303,32 @@ def main(argv: list[str] | None = None) -> int:
     from realciao.checkpoint import CheckpointError, load_generator
     from realciao.devices import AUTO, ThreadGovernor, choose_device, configure_threads
     from realciao.inference import inference_probe
+    from realciao.onnx_models import is_onnx
 
     parser = build_parser()
     args = parser.parse_args(argv)
     request = check_arguments(parser, args)
     try:
-        device = choose_device(args.device)
         threads = configure_threads(args.threads)
         governor = ThreadGovernor(threads)  # its first window: the model's loading
-        if device.type == "cpu":
-            keep_freed_memory()  # tiles reuse the same buffers: no page faults on them, see allocator.py
-        model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
-        # sizes given in pixels: measured at x2, the default scale
-        probe = inference_probe(model, request.scale or 2.0) if args.precision == AUTO else None
-        decision = decide_precision(args.precision, device, probe,
-                                    echo=lambda text: print(f"warning: {text}", file=sys.stderr))
-        args.precision = decision.precision
+        if is_onnx(args.model):
+            model, where = load_onnx_model(args)
+        else:
+            device = choose_device(args.device)
+            if device.type == "cpu":
+                keep_freed_memory()  # tiles reuse the same buffers: no page faults on them, see allocator.py
+            model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
+            # sizes given in pixels: measured at x2, the default scale
+            probe = inference_probe(model, request.scale or 2.0) if args.precision == AUTO else None
+            decision = decide_precision(args.precision, device, probe,
+                                        echo=lambda text: print(f"warning: {text}", file=sys.stderr))
+            args.precision = decision.precision
+            where = f"{device.type}, {decision.describe()}"
     except CheckpointError as error:
         return fail(PROG, not_ciaosr_hint(args.model, error))
     except RealciaoError as error:
         return fail(PROG, error)
-    print(f"{PROG}: {device.type}, {decision.describe()}, {threads.count} thread(s) ({threads.reason})",
-          file=sys.stderr)
+    print(f"{PROG}: {where}, {threads.count} thread(s) ({threads.reason})", file=sys.stderr)
     jobs, unmatched = find_inputs(args.input, Path(args.output), args.recursive)
     for pattern in unmatched:
         print(f"{PROG}: no images at {pattern!r}", file=sys.stderr)
@@ -344,6 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     print_summary(summary, len(unmatched))
     return 1 if summary.failed or unmatched else 0
+
+
+def load_onnx_model(args):
+    """An .onnx model (realciao-export's, or any with its inputs) and how it runs, in words; the
+    graph's precision is its own, so only --precision fp32 or auto are accepted."""
+    from realciao.devices import AUTO
+    from realciao.onnx_models import OnnxModelError, load_onnx
+
+    if args.precision not in (AUTO, "fp32"):
+        raise OnnxModelError(f"{args.model}: an ONNX model runs in the precision it was exported in; "
+                             f"--precision {args.precision} applies to PyTorch checkpoints (see realciao-export --precision)")
+    model = load_onnx(args.model, args.device)
+    return model, f"onnxruntime {', '.join(model.providers)}, {model.describe()}"
 
 
 def not_ciaosr_hint(path: str, error: CheckpointError) -> str:

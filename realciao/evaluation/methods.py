@@ -73,6 +73,20 @@ class CiaoSRMethod(Method):
         return quantize_8bit(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float())
 
 
+class OnnxAnySizeMethod(CiaoSRMethod):
+    """An any-size ONNX graph (``realciao-export --arbitrary``), run as CiaoSR is: one pass, tiled."""
+
+    def __init__(self, name: str, model):
+        self.name = name
+        self.model = model
+        self.description = f"{model.describe()}: any scale in one pass, tiled, onnxruntime"
+
+    def upscale(self, lr, size, settings):
+        out = super().upscale(lr, size, settings)
+        self.how = "one pass to the size asked for, onnxruntime, the graph's precision"
+        return out
+
+
 class PeerMethod(Method):
     """A fixed-scale model through spandrel, run by the paper's convention (``realciao.peers``)."""
 
@@ -113,13 +127,15 @@ def parse_model_spec(spec: str) -> tuple[str | None, str]:
 
 def load_model(path: str, allow_pickle: bool, device):
     """("ciaosr", generator) when the file is a CiaoSR checkpoint, else ("peer", model) through
-    spandrel; a file neither recognises is one line naming it.
+    spandrel; an .onnx file is ("peer", ...) at a fixed scale, ("onnx-any-size", model) otherwise
+    (``realciao.onnx_models``); a file none recognises is one line naming it.
 
     Both readers load pickles with torch's restricted (weights-only) unpickler, so a peer's
     .pth needs no --allow-pickle; a pickle that only full unpickling reads is refused unless
     --allow-pickle (and spandrel never reads one). TorchScript archives carry code and are
     refused before torch.load sees them."""
     from realciao.checkpoint import PickleRefused, generator_from_state, is_ciaosr_state, read_state
+    from realciao.onnx_models import FIXED, is_onnx, load_onnx
     from realciao.peers import PeerError, is_torchscript, load_peer
 
     file = Path(path)
@@ -127,6 +143,9 @@ def load_model(path: str, allow_pickle: bool, device):
         raise ModelFileError(f"{file}: is a folder; give the model file in it (e.g. net_g_ema.safetensors)")
     if not file.is_file():
         raise ModelFileError(f"{file}: no such model file")
+    if is_onnx(file):  # fixed-scale graphs run as fixed-scale peers do, any-size ones as CiaoSR
+        model = load_onnx(file, device)
+        return ("peer", model.as_peer()) if model.kind == FIXED else ("onnx-any-size", model)
     unsupported = f"{file}: not a supported super-resolution model"
     if is_torchscript(file):
         raise ModelFileError(f"{unsupported} (a TorchScript archive, which carries code; save its state dict instead)")
@@ -172,5 +191,10 @@ def load_methods(specs: list[str], allow_pickle: bool, device) -> list[Method]:
             name, suffix = f"{base}_{suffix}", suffix + 1
         taken.add(safe_name(name).lower())
         kind, model = load_model(path, allow_pickle, device)
-        methods.append(CiaoSRMethod(name, model, Path(path)) if kind == "ciaosr" else PeerMethod(name, model))
+        if kind == "ciaosr":
+            methods.append(CiaoSRMethod(name, model, Path(path)))
+        elif kind == "onnx-any-size":
+            methods.append(OnnxAnySizeMethod(name, model))
+        else:
+            methods.append(PeerMethod(name, model))
     return methods
