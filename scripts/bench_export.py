@@ -1,0 +1,109 @@
+"""onnxruntime (CPU provider) against realciao's PyTorch inference, on the same images, in one run.
+
+    nice python scripts/bench_export.py             # 48 -> x4 and 128 -> x2, fp32 and fp16 graphs
+    python scripts/bench_export.py --repeats 5
+
+The model is the full-size EDSR-baseline-CiaoSR with the non-local branch (the official-format
+fixture weights when present, else random initialisation: same cost), exported once as an
+any-size graph (``realciao-export --arbitrary``) per precision. Each case runs the whole image:
+``realciao.upscale`` in fp32 (PyTorch, 2 threads) and the graph with onnxruntime's CPU provider
+(2 intra-op threads, default settings otherwise); the median of ``--repeats`` timed runs after
+one warm-up, the ratio PyTorch / onnxruntime (above 1: onnxruntime faster), and the PSNR of
+the graph's output against PyTorch's. bf16 graphs are listed but not run: onnxruntime's CPU
+provider has no bf16 kernels for the graph's Conv and MatMul nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
+CASES = ((48, 4), (128, 2))  # (LR side, scale)
+THREADS = 2
+
+
+def load_model():
+    import torch
+
+    from realciao.archs import build_generator
+    from realciao.checkpoint import load_generator
+
+    if FIXTURE.exists():
+        return load_generator(FIXTURE), "fixture weights"
+    torch.manual_seed(0)
+    return build_generator("edsr-baseline-ciaosr").eval(), "random init"
+
+
+def median_seconds(run, repeats: int) -> float:
+    run()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def psnr(a, b) -> float:
+    import numpy as np
+
+    mse = float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import onnxruntime
+    import torch
+
+    from realciao.devices import describe_cpu
+    from realciao.export import ExportOptions, export_onnx
+    from realciao.inference import upscale
+
+    torch.set_num_threads(THREADS)
+    model, source = load_model()
+    print(describe_cpu())
+    print("load average before: {:.2f} {:.2f} {:.2f} (other processes on these cores skew both sides)".format(
+        *os.getloadavg()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; onnxruntime {onnxruntime.__version__}, "
+          f"CPUExecutionProvider, {THREADS} intra-op threads; EDSR-baseline-CiaoSR with non-local ({source}); "
+          f"whole image, median of {args.repeats}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder:
+        sessions = {}
+        for precision in ("fp32", "fp16"):
+            path = Path(folder) / f"{precision}.onnx"
+            export_onnx(model, path, ExportOptions(scale=None, precision=precision, check=False))
+            sessions[precision] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        print("bf16: not run (onnxruntime's CPU provider has no bf16 Conv/MatMul kernels)")
+        for side, scale in CASES:
+            lr = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+            size = (side * scale, side * scale)
+            expected = upscale(model, lr, size).numpy()
+            torch_s = median_seconds(lambda lr=lr, size=size: upscale(model, lr, size), args.repeats)
+            print(f"{side} -> x{scale} ({size[1]}x{size[0]}): PyTorch fp32 {torch_s:.3f} s")
+            for precision, session in sessions.items():
+                feed = {"image": lr.numpy(), "size": torch.tensor(size).numpy()}
+                got = session.run(None, feed)[0]
+                ort_s = median_seconds(lambda session=session, feed=feed: session.run(None, feed), args.repeats)
+                print(f"  onnxruntime {precision}: {ort_s:.3f} s, PyTorch/onnxruntime {torch_s / ort_s:.2f}x, "
+                      f"PSNR {psnr(got, expected):.1f} dB against PyTorch fp32")
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
