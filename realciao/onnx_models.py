@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from realciao.errors import RealciaoError
-from realciao.export import METADATA, first_line
+from realciao.export import METADATA, ExportError, first_line, onnx_packages
 from realciao.tiling import TileReport, from_unit_float, split_cores, to_unit_float
 
 AUTO_PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
@@ -46,11 +46,9 @@ def is_onnx(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def providers_for(device: str | torch.device | None) -> list:
-    """onnxruntime execution providers for a ``--device`` value (auto, cpu, cuda, cuda:N, mps)."""
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
+def providers_for(device: str | torch.device | None, available: list[str]) -> list:
+    """onnxruntime execution providers for a ``--device`` value (auto, cpu, cuda, cuda:N, mps),
+    from the ``available`` ones."""
     name = str(device or "auto")
     if name == "auto":
         return [p for p in AUTO_PROVIDERS if p in available]
@@ -216,10 +214,10 @@ def load_onnx(path: str | Path, device: str | torch.device | None = "auto") -> O
     if not path.is_file():
         raise OnnxModelError(f"{path}: no such ONNX file")
     try:
-        import onnxruntime
-    except ImportError:
-        raise OnnxModelError(f"{path}: running .onnx models needs onnxruntime (pip install realciao[export])") from None
-    providers = providers_for(device)
+        _, onnxruntime = onnx_packages(f"{path}: running .onnx models")
+    except ExportError as error:
+        raise OnnxModelError(str(error)) from None
+    providers = providers_for(device, onnxruntime.get_available_providers())
     try:
         session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # onnxruntime's errors have no public type

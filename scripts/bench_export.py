@@ -8,7 +8,7 @@ fixture weights when present, else random initialisation: same cost), exported o
 any-size graph (``realciao-export --arbitrary``) per precision. Each case runs the whole image:
 ``realciao.upscale`` in fp32 (PyTorch, 2 threads) and the graph with onnxruntime's CPU provider
 (2 intra-op threads, default settings otherwise); the median of ``--repeats`` timed runs after
-one warm-up, the ratio PyTorch / onnxruntime (above 1: onnxruntime faster), and the PSNR of
+one warm-up (the runs interleaved within each repeat), the ratio PyTorch / onnxruntime (above 1: onnxruntime faster), and the PSNR of
 the graph's output against PyTorch's. bf16 graphs are listed but not run: onnxruntime's CPU
 provider has no bf16 kernels for the graph's Conv and MatMul nodes.
 """
@@ -43,14 +43,18 @@ def load_model():
     return build_generator("edsr-baseline-ciaosr").eval(), "random init"
 
 
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm-up: first-call allocations and kernel selection
-    times = []
+def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each named run, timed in turn within every repeat (after one warm-up
+    each), so that a burst of load from other processes falls on all of them alike."""
+    for run in runs.values():
+        run()  # warm-up: first-call allocations and kernel selection
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def psnr(a, b) -> float:
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    import numpy as np
     import onnxruntime
     import torch
 
@@ -93,13 +98,16 @@ def main() -> None:
         for side, scale in CASES:
             lr = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
             size = (side * scale, side * scale)
+            feed = {"image": lr.numpy(), "size": np.array(size, dtype=np.int64)}
+            runs = {"PyTorch fp32": lambda lr=lr, size=size: upscale(model, lr, size)}
+            runs |= {f"onnxruntime {p}": lambda s=s, feed=feed: s.run(None, feed) for p, s in sessions.items()}
+            seconds = interleaved_medians(runs, args.repeats)
             expected = upscale(model, lr, size).numpy()
-            torch_s = median_seconds(lambda lr=lr, size=size: upscale(model, lr, size), args.repeats)
+            torch_s = seconds["PyTorch fp32"]
             print(f"{side} -> x{scale} ({size[1]}x{size[0]}): PyTorch fp32 {torch_s:.3f} s")
             for precision, session in sessions.items():
-                feed = {"image": lr.numpy(), "size": torch.tensor(size).numpy()}
+                ort_s = seconds[f"onnxruntime {precision}"]
                 got = session.run(None, feed)[0]
-                ort_s = median_seconds(lambda session=session, feed=feed: session.run(None, feed), args.repeats)
                 print(f"  onnxruntime {precision}: {ort_s:.3f} s, PyTorch/onnxruntime {torch_s / ort_s:.2f}x, "
                       f"PSNR {psnr(got, expected):.1f} dB against PyTorch fp32")
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

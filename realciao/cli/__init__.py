@@ -58,3 +58,15 @@ def bad_output(argv: list[str] | None, outputs: dict[tuple[str, ...], bool], def
         if problem:
             return f"{names[0]} {path}: {problem}"
     return None
+
+
+def parse_size(text: str, height_first: bool = False) -> tuple[int, int]:
+    """'WxH' (or 'HxW' when ``height_first``) -> (H, W), for argparse."""
+    order, example = ("HEIGHTxWIDTH", "64x48") if height_first else ("WIDTHxHEIGHT", "3000x4000")
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"size must be {order}, e.g. {example}; got {text!r}") from error
+    if first < 1 or second < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return (first, second) if height_first else (second, first)

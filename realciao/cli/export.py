@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from realciao.checkpoint import load_generator
-from realciao.cli import exit_process, fail
+from realciao.cli import exit_process, fail, parse_size
 from realciao.errors import RealciaoError
 from realciao.export import (
     EXPORT_PRECISIONS,
@@ -29,14 +29,8 @@ PROG = "realciao-export"
 
 
 def parse_static(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH in LR pixels, e.g. 64x64; got {text!r}") from error
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return height, width
+    """'HxW' -> (H, W): LR pixels, height first."""
+    return parse_size(text, height_first=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realciao.cli import bad_output, exit_process, fail
+from realciao.cli import bad_output, exit_process, fail, parse_size
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
 
@@ -31,17 +31,6 @@ if TYPE_CHECKING:
 PROG = "realciao-upscale"
 DEFAULT_MAX_MEGAPIXELS = 200.0
 DEFAULT_OUTPUT = "upscaled"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (H, W)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 3000x4000; got {text!r}") from error
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return height, width
 
 
 def build_parser() -> argparse.ArgumentParser:
