@@ -54,6 +54,8 @@ def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        print(f"  ({name}: {', '.join(f'{v:.2f}' for v in values)} s)")
     return {name: statistics.median(values) for name, values in times.items()}
 
 
