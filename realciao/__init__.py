@@ -18,6 +18,7 @@ _PUBLIC = {
     "save_generator": "realciao.checkpoint",
     "upscale": "realciao.inference",
     "upscale_image": "realciao.upscaling",
+    "install_spandrel": "realciao.spandrel_support",  # imports spandrel and its architectures
 }
 
 
@@ -47,11 +48,3 @@ __all__ = [
     "upscale_image",
 ]
 
-
-def __getattr__(name: str):
-    # spandrel (and its architectures) is imported only by those who register CiaoSR with it
-    if name == "install_spandrel":
-        from realciao.spandrel_support import install_spandrel
-
-        return install_spandrel
-    raise AttributeError(f"module 'realciao' has no attribute {name!r}")
