@@ -9,7 +9,9 @@ nodes among them, runs it without realciao:
 - any size (``scale=None``): inputs ``image`` and ``size`` (int64[2], output height and
   width), output (N, 3, size[0], size[1]); one file for every scale.
 
-The graph is traced with torch's TorchScript-based exporter. While tracing, the generator
+The graph is traced with torch's TorchScript-based exporter (``dynamo=False``: deprecated since
+torch 2.9, still in 2.14; the torch.export-based one needs onnxscript, which realciao does not
+depend on). While tracing, the generator
 takes every query in one pass and the non-local branch every LR position at once (a
 traced loop count would be frozen for the example's size), so the graph is correct for
 any size; its memory is then the function's own: linear in output pixels for the queries,
@@ -109,7 +111,7 @@ def output_pixels(lr_side: torch.Tensor, scale: float) -> torch.Tensor:
 
 class GraphUpscaler(nn.Module):
     """A generator as one traceable image-to-image function; the encoder stays in fp32 and the
-    upsampler runs in ``dtype``, as ``realciao.upscale`` does under reduced precision."""
+    upsampler runs under autocast to ``precision``, as in ``realciao.upscale``."""
 
     def __init__(self, model: CiaoSR, precision: str = "fp32"):
         super().__init__()

@@ -182,7 +182,7 @@ def test_an_unsupported_file_is_one_line(tmp_path, photos, models, capsys):
     unknown = tmp_path / "classifier.safetensors"  # a real safetensors file that is no SR model
     save_file({"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}, unknown)
     x1 = models / "compact_x1.pth"
-    cases = {notes: "not a PyTorch checkpoint", onnx: "extension '.onnx'",
+    cases = {notes: "not a PyTorch checkpoint", onnx: "not an ONNX model onnxruntime can run",
              unknown: "spandrel recognises no architecture", x1: "x1 restoration model"}
     for path, reason in cases.items():
         err = _one_line_error(capsys, ["--real", str(photos), "--model", str(path), "--metrics", "piqe",

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one model for every scale: inputs image and size (int64[2], output height and width)")
     parser.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
                         help="the upsampler's precision (the encoder stays fp32, as in realciao-upscale); "
-                        "fp16 runs on onnxruntime's CPU and CUDA providers; bf16 has no CPU kernels and is refused")
+                        "fp16 runs on onnxruntime's CPU provider; bf16 does not (no CPU kernels), so it cannot be checked "
+                        "and is refused")
     parser.add_argument("--opset", type=int, default=None,
                         help=f"ONNX opset, {LOWEST_OPSET}-{HIGHEST_OPSET} (default: the lowest that works)")
     parser.add_argument("--static", type=parse_static, metavar="HxW",

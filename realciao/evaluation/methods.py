@@ -135,7 +135,7 @@ def load_model(path: str, allow_pickle: bool, device):
     --allow-pickle (and spandrel never reads one). TorchScript archives carry code and are
     refused before torch.load sees them."""
     from realciao.checkpoint import PickleRefused, generator_from_state, is_ciaosr_state, read_state
-    from realciao.onnx_models import FIXED, is_onnx, load_onnx
+    from realciao.onnx_models import FIXED, OnnxModelError, is_onnx, load_onnx
     from realciao.peers import PeerError, is_torchscript, load_peer
 
     file = Path(path)
@@ -143,10 +143,13 @@ def load_model(path: str, allow_pickle: bool, device):
         raise ModelFileError(f"{file}: is a folder; give the model file in it (e.g. net_g_ema.safetensors)")
     if not file.is_file():
         raise ModelFileError(f"{file}: no such model file")
-    if is_onnx(file):  # fixed-scale graphs run as fixed-scale peers do, any-size ones as CiaoSR
-        model = load_onnx(file, device)
-        return ("peer", model.as_peer()) if model.kind == FIXED else ("onnx-any-size", model)
     unsupported = f"{file}: not a supported super-resolution model"
+    if is_onnx(file):  # fixed-scale graphs run as fixed-scale peers do, any-size ones as CiaoSR
+        try:
+            model = load_onnx(file, device)
+            return ("peer", model.as_peer()) if model.kind == FIXED else ("onnx-any-size", model)
+        except OnnxModelError as error:
+            raise ModelFileError(f"{unsupported} ({str(error).removeprefix(f'{file}: ')})") from None
     if is_torchscript(file):
         raise ModelFileError(f"{unsupported} (a TorchScript archive, which carries code; save its state dict instead)")
     refused = None
