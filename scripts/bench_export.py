@@ -6,7 +6,7 @@
 The model is the full-size EDSR-baseline-CiaoSR with the non-local branch (the official-format
 fixture weights when present, else random initialisation: same cost), exported once as an
 any-size graph (``realciao-export --arbitrary``) per precision. Each case runs the whole image:
-``realciao.upscale`` in fp32 (PyTorch, 2 threads) and the graph with onnxruntime's CPU provider
+``realciao.upscale`` in fp32 (PyTorch, 2 threads, freed memory kept as realciao's commands keep it) and the graph with onnxruntime's CPU provider
 (2 intra-op threads, default settings otherwise); the median of ``--repeats`` timed runs after
 one warm-up (the runs interleaved within each repeat), the ratio PyTorch / onnxruntime (above 1: onnxruntime faster), and the PSNR of
 the graph's output against PyTorch's. bf16 graphs are listed but not run: onnxruntime's CPU
@@ -75,11 +75,13 @@ def main() -> None:
     import onnxruntime
     import torch
 
+    from realciao.allocator import keep_freed_memory
     from realciao.devices import describe_cpu
     from realciao.export import ExportOptions, export_onnx
     from realciao.inference import upscale
 
     torch.set_num_threads(THREADS)
+    keep_freed_memory()  # as realciao-upscale and realciao-eval do on the CPU (the whole process: both sides)
     model, source = load_model()
     print(describe_cpu())
     print("load average before: {:.2f} {:.2f} {:.2f} (other processes on these cores skew both sides)".format(
