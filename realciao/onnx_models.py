@@ -123,9 +123,6 @@ class OnnxUpscaler:
         """A FIXED graph as ``realciao.peers.PeerModel`` (the paper's convention for fixed scales)."""
         from realciao.peers import PeerModel
 
-        if self.kind != FIXED or self.scale != int(self.scale):
-            raise OnnxModelError(f"{self.path}: a fixed-scale graph of scale {self.scale:g}; realciao runs fixed-scale "
-                                 f"models at integer scales (export --arbitrary for any size)")
         return PeerModel(OnnxDescriptor(self), self.path, receptive_radius=self.margin, bytes_per_pixel=1.0)
 
     def upscale_any_size(self, lr: np.ndarray, out_size: tuple[int, int], tile: int, margin: int,
@@ -231,6 +228,9 @@ def load_onnx(path: str | Path, device: str | torch.device | None = "auto") -> O
                          labels.get(METADATA["generator"], ""))
     if kind == FIXED and scale is None:
         model.scale = probe_scale(model)
+    if kind == FIXED and model.scale != int(model.scale):
+        raise OnnxModelError(f"{path}: a fixed-scale graph of scale {model.scale:g}; realciao runs fixed-scale models "
+                             f"at integer scales, as peers (export with --arbitrary for any scale)")
     return model
 
 

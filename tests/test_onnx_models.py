@@ -136,3 +136,14 @@ def test_a_broken_onnx_file_and_a_reduced_precision_request_are_one_line(tmp_pat
     assert upscale.main(["-i", str(photos), "-o", str(tmp_path / "o"), "--model", str(models["x2"]),
                          "--precision", "bf16"]) == 2
     assert "runs in the precision it was exported in" in capsys.readouterr().err
+
+
+def test_a_fixed_graph_of_a_fractional_scale_is_refused_at_load(tmp_path, photos, capsys):
+    torch.manual_seed(0)
+    model = build_generator("edsr-baseline-ciaosr", channels=4, num_blocks=1, mlp_hidden=[8], non_local=False).eval()
+    path = tmp_path / "x2_5.onnx"
+    export_onnx(model, path, ExportOptions(scale=2.5, check=False))
+    assert run_upscale(path, photos, tmp_path / "out", "2.5") == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "scale 2.5" in err[0] and "--arbitrary" in err[0]
+    assert not (tmp_path / "out").exists()
