@@ -69,13 +69,21 @@ def candidate_precisions(device: torch.device) -> tuple[list[str], str]:
     return ["fp32"], f"reduced precision is not measured on {device.type}"
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work: CUDA kernels run asynchronously, so a run ends when they do."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_probe(probe: PrecisionProbe, precision: str, repeats: int = 3) -> float:
     """Median seconds of ``repeats`` runs after one warm-up run."""
     probe.run(precision)
+    synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         probe.run(precision)
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -166,3 +166,18 @@ def test_gan_stage_keeps_one_gradient_scaler_per_optimiser(tmp_path, device, pre
     assert len(extras["scalers"]) == 2
     if precision == "fp16":
         assert [s["scale"] for s in extras["scalers"]] == [g_scaler.get_scale(), d_scaler.get_scale()]
+
+
+@pytest.mark.cuda
+def test_auto_precision_measures_the_gpus_candidates(tmp_path):
+    """On a CUDA device auto times fp32, bf16 (where supported) and fp16 with the real timer
+    (GPU work synchronised) and records each figure."""
+    from realciao.autoprecision import choose_precision
+    from realciao.inference import inference_probe
+
+    torch.manual_seed(0)
+    model = realciao.build_generator("edsr-baseline-ciaosr", channels=16, num_blocks=2, mlp_hidden=[32, 32])
+    model = model.eval().to("cuda")
+    decision = choose_precision(torch.device("cuda"), inference_probe(model, 2.0), path=tmp_path / "p.json")
+    assert {"fp32", "fp16"} <= set(decision.seconds) and all(s > 0 for s in decision.seconds.values())
+    assert decision.precision in decision.seconds
