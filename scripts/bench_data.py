@@ -23,7 +23,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +31,10 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from realciao.devices import describe_cpu
 
-from realciao.devices import describe_cpu  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def generate_images(folder: Path, count: int, seed: int = 0) -> None:

@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from reference_degradations import ReferencePipeline, seed_reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from reference_degradations import ReferencePipeline, seed_reference  # noqa: E402
-
-from realciao.degradations import degrade, load_recipe  # noqa: E402
-from realciao.devices import describe_cpu  # noqa: E402
+from realciao.degradations import degrade, load_recipe
+from realciao.devices import describe_cpu
 
 
 def gt_patches(batch: int, size: int, seed: int) -> torch.Tensor:

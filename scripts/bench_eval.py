@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from realciao.devices import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from realciao.devices import describe_cpu  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

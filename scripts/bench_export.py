@@ -19,13 +19,11 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 CASES = ((48, 4), (128, 2))  # (LR side, scale)
 THREADS = 2

@@ -28,16 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from realciao.degradations import parse_recipe  # noqa: E402
-from realciao.devices import describe_cpu  # noqa: E402
-from realciao.fitting.distance import distance, reference  # noqa: E402
-from realciao.fitting.fit import DEFAULT_BUDGET, FitSettings, fit_recipe, recipe_distance  # noqa: E402
-from realciao.fitting.known import TRUE_RANGES, WIDE_BASE, write_known_photos  # noqa: E402
-from realciao.fitting.samples import measure_photos  # noqa: E402
-from realciao.fitting.space import quantities  # noqa: E402
-from realciao.imageio import list_images  # noqa: E402
+from realciao.degradations import parse_recipe
+from realciao.devices import describe_cpu
+from realciao.fitting.distance import distance, reference
+from realciao.fitting.fit import DEFAULT_BUDGET, FitSettings, fit_recipe, recipe_distance
+from realciao.fitting.known import TRUE_RANGES, WIDE_BASE, write_known_photos
+from realciao.fitting.samples import measure_photos
+from realciao.fitting.space import quantities
+from realciao.imageio import list_images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -33,10 +33,9 @@ from pathlib import Path
 
 import torch
 
+from realciao.devices import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-from realciao.devices import describe_cpu  # noqa: E402
 
 FIXTURE_WEIGHTS = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 OFFICIAL = "official"  # the child's "precision" that runs the baseline

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from realciao.devices import available_cores, describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from realciao.devices import available_cores, describe_cpu  # noqa: E402
 
 LOOP_TIME = re.compile(r"(\d+)/(\d+) \[(?:(\d+):)?(\d+):(\d+)<")  # tqdm's "120/120 [00:54<"
 

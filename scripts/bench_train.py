@@ -32,11 +32,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from realciao.devices import describe_cpu  # noqa: E402
+from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 OFFICIAL = "official"  # the child's "precision" that runs the baseline (fp32)
 AUTO = "auto"  # the child's "precision" that decides as the trainer does, then runs in the choice
 

@@ -74,7 +74,6 @@ def peak_memory(device: str) -> dict:
 
 def run_one(config: dict) -> dict:
     """One measurement, in this (fresh) process."""
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from realciao.allocator import keep_freed_memory
@@ -145,7 +144,6 @@ def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> None:
     """Tiled vs whole-image output with the non-local branch (the one approximation): PSNR, and the
     mean error on output rows/columns within 2 px of a tile border vs elsewhere (a seam would
     raise the first). Centre crops of RealSRSet photos from ../shared, read only."""
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
     from PIL import Image
@@ -206,7 +204,6 @@ def main() -> None:
 
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from realciao.devices import describe_cpu
 
     print(describe_cpu(), flush=True)

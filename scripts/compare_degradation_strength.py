@@ -18,21 +18,16 @@ distribution, so they need no adjustment.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from reference_degradations import ReferencePipeline, seed_reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from reference_degradations import ReferencePipeline, seed_reference  # noqa: E402
-
-from realciao.degradations import degrade, load_recipe, replace_ops  # noqa: E402
-from realciao.degradations.quantize import quantize  # noqa: E402
-from realciao.degradations.resize import resize  # noqa: E402
-from realciao.degradations.specs import Recipe, ResizeOp  # noqa: E402
+from realciao.degradations import degrade, load_recipe, replace_ops
+from realciao.degradations.quantize import quantize
+from realciao.degradations.resize import resize
+from realciao.degradations.specs import Recipe, ResizeOp
 
 SHARED_TRAIN_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "train_hr" / "BSDS200"
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from realciao.degradations import degrade, load_recipe  # noqa: E402
-from realciao.degradations.resize import resize  # noqa: E402
+from realciao.degradations import degrade, load_recipe
+from realciao.degradations.resize import resize
 
 _FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
 _TEXT_COLOR = (20, 20, 20)

@@ -10,16 +10,13 @@ machinery runs (any scale, any size), not what a trained model does.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import realciao  # noqa: E402
+import realciao
 
 
 def sample_photo(size: int) -> torch.Tensor:

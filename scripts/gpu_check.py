@@ -454,8 +454,6 @@ def training_step(ctx: Context, stage: str, precision: str, perceptual, batch: i
 
 def check_degradations(ctx: Context) -> None:
     import torch
-
-    sys.path.insert(0, str(SCRIPTS))
     from bench_degradations import gt_patches, median_seconds
     from reference_degradations import ReferencePipeline, seed_reference
 
@@ -481,8 +479,6 @@ def check_degradations(ctx: Context) -> None:
 
 def check_upscale(ctx: Context) -> None:
     import torch
-
-    sys.path.insert(0, str(SCRIPTS))
     from bench_upscale import lr_shape, synthetic_photo
 
     from realciao.tiling import default_tile

@@ -9,11 +9,8 @@ then copy the folder to the offline machine and pass ``realciao-eval --weights-d
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from realciao.metrics.iqa import prepare_main  # noqa: E402
+from realciao.metrics.iqa import prepare_main
 
 if __name__ == "__main__":
     sys.exit(prepare_main())

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import math
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from realciao.compat import import_basicsr  # noqa: E402
+from realciao.compat import import_basicsr
 
 # RealESRGAN_x4plus options (train_realesrgan_x4plus.yml) and dataset constants.
 OPTIONS = {

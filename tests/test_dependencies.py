@@ -11,7 +11,7 @@
   and the runtime features it uses (``X | Y`` unions evaluated at run time need 3.10).
 
 The requirement list is read from the installed metadata (``importlib.metadata``), which an
-editable install refreshes only when reinstalled: after editing setup.py, run
+editable install refreshes only when reinstalled: after editing pyproject.toml, run
 ``pip install -e . --no-deps``.
 """
 
@@ -208,7 +208,7 @@ def dependency_problems(uses: list[Use], requirements: list[str], mapping: dict[
                                 f"(extras_require) or in install_requires")
             continue
         problems.append(f"{name} (imported at {where}) comes from {' or '.join(sorted(dists))}, which is not in "
-                        f"realciao's install_requires: add it to setup.py")
+                        f"realciao's install_requires: add it to pyproject.toml")
     return problems
 
 
@@ -254,7 +254,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
 def test_every_third_party_import_is_a_declared_requirement():
     uses = third_party(package_imports())
     problems = dependency_problems(uses, installed_requirements(), importlib.metadata.packages_distributions())
-    assert not problems, ("undeclared dependencies (after editing setup.py, refresh the metadata with "
+    assert not problems, ("undeclared dependencies (after editing pyproject.toml, refresh the metadata with "
                           "`pip install -e . --no-deps`):\n  " + "\n  ".join(problems))
 
 
@@ -266,7 +266,7 @@ def test_the_check_fails_when_a_needed_requirement_is_removed():
     assert not [p for p in dependency_problems(uses, requirements, mapping) if p.startswith(("scipy", "pillow_heif"))]
     without_scipy = [r for r in requirements if canonical(Requirement(r).name) != "scipy"]
     problems = dependency_problems(uses, without_scipy, mapping)
-    assert any(p.startswith("scipy (imported at realciao/metrics/brisque.py") and "add it to setup.py" in p
+    assert any(p.startswith("scipy (imported at realciao/metrics/brisque.py") and "add it to pyproject.toml" in p
                for p in problems), problems
     without_heif = [r for r in requirements if canonical(Requirement(r).name) != "pillow-heif"]
     assert any(p.startswith("pillow_heif") and "[heif] extra" in p
@@ -409,7 +409,7 @@ def python_needed() -> tuple[tuple[int, int], str]:
 
 def test_python_requires_is_the_oldest_python_the_code_runs_on():
     specifier = importlib.metadata.metadata(PACKAGE)["Requires-Python"] or ""
-    assert specifier, "setup.py declares no python_requires"
+    assert specifier, "pyproject.toml declares no requires-python"
     floor = oldest_allowed(specifier)
     need, why = python_needed()
     assert floor >= need, f"python_requires {specifier!r} allows {floor[0]}.{floor[1]}, but the code needs " \
