@@ -285,6 +285,15 @@ def plan_axis(length: int, tile: int | None, margin: int, align: int = 1) -> lis
 def load_peer(path: str | Path, device: str | torch.device = "cpu") -> PeerModel:
     """A .pth/.pt/.ckpt/.safetensors single-image SR model, on ``device``; PeerError otherwise."""
     path = Path(path)
+    descriptor = read_peer(path)
+    descriptor.to(torch.device(device)).eval()
+    radius, bytes_per_pixel = _probe(path, descriptor)
+    return PeerModel(descriptor, path, radius, bytes_per_pixel)
+
+
+def read_peer(path: str | Path) -> ImageModelDescriptor:
+    """spandrel's descriptor of a model file, on the CPU, without running it; PeerError otherwise."""
+    path = Path(path)
     if not path.exists():
         raise PeerError(f"{path}: no such file")
     if not path.is_file():
@@ -292,7 +301,6 @@ def load_peer(path: str | Path, device: str | torch.device = "cpu") -> PeerModel
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise _unsupported(path, f"extension {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)}")
-    device = torch.device(device)
     loader = ModelLoader("cpu")
     state_dict = _read_safetensors(path, loader) if suffix == ".safetensors" else _read_pickle(path)
     try:
@@ -302,9 +310,7 @@ def load_peer(path: str | Path, device: str | torch.device = "cpu") -> PeerModel
     except Exception as error:  # an architecture matched the keys but could not be built from them
         raise _unsupported(path, f"spandrel could not build it: {_short(error)}") from None
     _check_descriptor(path, descriptor)
-    descriptor.to(device).eval()
-    radius, bytes_per_pixel = _probe(path, descriptor)
-    return PeerModel(descriptor, path, radius, bytes_per_pixel)
+    return descriptor
 
 
 def peer_architecture(path: str | Path) -> str | None:

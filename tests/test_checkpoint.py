@@ -18,6 +18,7 @@ from tests.test_archs import TINY, tiny
 ODD_SIZES = {
     "edsr-baseline-ciaosr": {"channels": 6, "num_blocks": 3, "mlp_hidden": [10, 12, 14]},
     "rdn-ciaosr": {"channels": 6, "num_blocks": 3, "num_layers": 2, "growth": 5, "mlp_hidden": [10]},
+    "rrdb-ciaosr": {"channels": 6, "num_blocks": 2, "growth": 5, "mlp_hidden": [10]},
     "swinir-ciaosr": {
         "embed_dim": 8, "depths": [2, 1], "num_heads": [2, 4], "window_size": 4, "ffn_hidden": 12, "mlp_hidden": [10],
     },

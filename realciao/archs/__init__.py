@@ -1,6 +1,6 @@
 """Generator registry: ``build_generator(name, **overrides)``.
 
-A generator is an encoder (EDSR-baseline, RDN or SwinIR trunk) followed by the CiaoSR
+A generator is an encoder (EDSR-baseline, RDN, SwinIR or RRDB trunk) followed by the CiaoSR
 upsampler, and is named after its encoder: ``<encoder>-ciaosr``. ``ENCODERS`` is the only
 list of encoders; ``register_encoder`` adds one (see ``realciao.archs.encoder``). A
 generator's config is a plain dict, saved in checkpoints, that rebuilds it exactly.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import os
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from realciao.archs.ciaosr import CiaoSR, CiaoSRUpsampler
 from realciao.archs.edsr import EDSRBaselineEncoder
 from realciao.archs.encoder import Encoder
 from realciao.archs.rdn import RDNEncoder
+from realciao.archs.rrdb import RRDBEncoder, load_esrgan_trunk
 from realciao.archs.swinir import SwinIREncoder
 
 ENCODERS: dict[str, type[Encoder]] = {}
@@ -38,7 +40,7 @@ def register_encoder(encoder: type[Encoder]) -> type[Encoder]:
     return encoder
 
 
-for _builtin in (EDSRBaselineEncoder, RDNEncoder, SwinIREncoder):
+for _builtin in (EDSRBaselineEncoder, RDNEncoder, SwinIREncoder, RRDBEncoder):
     register_encoder(_builtin)
 
 
@@ -136,9 +138,21 @@ def build_from_config(config: dict[str, Any]) -> CiaoSR:
     return CiaoSR(encoder, upsampler, name=config["name"], config=config)
 
 
-def build_generator(name: str, **overrides: Any) -> CiaoSR:
-    """A randomly initialised generator, e.g. ``build_generator("edsr-baseline-ciaosr", num_blocks=4)``."""
-    return build_from_config(generator_config(name, **overrides))
+def build_generator(name: str, encoder_weights: str | os.PathLike | None = None, **overrides: Any) -> CiaoSR:
+    """A randomly initialised generator, e.g. ``build_generator("edsr-baseline-ciaosr", num_blocks=4)``.
+
+    ``encoder_weights``: a checkpoint whose trunk initialises the encoder instead (for
+    ``rrdb-ciaosr``: any ESRGAN-family RRDBNet file, e.g. Real-ESRGAN x4plus); the upsampler
+    stays random. It is where training starts, not part of the architecture, so the
+    generator's config does not record it."""
+    generator = build_from_config(generator_config(name, **overrides))
+    if encoder_weights is not None:
+        if not isinstance(generator.encoder, RRDBEncoder):
+            from realciao.errors import RealciaoError
+
+            raise RealciaoError(f"encoder_weights: only rrdb-ciaosr starts from a peer's trunk, not {name}")
+        load_esrgan_trunk(generator.encoder, encoder_weights)
+    return generator
 
 
 __all__ = [
