@@ -124,7 +124,11 @@ def read_cache(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("decisions"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != CACHE_VERSION
+        or not isinstance(data.get("decisions"), dict)
+    ):
         return {}
     return {key: entry for key, entry in data["decisions"].items() if cached_decision(entry) is not None}
 
@@ -145,8 +149,9 @@ def write_cache(path: Path, decisions: dict) -> None:
         pass
 
 
-def choose_precision(device: torch.device, probe: PrecisionProbe, timer=None,
-                     path: Path | None = None) -> PrecisionDecision:
+def choose_precision(
+    device: torch.device, probe: PrecisionProbe, timer=None, path: Path | None = None
+) -> PrecisionDecision:
     """What ``auto`` means for this probe on this device: measured once, then read from the cache."""
     candidates, why_only = candidate_precisions(device)
     if len(candidates) == 1:
@@ -159,15 +164,21 @@ def choose_precision(device: torch.device, probe: PrecisionProbe, timer=None,
     timer = timer or time_probe
     seconds = {precision: timer(probe, precision) for precision in candidates}
     decisions = read_cache(path)  # another process may have written meanwhile: keep its entries
-    decisions[key] = {"what": probe.what, "device": device_name(device), "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "seconds": seconds,
-                      "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    decisions[key] = {
+        "what": probe.what,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     write_cache(path, decisions)
     return PrecisionDecision(pick_fastest(seconds), seconds, "measured", probe.what)
 
 
-def decide_precision(asked: str, device: torch.device, probe: PrecisionProbe | None = None,
-                     echo=None) -> PrecisionDecision:
+def decide_precision(
+    asked: str, device: torch.device, probe: PrecisionProbe | None = None, echo=None
+) -> PrecisionDecision:
     """The precision a command runs in: an explicit one as asked (checked, never overridden);
     ``auto`` measured on ``probe`` (fp32 where there is nothing of a model's to measure)."""
     if asked != AUTO:
@@ -184,5 +195,15 @@ def model_digest(model: torch.nn.Module) -> str:
     return hashlib.sha256(layout.encode()).hexdigest()[:12]
 
 
-__all__ = ["MARGIN", "PrecisionDecision", "PrecisionProbe", "cache_path", "candidate_precisions",
-           "choose_precision", "decide_precision", "model_digest", "pick_fastest", "time_probe"]
+__all__ = [
+    "MARGIN",
+    "PrecisionDecision",
+    "PrecisionProbe",
+    "cache_path",
+    "candidate_precisions",
+    "choose_precision",
+    "decide_precision",
+    "model_digest",
+    "pick_fastest",
+    "time_probe",
+]

@@ -174,16 +174,25 @@ def resolve_precision(precision: str, device: torch.device, echo=None) -> str:
     kept, with one warning giving the measured slowdown. ``auto`` is decided by measurement in
     ``realciao.autoprecision.decide_precision``, which calls this for explicit choices."""
     if precision == AUTO:
-        raise ValueError("resolve_precision takes an explicit precision; auto is decided by "
-                         "realciao.autoprecision.decide_precision")
+        raise ValueError(
+            "resolve_precision takes an explicit precision; auto is decided by "
+            "realciao.autoprecision.decide_precision"
+        )
     check_precision(precision, device)
-    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_natively() and not _cache.get("warned"):
+    if (
+        precision == "bf16"
+        and device.type == "cpu"
+        and not cpu_runs_bf16_natively()
+        and not _cache.get("warned")
+    ):
         _cache["warned"] = True
         import warnings
 
-        message = (f"bf16 is emulated on this CPU ({cpu_model()}; no AVX512-BF16 or AMX): a bf16 matrix product "
-                   f"measured {cpu_bf16_slowdown():.0f}x slower than fp32 here. Choose fp32 (--precision fp32, "
-                   f"train.mixed_precision: fp32) or auto.")
+        message = (
+            f"bf16 is emulated on this CPU ({cpu_model()}; no AVX512-BF16 or AMX): a bf16 matrix product "
+            f"measured {cpu_bf16_slowdown():.0f}x slower than fp32 here. Choose fp32 (--precision fp32, "
+            f"train.mixed_precision: fp32) or auto."
+        )
         (echo or (lambda text: warnings.warn(text, stacklevel=3)))(message)
     return precision
 
@@ -221,8 +230,12 @@ def launcher_environment() -> dict[str, str] | None:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def choose_threads(requested: int | None = None, environ: dict[str, str] | None = None,
-                   launcher: dict[str, str] | None | bool = False, cores: int | None = None) -> ThreadChoice:
+def choose_threads(
+    requested: int | None = None,
+    environ: dict[str, str] | None = None,
+    launcher: dict[str, str] | None | bool = False,
+    cores: int | None = None,
+) -> ThreadChoice:
     """Threads for torch in this process: the user's number (a ``threads`` option or flag, or an
     ``OMP_NUM_THREADS`` they exported), else the available cores divided among the local
     processes. ``accelerate launch`` always exports OMP_NUM_THREADS to its children (1 unless
@@ -242,7 +255,9 @@ def choose_threads(requested: int | None = None, environ: dict[str, str] | None 
         if parent is not None and "OMP_NUM_THREADS" in parent:
             return ThreadChoice(int(omp), "OMP_NUM_THREADS set for accelerate launch")
     count = max(1, cores // local)
-    return ThreadChoice(count, f"{cores} cores available to this process, {local} local process(es)", local == 1)
+    return ThreadChoice(
+        count, f"{cores} cores available to this process, {local} local process(es)", local == 1
+    )
 
 
 def configure_threads(requested: int | None = None) -> ThreadChoice:
@@ -313,15 +328,21 @@ class ThreadGovernor:
             torch.set_num_threads(count)
             if self.echo and not self.told:
                 self.told = True
-                self.echo(f"other processes are using {others:.1f} of this process's {self.choice.count} cores: "
-                          f"running on {count} thread(s) while they do (threads waiting on a busy core spin; "
-                          f"--threads N fixes the count)")
+                self.echo(
+                    f"other processes are using {others:.1f} of this process's {self.choice.count} cores: "
+                    f"running on {count} thread(s) while they do (threads waiting on a busy core spin; "
+                    f"--threads N fixes the count)"
+                )
             self.count = count
         return count
 
 
 def describe_cpu() -> str:
     """One line for benchmark output: the CPU model, torch's capability and whether bf16 is native."""
-    native = "native" if cpu_runs_bf16_natively() else f"emulated, {cpu_bf16_slowdown():.0f}x slower than fp32"
-    return (f"CPU: {cpu_model()}; {available_cores()} cores available; torch {torch.__version__}, capability "
-            f"{torch.backends.cpu.get_cpu_capability()}; bf16 {native}")
+    native = (
+        "native" if cpu_runs_bf16_natively() else f"emulated, {cpu_bf16_slowdown():.0f}x slower than fp32"
+    )
+    return (
+        f"CPU: {cpu_model()}; {available_cores()} cores available; torch {torch.__version__}, capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; bf16 {native}"
+    )

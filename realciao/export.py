@@ -50,8 +50,10 @@ MIN_PSNR = {"fp32": 50.0, "fp16": 30.0, "bf16": 30.0}
 EXAMPLE_SIZE = (20, 24)  # LR (h, w) the graph is traced with; checks use other sizes
 CHECK_SIZES = ((17, 29), (32, 21))
 # the ONNX file's metadata_props that realciao's commands read (realciao.onnx_models)
-METADATA = {key: f"realciao.{key}" for key in ("kind", "generator", "scale", "tile_margin", "minimum_side",
-                                                       "non_local")}
+METADATA = {
+    key: f"realciao.{key}"
+    for key in ("kind", "generator", "scale", "tile_margin", "minimum_side", "non_local")
+}
 
 
 class ExportError(RealciaoError, ValueError):
@@ -74,7 +76,9 @@ class ExportOptions:
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise ExportError(f"scale: expected a positive number, got {self.scale:g}")
         if self.precision not in EXPORT_PRECISIONS:
-            raise ExportError(f"precision: expected one of {', '.join(EXPORT_PRECISIONS)}, got {self.precision!r}")
+            raise ExportError(
+                f"precision: expected one of {', '.join(EXPORT_PRECISIONS)}, got {self.precision!r}"
+            )
         if self.opset is not None and not LOWEST_OPSET <= self.opset <= HIGHEST_OPSET:
             raise ExportError(f"opset: expected {LOWEST_OPSET} to {HIGHEST_OPSET}, got {self.opset}")
         if self.static is not None and (len(self.static) != 2 or min(self.static) < 1):
@@ -90,8 +94,10 @@ class CheckResult:
 
     def line(self) -> str:
         h, w = self.lr_size
-        return (f"{w}x{h} -> {self.out_size[1]}x{self.out_size[0]}: max abs diff {self.max_abs_diff:.2e}, "
-                f"PSNR {self.psnr:.1f} dB against PyTorch")
+        return (
+            f"{w}x{h} -> {self.out_size[1]}x{self.out_size[0]}: max abs diff {self.max_abs_diff:.2e}, "
+            f"PSNR {self.psnr:.1f} dB against PyTorch"
+        )
 
 
 @dataclass
@@ -171,13 +177,24 @@ def trace_to_onnx(module: GraphUpscaler, options: ExportOptions, opset: int) -> 
     names = ["image", "size"][: len(inputs)]
     dynamic = None
     if options.static is None:
-        dynamic = {"image": {0: "batch", 2: "height", 3: "width"},
-                   "output": {0: "batch", 2: "out_height", 3: "out_width"}}
+        dynamic = {
+            "image": {0: "batch", 2: "height", 3: "width"},
+            "output": {0: "batch", 2: "out_height", 3: "out_width"},
+        }
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about sizes: the graph is checked at other sizes
-        torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names, output_names=["output"],
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            inputs,
+            buffer,
+            dynamo=False,
+            input_names=names,
+            output_names=["output"],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
     return buffer.getvalue()
 
 
@@ -217,8 +234,9 @@ def finish_graph(data: bytes, model: CiaoSR, options: ExportOptions) -> tuple[by
     return graph.SerializeToString(), simplified
 
 
-def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions(),
-                echo=None) -> ExportReport:
+def export_onnx(
+    model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions(), echo=None
+) -> ExportReport:
     """Export ``model`` to ``path``, written atomically and only once it has passed its check
     (``options.check``): onnxruntime against ``realciao.upscale`` at sizes other than the example's."""
     path = Path(path)
@@ -248,9 +266,11 @@ def export_onnx(model: CiaoSR, path: str | os.PathLike, options: ExportOptions =
                         echo(result.line())
                 worst = min(r.psnr for r in report.checks)
                 if worst < MIN_PSNR[options.precision]:
-                    raise ExportError(f"{path}: the exported model differs from PyTorch ({worst:.1f} dB, "
-                                      f"below {MIN_PSNR[options.precision]:g} dB in {options.precision}); "
-                                      f"no file written")
+                    raise ExportError(
+                        f"{path}: the exported model differs from PyTorch ({worst:.1f} dB, "
+                        f"below {MIN_PSNR[options.precision]:g} dB in {options.precision}); "
+                        f"no file written"
+                    )
         return report
     raise ExportError(f"{path}: {model.name} could not be exported ({'; '.join(failures)})")
 
@@ -265,7 +285,9 @@ def check_sizes(options: ExportOptions) -> tuple[tuple[int, int], ...]:
     return (options.static,) if options.static is not None else CHECK_SIZES
 
 
-def check_export(path: Path, model: CiaoSR, options: ExportOptions, label: Path | None = None) -> list[CheckResult]:
+def check_export(
+    path: Path, model: CiaoSR, options: ExportOptions, label: Path | None = None
+) -> list[CheckResult]:
     """Run the file with onnxruntime (CPU) at sizes other than the example's, against
     ``realciao.upscale`` in fp32; ``label`` names the file in errors (``path`` may be a temporary)."""
     label = label or path
@@ -273,8 +295,10 @@ def check_export(path: Path, model: CiaoSR, options: ExportOptions, label: Path 
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's errors have no public type
-        raise ExportError(f"{label}: onnxruntime's CPU provider cannot run the {options.precision} graph, so it "
-                          f"cannot be checked ({first_line(error)}); no file written") from None
+        raise ExportError(
+            f"{label}: onnxruntime's CPU provider cannot run the {options.precision} graph, so it "
+            f"cannot be checked ({first_line(error)}); no file written"
+        ) from None
     results = []
     generator = torch.Generator().manual_seed(1)
     for h, w in check_sizes(options):

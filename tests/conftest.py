@@ -16,7 +16,9 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    os.environ.setdefault("REALCIAO_PRECISION_CACHE", str(Path(tempfile.mkdtemp(prefix="realciao-tests-")) / "precision.json"))
+    os.environ.setdefault(
+        "REALCIAO_PRECISION_CACHE", str(Path(tempfile.mkdtemp(prefix="realciao-tests-")) / "precision.json")
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,16 +17,19 @@ from realciao.devices import choose_threads, resolve_precision
 ACCELERATE_CHILD = {"ACCELERATE_DYNAMO_BACKEND": "NO", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("environ,launcher,cores,expected", [
-    ({}, None, 8, 8),  # plain python: every core of the affinity mask
-    ({}, None, 3, 3),  # a process pinned to 3 cores by taskset or a container
-    ({"LOCAL_WORLD_SIZE": "4"}, None, 16, 4),  # four local processes share 16 cores
-    ({"OMP_NUM_THREADS": "6"}, None, 16, 6),  # the user's own setting
-    (ACCELERATE_CHILD, {}, 16, 16),  # accelerate launch's default of 1: not the user's
-    (ACCELERATE_CHILD, {"OMP_NUM_THREADS": "1"}, 16, 1),  # the user exported it for accelerate launch
-    ({**ACCELERATE_CHILD, "LOCAL_WORLD_SIZE": "2"}, {}, 16, 8),
-    (ACCELERATE_CHILD, None, 4, 4),  # launcher environment unreadable: the cores decide
-])
+@pytest.mark.parametrize(
+    "environ,launcher,cores,expected",
+    [
+        ({}, None, 8, 8),  # plain python: every core of the affinity mask
+        ({}, None, 3, 3),  # a process pinned to 3 cores by taskset or a container
+        ({"LOCAL_WORLD_SIZE": "4"}, None, 16, 4),  # four local processes share 16 cores
+        ({"OMP_NUM_THREADS": "6"}, None, 16, 6),  # the user's own setting
+        (ACCELERATE_CHILD, {}, 16, 16),  # accelerate launch's default of 1: not the user's
+        (ACCELERATE_CHILD, {"OMP_NUM_THREADS": "1"}, 16, 1),  # the user exported it for accelerate launch
+        ({**ACCELERATE_CHILD, "LOCAL_WORLD_SIZE": "2"}, {}, 16, 8),
+        (ACCELERATE_CHILD, None, 4, 4),  # launcher environment unreadable: the cores decide
+    ],
+)
 def test_thread_count_decision(environ, launcher, cores, expected):
     choice = choose_threads(None, environ=environ, launcher=launcher, cores=cores)
     assert choice.count == expected, choice.reason
@@ -42,29 +45,45 @@ def test_the_launcher_environment_is_the_one_the_parent_started_with():
     code = "from realciao.devices import launcher_environment as e; print(e().get('REALCIAO_PARENT_MARK'))"
     env = {"PATH": "/usr/bin:/bin", "REALCIAO_PARENT_MARK": "from-parent"}
     wrapper = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"
-    done = subprocess.run([sys.executable, "-c", wrapper], env={**env, "PYTHONPATH": ":".join(sys.path)},
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper],
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip() == "from-parent", done.stderr
 
 
 @pytest.fixture
 def cpu_caps(monkeypatch):
     """Set the CPU's capability string, flags and measured bf16 slowdown."""
+
     def apply(capability: str, flags: set[str], slowdown: float = 190.0):
         monkeypatch.setattr(devices.torch.backends.cpu, "get_cpu_capability", lambda: capability)
         monkeypatch.setattr(devices, "_cache", {"flags": set(flags), "bf16_slowdown": slowdown})
+
     return apply
 
 
-@pytest.mark.parametrize("capability,flags,slowdown,expected", [
-    ("AVX2", {"avx2", "fma"}, 190.0, ["fp32"]),  # AMD EPYC with AVX2 only: bf16 emulated, not measured
-    ("AVX512", {"avx512f", "avx512_bf16"}, 0.4, ["fp32", "bf16"]),  # capability says AVX512, the flags know better
-    ("AMX", set(), 0.1, ["fp32", "bf16"]),
-    ("AVX512_BF16", set(), 0.3, ["fp32", "bf16"]),
-    ("DEFAULT", set(), 0.5, ["fp32", "bf16"]),  # flags unknown (not Linux): a micro-benchmark says native
-    ("DEFAULT", set(), 40.0, ["fp32"]),
-])
-def test_auto_measures_bf16_only_where_the_cpu_runs_it_natively(cpu_caps, capability, flags, slowdown, expected):
+@pytest.mark.parametrize(
+    "capability,flags,slowdown,expected",
+    [
+        ("AVX2", {"avx2", "fma"}, 190.0, ["fp32"]),  # AMD EPYC with AVX2 only: bf16 emulated, not measured
+        (
+            "AVX512",
+            {"avx512f", "avx512_bf16"},
+            0.4,
+            ["fp32", "bf16"],
+        ),  # capability says AVX512, the flags know better
+        ("AMX", set(), 0.1, ["fp32", "bf16"]),
+        ("AVX512_BF16", set(), 0.3, ["fp32", "bf16"]),
+        ("DEFAULT", set(), 0.5, ["fp32", "bf16"]),  # flags unknown (not Linux): a micro-benchmark says native
+        ("DEFAULT", set(), 40.0, ["fp32"]),
+    ],
+)
+def test_auto_measures_bf16_only_where_the_cpu_runs_it_natively(
+    cpu_caps, capability, flags, slowdown, expected
+):
     cpu_caps(capability, flags, slowdown)
     assert candidate_precisions(torch.device("cpu"))[0] == expected
 
@@ -112,8 +131,13 @@ class FakeMachine:
 
 
 def governor_on(machine: FakeMachine, choice, echo=None):
-    return devices.ThreadGovernor(choice, echo, busy_seconds=lambda: machine.busy, clock=lambda: machine.wall,
-                                  own_seconds=lambda: machine.own)
+    return devices.ThreadGovernor(
+        choice,
+        echo,
+        busy_seconds=lambda: machine.busy,
+        clock=lambda: machine.wall,
+        own_seconds=lambda: machine.own,
+    )
 
 
 def test_threads_give_way_while_another_process_holds_a_core_and_come_back(monkeypatch):
@@ -142,11 +166,16 @@ def test_a_window_too_short_to_tell_goes_on(monkeypatch):
     assert governor.adjust() == 1  # the window went on and now tells
 
 
-@pytest.mark.parametrize("choice", [
-    choose_threads(2, environ={}, launcher=None, cores=2),  # --threads 2: the user's count is kept
-    choose_threads(None, environ={"OMP_NUM_THREADS": "2"}, launcher=None, cores=2),
-    choose_threads(None, environ={"LOCAL_WORLD_SIZE": "2"}, launcher=None, cores=4),  # siblings share the cores
-])
+@pytest.mark.parametrize(
+    "choice",
+    [
+        choose_threads(2, environ={}, launcher=None, cores=2),  # --threads 2: the user's count is kept
+        choose_threads(None, environ={"OMP_NUM_THREADS": "2"}, launcher=None, cores=2),
+        choose_threads(
+            None, environ={"LOCAL_WORLD_SIZE": "2"}, launcher=None, cores=4
+        ),  # siblings share the cores
+    ],
+)
 def test_a_count_the_user_chose_or_processes_share_is_kept(monkeypatch, choice):
     monkeypatch.setattr(devices.torch, "set_num_threads", lambda n: pytest.fail("must not change"))
     machine = FakeMachine()

@@ -84,11 +84,14 @@ def test_photos_smaller_than_a_measurement_needs_are_skipped_for_it_with_a_note(
     assert "24x20" in note and "blur_sigma" in note and "noise_sigma" not in note
 
 
-@pytest.mark.parametrize("setup,message", [
-    (lambda folder: None, "holds no images"),
-    (lambda folder: (folder / "a.txt").write_text("x"), "holds no images"),
-    (lambda folder: (folder / "a.png").write_bytes(b"broken"), "no photo could be read"),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda folder: None, "holds no images"),
+        (lambda folder: (folder / "a.txt").write_text("x"), "holds no images"),
+        (lambda folder: (folder / "a.png").write_bytes(b"broken"), "no photo could be read"),
+    ],
+)
 def test_a_folder_with_nothing_to_measure_is_a_clear_error(tmp_path, setup, message):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -116,14 +119,22 @@ def test_crops_and_synthesis_are_deterministic():
     pool = load_hr(None, min_side=128)
     assert hr_crops(pool, 4, 128, seed=1).equal(hr_crops(pool, 4, 128, seed=1))
     assert not hr_crops(pool, 4, 128, seed=1).equal(hr_crops(pool, 4, 128, seed=2))
-    recipe = parse_recipe({"stages": [{"resize": {"relative_to": "target"}},
-                                      {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [2, 6]}]}}]})
+    recipe = parse_recipe(
+        {
+            "stages": [
+                {"resize": {"relative_to": "target"}},
+                {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [2, 6]}]}},
+            ]
+        }
+    )
     plan = make_plan(pool, scale=2, patch=32, samples=6, seed=3)
     assert plan.gt.shape == (6, 3, 64, 64)
     first, _ = synthesise(recipe, plan)
     second, _ = synthesise(recipe, plan)
     other, _ = synthesise(recipe, plan, seed_offset=1)
-    assert first.shape == (6, 32, 32, 3) and np.array_equal(first, second) and not np.array_equal(first, other)
+    assert (
+        first.shape == (6, 32, 32, 3) and np.array_equal(first, second) and not np.array_equal(first, other)
+    )
 
 
 def test_synthesised_jpeg_quality_is_the_last_jpeg_when_nothing_changed_the_pixels_after_it():
@@ -138,7 +149,9 @@ def test_synthesised_jpeg_quality_is_the_last_jpeg_when_nothing_changed_the_pixe
     assert math.isnan(final_jpeg_quality([jpeg, sinc]))
     assert math.isnan(final_jpeg_quality([keep]))
     pool = load_hr(None, min_side=64)
-    recipe = parse_recipe({"stages": [{"resize": {"relative_to": "target"}}, {"jpeg": {"quality": [40, 60]}}]})
+    recipe = parse_recipe(
+        {"stages": [{"resize": {"relative_to": "target"}}, {"jpeg": {"quality": [40, 60]}}]}
+    )
     measured = measure_synthetic(recipe, make_plan(pool, scale=2, patch=32, samples=8, seed=0))
     assert ((measured.values["jpeg_quality"] >= 40) & (measured.values["jpeg_quality"] <= 60)).all()
 
@@ -151,6 +164,10 @@ def test_the_report_gets_whole_patches_from_every_photo_before_any_twice(tmp_pat
     assert len(measured.patches) == 8
     assert all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in measured.patches)
     whole = np.asarray(Image.open(first))
+
     def from_first(patch):
-        return any((whole[y:y + 64, x:x + 64] == patch).all() for y in range(0, 193, 8) for x in range(0, 193, 8))
+        return any(
+            (whole[y : y + 64, x : x + 64] == patch).all() for y in range(0, 193, 8) for x in range(0, 193, 8)
+        )
+
     assert [from_first(p) for p in measured.patches[:4]] == [True, False, True, False]

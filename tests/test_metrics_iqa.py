@@ -24,8 +24,6 @@ def test_missing_weight_file_names_file_metric_and_place(tmp_path, monkeypatch):
         iqa.create_metric("brisque", tmp_path)
 
 
-
-
 def test_a_crafted_pickle_in_the_weights_folder_is_refused_without_running(tmp_path):
     """pyiqa would unpickle it fully (``weights_only=False``); realciao restricts every load."""
     marker = tmp_path / "ran"
@@ -33,8 +31,12 @@ def test_a_crafted_pickle_in_the_weights_folder_is_refused_without_running(tmp_p
     (tmp_path / "checkpoints").mkdir()
     from torchvision.models import alexnet
 
-    torch.save(alexnet().state_dict(), tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth")  # a plain state dict
-    with pytest.raises(iqa.WeightsMissing, match=r"LPIPS_v0.1_alex-df73285e.pth holds Python objects.*--allow-pickle"):
+    torch.save(
+        alexnet().state_dict(), tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    )  # a plain state dict
+    with pytest.raises(
+        iqa.WeightsMissing, match=r"LPIPS_v0.1_alex-df73285e.pth holds Python objects.*--allow-pickle"
+    ):
         iqa.create_metric("lpips", tmp_path)
     assert not marker.exists()
 
@@ -70,9 +72,15 @@ def test_prepare_weights_logic_without_network(tmp_path):
 
     files = iqa.prepare_weights(tmp_path, ["niqe", "piqe", "lpips"], downloader=fake, echo=lambda _: None)
     names = sorted(p.relative_to(tmp_path).as_posix() for p in files)
-    assert names == ["LPIPS_v0.1_alex-df73285e.pth", "checkpoints/alexnet-owt-7be5be79.pth", "niqe_modelparameters.mat"]
+    assert names == [
+        "LPIPS_v0.1_alex-df73285e.pth",
+        "checkpoints/alexnet-owt-7be5be79.pth",
+        "niqe_modelparameters.mat",
+    ]
     assert all(p.is_file() for p in files) and len(fetched) == 3
-    iqa.prepare_weights(tmp_path, ["niqe"], downloader=fake, echo=lambda _: None)  # present: not fetched again
+    iqa.prepare_weights(
+        tmp_path, ["niqe"], downloader=fake, echo=lambda _: None
+    )  # present: not fetched again
     assert len(fetched) == 3
 
 
@@ -80,7 +88,9 @@ def test_prepare_weights_failure_is_clear(tmp_path):
     def offline(url, path):
         raise OSError("Name or service not known")
 
-    with pytest.raises(iqa.WeightsDownloadError, match="brisque_svm_weights.pth.*needs internet|needs internet") as info:
+    with pytest.raises(
+        iqa.WeightsDownloadError, match="brisque_svm_weights.pth.*needs internet|needs internet"
+    ) as info:
         iqa.prepare_weights(tmp_path, ["brisque"], downloader=offline, echo=lambda _: None)
     assert "brisque_svm_weights.pth" in str(info.value)
     assert not list(tmp_path.iterdir())  # no partial file left behind

@@ -39,27 +39,56 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a CiaoSR generator to ONNX (normalisation, query grid and clamp inside the graph; "
         "batch, height and width dynamic) and check it with onnxruntime against realciao's PyTorch inference.",
     )
-    parser.add_argument("--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint")
+    parser.add_argument(
+        "--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint"
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, help="the .onnx file to write")
     kind = parser.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--scale", type=float, help="a fixed-scale model: input image (N,3,H,W) in [0,1], "
-                      "output (N,3,round(H*scale),round(W*scale)); any positive number")
-    kind.add_argument("--arbitrary", action="store_true",
-                      help="one model for every scale: inputs image and size (int64[2], output height and width)")
-    parser.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
-                        help="the upsampler's precision (the encoder stays fp32, as in realciao-upscale); "
-                        "fp16 runs on onnxruntime's CPU provider; bf16 does not (no CPU kernels), so it cannot be checked "
-                        "and is refused")
-    parser.add_argument("--opset", type=int, default=None,
-                        help=f"ONNX opset, {LOWEST_OPSET}-{HIGHEST_OPSET} (default: the lowest that works)")
-    parser.add_argument("--static", type=parse_static, metavar="HxW",
-                        help="a graph for this one LR size (for runtimes that need static shapes)")
-    parser.add_argument("--no-check", action="store_true",
-                        help=f"skip the onnxruntime check (by default the export fails below "
-                        f"{MIN_PSNR['fp32']:g} dB PSNR against PyTorch in fp32)")
-    parser.add_argument("--no-simplify", action="store_true", help="do not simplify with onnxslim (when installed)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)")
+    kind.add_argument(
+        "--scale",
+        type=float,
+        help="a fixed-scale model: input image (N,3,H,W) in [0,1], "
+        "output (N,3,round(H*scale),round(W*scale)); any positive number",
+    )
+    kind.add_argument(
+        "--arbitrary",
+        action="store_true",
+        help="one model for every scale: inputs image and size (int64[2], output height and width)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=EXPORT_PRECISIONS,
+        default="fp32",
+        help="the upsampler's precision (the encoder stays fp32, as in realciao-upscale); "
+        "fp16 runs on onnxruntime's CPU provider; bf16 does not (no CPU kernels), so it cannot be checked "
+        "and is refused",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset, {LOWEST_OPSET}-{HIGHEST_OPSET} (default: the lowest that works)",
+    )
+    parser.add_argument(
+        "--static",
+        type=parse_static,
+        metavar="HxW",
+        help="a graph for this one LR size (for runtimes that need static shapes)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help=f"skip the onnxruntime check (by default the export fails below "
+        f"{MIN_PSNR['fp32']:g} dB PSNR against PyTorch in fp32)",
+    )
+    parser.add_argument(
+        "--no-simplify", action="store_true", help="do not simplify with onnxslim (when installed)"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)",
+    )
     return parser
 
 
@@ -74,8 +103,14 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> ExportOptions:
         parser.error(f"-o {args.output}: the folder {args.output.parent} does not exist")
     if args.opset is not None and not LOWEST_OPSET <= args.opset <= HIGHEST_OPSET:
         parser.error(f"--opset: expected {LOWEST_OPSET} to {HIGHEST_OPSET}, got {args.opset}")
-    return ExportOptions(scale=args.scale, precision=args.precision, opset=args.opset, static=args.static,
-                         check=not args.no_check, simplify=not args.no_simplify)
+    return ExportOptions(
+        scale=args.scale,
+        precision=args.precision,
+        opset=args.opset,
+        static=args.static,
+        check=not args.no_check,
+        simplify=not args.no_simplify,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     options = check_arguments(parser, args)
     try:
         model = load_generator(args.model, allow_pickle=args.allow_pickle)
-        report = export_onnx(model, args.output, options, echo=lambda line: print(f"  check: {line}", flush=True))
+        report = export_onnx(
+            model, args.output, options, echo=lambda line: print(f"  check: {line}", flush=True)
+        )
     except RealciaoError as error:
         return fail(PROG, error)
     kind = f"x{args.scale:g}" if args.scale is not None else "any size"
-    shapes = f"static {args.static[0]}x{args.static[1]} input" if args.static else "dynamic batch, height and width"
+    shapes = (
+        f"static {args.static[0]}x{args.static[1]} input"
+        if args.static
+        else "dynamic batch, height and width"
+    )
     extras = "; simplified with onnxslim" if report.simplified else ""
-    print(f"wrote {report.path} ({model.name}, {kind}, {args.precision}, opset {report.opset}, {shapes}{extras})")
+    print(
+        f"wrote {report.path} ({model.name}, {kind}, {args.precision}, opset {report.opset}, {shapes}{extras})"
+    )
     for note in report.notes:
         print(f"  note: {note}")
     if not options.check:

@@ -35,30 +35,60 @@ def build_parser() -> argparse.ArgumentParser:
         "it look like your photos: JPEG quality and blockiness, noise, blur and MSCN statistics, matched as "
         "distributions.",
     )
-    parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, metavar="PHOTOS",
-                        help="folder(s) of photos (searched recursively) or image files")
+    parser.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="PHOTOS",
+        help="folder(s) of photos (searched recursively) or image files",
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, help="the recipe to write (.yml)")
-    parser.add_argument("--base", default="realesrgan",
-                        help="recipe whose structure is kept and whose ranges are fitted: a shipped name "
-                        "(realesrgan, bsrgan, phone_camera) or a .yml path (default: realesrgan)")
-    parser.add_argument("--hr", default=None, help="folder of clean HR images to synthesise from "
-                        "(default: the built-in photos, no download)")
-    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
-                        help=f"the training scale the recipe is for, recorded in it as fitted_scale: one inside "
-                        f"your training's data.scale_min..scale_max (default {DEFAULT_SCALE:g})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the crops, the draws and the optimiser (default 0)")
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                        help=f"candidate recipes the optimiser's search evaluates (default {DEFAULT_BUDGET}). "
-                        f"Choosing among the best and widening ranges the photos cannot pin down then evaluate at "
-                        f"most {FINALISTS + 2} + 2 x (ranges of the base) more ({planned_evaluations('realesrgan', 0)} for "
-                        "realesrgan); the progress "
-                        "bar counts both")
-    parser.add_argument("--report", type=Path, default=None, help="report folder (default: OUTPUT_STEM_report "
-                        "beside the recipe)")
+    parser.add_argument(
+        "--base",
+        default="realesrgan",
+        help="recipe whose structure is kept and whose ranges are fitted: a shipped name "
+        "(realesrgan, bsrgan, phone_camera) or a .yml path (default: realesrgan)",
+    )
+    parser.add_argument(
+        "--hr",
+        default=None,
+        help="folder of clean HR images to synthesise from (default: the built-in photos, no download)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULT_SCALE,
+        help=f"the training scale the recipe is for, recorded in it as fitted_scale: one inside "
+        f"your training's data.scale_min..scale_max (default {DEFAULT_SCALE:g})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the crops, the draws and the optimiser (default 0)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        help=f"candidate recipes the optimiser's search evaluates (default {DEFAULT_BUDGET}). "
+        f"Choosing among the best and widening ranges the photos cannot pin down then evaluate at "
+        f"most {FINALISTS + 2} + 2 x (ranges of the base) more ({planned_evaluations('realesrgan', 0)} for "
+        "realesrgan); the progress "
+        "bar counts both",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="report folder (default: OUTPUT_STEM_report beside the recipe)",
+    )
     parser.add_argument("--name", default=None, help="the recipe's name (default: the output file's stem)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing recipe file")
-    parser.add_argument("--force", action="store_true", help="write the recipe even when its distance to the "
-                        "photos is not lower than the base recipe's")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write the recipe even when its distance to the photos is not lower than the base recipe's",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -116,22 +146,32 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix_str(f"best {best:.3f}" if done <= args.budget else "final choice and margins")
                 bar.update(done - bar.n)
 
-            result = fit_recipe(photos, base, args.hr, FitSettings(scale=args.scale, seed=args.seed, budget=args.budget),
-                                name=args.name or args.output.stem, on_trial=on_trial)
-        for note in result.notes[len(photos.notes):]:
+            result = fit_recipe(
+                photos,
+                base,
+                args.hr,
+                FitSettings(scale=args.scale, seed=args.seed, budget=args.budget),
+                name=args.name or args.output.stem,
+                on_trial=on_trial,
+            )
+        for note in result.notes[len(photos.notes) :]:
             echo(f"note: {note}")
         distances = f"distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}"
         if not (result.improved or args.force):
-            print(f"{PROG}: the fitted recipe is no closer to the photos than {base.name} ({distances}); nothing "
-                  f"written. Try a larger --budget, another --base, or pass --force to write it anyway",
-                  file=sys.stderr)
+            print(
+                f"{PROG}: the fitted recipe is no closer to the photos than {base.name} ({distances}); nothing "
+                f"written. Try a larger --budget, another --base, or pass --force to write it anyway",
+                file=sys.stderr,
+            )
             return 1
         path = write_recipe(result, args.output)
         report = write_report(result, args.report, path)
     except RealciaoError as error:
         return fail(PROG, error)
-    print(f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches) for x{args.scale:g}: {distances}; "
-          f"wrote {path} and {report} in {time.perf_counter() - start:.0f} s")
+    print(
+        f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches) for x{args.scale:g}: {distances}; "
+        f"wrote {path} and {report} in {time.perf_counter() - start:.0f} s"
+    )
     return 0
 
 

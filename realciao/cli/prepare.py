@@ -30,74 +30,155 @@ PROG = "realciao-prepare"
 def _common(parser: argparse.ArgumentParser, output_help: str | None) -> None:
     from realciao.prepare.runner import default_workers
 
-    parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, metavar="IMAGES",
-                        help="folder(s) (searched recursively) or image files")
+    parser.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="IMAGES",
+        help="folder(s) (searched recursively) or image files",
+    )
     if output_help:
         parser.add_argument("-o", "--output", required=True, type=Path, help=output_help)
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help=f"processes (default: the available cores, {default_workers()} here)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes (default: the available cores, {default_workers()} here)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run; finished files are kept")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run; finished files are kept"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Prepare and screen super-resolution training data.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Prepare and screen super-resolution training data."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub = commands.add_parser("subimages", help="cut images into overlapping sub-images (BasicSR's crops)")
     _common(sub, "folder of sub-images")
     sub.add_argument("--crop", type=int, default=480, help="sub-image side (default 480)")
     sub.add_argument("--step", type=int, default=240, help="distance between crops (default 240)")
-    sub.add_argument("--thresh-size", type=int, default=0,
-                     help="an edge strip wider than this gets one more crop flush with the edge; a side shorter "
-                     "than the crop is kept whole when longer than this, else the image is skipped (default 0)")
+    sub.add_argument(
+        "--thresh-size",
+        type=int,
+        default=0,
+        help="an edge strip wider than this gets one more crop flush with the edge; a side shorter "
+        "than the crop is kept whole when longer than this, else the image is skipped (default 0)",
+    )
     sub.add_argument("--png-level", type=int, default=3, help="PNG compression 0-9 (default 3, as BasicSR)")
 
-    multi = commands.add_parser("multiscale", help="Lanczos downscales plus a shortest-edge version (Real-ESRGAN)")
+    multi = commands.add_parser(
+        "multiscale", help="Lanczos downscales plus a shortest-edge version (Real-ESRGAN)"
+    )
     _common(multi, "folder of downscaled images")
-    multi.add_argument("--scales", type=float, nargs="+", default=[0.75, 0.5, 1 / 3],
-                       help="scale factors (default 0.75 0.5 0.3333)")
-    multi.add_argument("--shortest", type=int, default=400,
-                       help="also write a version whose shortest edge is this many px; 0 for none (default 400)")
+    multi.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[0.75, 0.5, 1 / 3],
+        help="scale factors (default 0.75 0.5 0.3333)",
+    )
+    multi.add_argument(
+        "--shortest",
+        type=int,
+        default=400,
+        help="also write a version whose shortest edge is this many px; 0 for none (default 400)",
+    )
 
     lmdb = commands.add_parser("lmdb", help="pack images into a BasicSR LMDB (data.mdb + meta_info.txt)")
     _common(lmdb, "the LMDB folder to write (NAME.lmdb)")
-    lmdb.add_argument("--paired-lr", default=None, metavar="LRFOLDER",
-                      help="LR images with the same names: written to a second LMDB under the same keys")
-    lmdb.add_argument("--lr-output", type=Path, default=None,
-                      help="the LR LMDB (default: LRFOLDER's name + .lmdb beside OUTPUT)")
-    lmdb.add_argument("--png-level", type=int, default=1, help="PNG compression 0-9 of the values (default 1, as BasicSR)")
-    lmdb.add_argument("--commit-every", type=int, default=500,
-                      help="images per LMDB transaction: what a killed build may have to redo (default 500)")
+    lmdb.add_argument(
+        "--paired-lr",
+        default=None,
+        metavar="LRFOLDER",
+        help="LR images with the same names: written to a second LMDB under the same keys",
+    )
+    lmdb.add_argument(
+        "--lr-output",
+        type=Path,
+        default=None,
+        help="the LR LMDB (default: LRFOLDER's name + .lmdb beside OUTPUT)",
+    )
+    lmdb.add_argument(
+        "--png-level", type=int, default=1, help="PNG compression 0-9 of the values (default 1, as BasicSR)"
+    )
+    lmdb.add_argument(
+        "--commit-every",
+        type=int,
+        default=500,
+        help="images per LMDB transaction: what a killed build may have to redo (default 500)",
+    )
 
-    meta = commands.add_parser("meta-info", help="write a meta-info list (BasicSR / Real-ESRGAN / data.meta_info)")
+    meta = commands.add_parser(
+        "meta-info", help="write a meta-info list (BasicSR / Real-ESRGAN / data.meta_info)"
+    )
     _common(meta, "the meta-info file to write")
-    meta.add_argument("--root", type=Path, default=None,
-                      help="paths are written relative to this (default: the input folder; the common parent "
-                      "of several); give realciao's data.hr_folders[0] the same folder")
-    meta.add_argument("--paired-lr", default=None, metavar="LRFOLDER",
-                      help="write Real-ESRGAN paired lines 'GT, LQ' (matched by name; LQ relative to LRFOLDER's parent)")
+    meta.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="paths are written relative to this (default: the input folder; the common parent "
+        "of several); give realciao's data.hr_folders[0] the same folder",
+    )
+    meta.add_argument(
+        "--paired-lr",
+        default=None,
+        metavar="LRFOLDER",
+        help="write Real-ESRGAN paired lines 'GT, LQ' (matched by name; LQ relative to LRFOLDER's parent)",
+    )
 
     check = commands.add_parser("check", help="screen GT for JPEG artefacts, noise, blur and size")
     _common(check, None)
     check.add_argument("--report", required=True, type=Path, help="CSV with every measurement and verdict")
-    check.add_argument("--html", type=Path, default=None, metavar="DIR", help="write DIR/index.html with the rejected images")
-    check.add_argument("--move-rejects", type=Path, default=None, metavar="DIR",
-                       help="move rejected images here (path below the input folder kept)")
+    check.add_argument(
+        "--html", type=Path, default=None, metavar="DIR", help="write DIR/index.html with the rejected images"
+    )
+    check.add_argument(
+        "--move-rejects",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="move rejected images here (path below the input folder kept)",
+    )
     from realciao.prepare.quality import Thresholds
 
     defaults = Thresholds()
-    check.add_argument("--min-jpeg-quality", type=float, default=defaults.min_jpeg_quality,
-                       help=f"reject JPEGs whose tables say a lower quality (default {defaults.min_jpeg_quality:g})")
-    check.add_argument("--max-blockiness", type=float, default=defaults.max_blockiness,
-                       help=f"reject 8x8 blockiness above this (default {defaults.max_blockiness:g})")
-    check.add_argument("--max-noise", type=float, default=defaults.max_noise,
-                       help=f"reject white noise above this many 8-bit levels (default {defaults.max_noise:g})")
-    check.add_argument("--max-blur", type=float, default=defaults.max_blur,
-                       help=f"reject edge blur above this many px (default {defaults.max_blur:g})")
-    check.add_argument("--min-side", type=int, default=defaults.min_side,
-                       help=f"reject images with a side shorter than this (default {defaults.min_side})")
+    check.add_argument(
+        "--min-jpeg-quality",
+        type=float,
+        default=defaults.min_jpeg_quality,
+        help=f"reject JPEGs whose tables say a lower quality (default {defaults.min_jpeg_quality:g})",
+    )
+    check.add_argument(
+        "--max-blockiness",
+        type=float,
+        default=defaults.max_blockiness,
+        help=f"reject 8x8 blockiness above this (default {defaults.max_blockiness:g})",
+    )
+    check.add_argument(
+        "--max-noise",
+        type=float,
+        default=defaults.max_noise,
+        help=f"reject white noise above this many 8-bit levels (default {defaults.max_noise:g})",
+    )
+    check.add_argument(
+        "--max-blur",
+        type=float,
+        default=defaults.max_blur,
+        help=f"reject edge blur above this many px (default {defaults.max_blur:g})",
+    )
+    check.add_argument(
+        "--min-side",
+        type=int,
+        default=defaults.min_side,
+        help=f"reject images with a side shorter than this (default {defaults.min_side})",
+    )
     return parser
 
 
@@ -137,8 +218,10 @@ def run(args) -> int:
     start = time.perf_counter()
     summary, message, code = COMMANDS[args.command](args, images, notes)
     skipped = len(summary.skipped) + len(notes)
-    print(f"{message}{f'; {skipped} input(s) skipped (named above)' if skipped else ''} in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"{message}{f'; {skipped} input(s) skipped (named above)' if skipped else ''} in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     return code
 
 
@@ -147,7 +230,9 @@ def run_subimages(args, images, notes):
 
     settings = SubimageSettings(args.crop, args.step, args.thresh_size, args.png_level)
     check_settings(settings)
-    return run_into_folder(args, images, notes, functools.partial(extract_subimages, settings=settings), "sub-images")
+    return run_into_folder(
+        args, images, notes, functools.partial(extract_subimages, settings=settings), "sub-images"
+    )
 
 
 def run_multiscale(args, images, notes):
@@ -155,7 +240,9 @@ def run_multiscale(args, images, notes):
 
     settings = MultiscaleSettings(tuple(args.scales), args.shortest or None)
     check_settings(settings)
-    return run_into_folder(args, images, notes, functools.partial(make_multiscale, settings=settings), "downscaled images")
+    return run_into_folder(
+        args, images, notes, functools.partial(make_multiscale, settings=settings), "downscaled images"
+    )
 
 
 def run_into_folder(args, images, notes, make, noun: str):
@@ -185,8 +272,14 @@ def run_lmdb(args, images, notes):
     for path in [args.output] + ([lr_output] if lr_output else []):
         claim_lmdb(path, args.overwrite, args.resume)
     print_notes(notes + plan_notes)
-    summary = build_lmdb(entries, args.output, LmdbSettings(args.png_level, max(1, args.commit_every)), args.workers, lr_output,
-                         not args.no_progress)
+    summary = build_lmdb(
+        entries,
+        args.output,
+        LmdbSettings(args.png_level, max(1, args.commit_every)),
+        args.workers,
+        lr_output,
+        not args.no_progress,
+    )
     written = f"{args.output}" + (f" and {lr_output}" if lr_output else "")
     return summary, f"{len(entries) - len(summary.skipped)} images in {written}", 0
 
@@ -225,8 +318,12 @@ def run_check(args, images, notes):
     )
 
     if args.report.exists() and not (args.overwrite or args.resume):
-        raise RealciaoError(f"{args.report}: exists; pass --resume to continue it or --overwrite to replace it")
-    limits = Thresholds(args.min_jpeg_quality, args.max_blockiness, args.max_noise, args.max_blur, args.min_side)
+        raise RealciaoError(
+            f"{args.report}: exists; pass --resume to continue it or --overwrite to replace it"
+        )
+    limits = Thresholds(
+        args.min_jpeg_quality, args.max_blockiness, args.max_noise, args.max_blur, args.min_side
+    )
     print_notes(notes)
     done = read_report(args.report) if args.resume and args.report.exists() else {}
     rows, summary = check_images(images, limits, args.workers, done, not args.no_progress)
@@ -239,11 +336,20 @@ def run_check(args, images, notes):
         extra += f"; {write_html(args.html, rows, limits)}"
     if args.move_rejects and rejected:
         extra += f"; {move_rejects(rows, images, args.move_rejects)} moved to {args.move_rejects}"
-    return summary, f"{len(rejected)} of {len(rows)} images rejected; report {args.report}{extra}", 1 if rejected else 0
+    return (
+        summary,
+        f"{len(rejected)} of {len(rows)} images rejected; report {args.report}{extra}",
+        1 if rejected else 0,
+    )
 
 
-COMMANDS = {"subimages": run_subimages, "multiscale": run_multiscale, "lmdb": run_lmdb,
-            "meta-info": run_meta_info, "check": run_check}
+COMMANDS = {
+    "subimages": run_subimages,
+    "multiscale": run_multiscale,
+    "lmdb": run_lmdb,
+    "meta-info": run_meta_info,
+    "check": run_check,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     except RealciaoError as error:
         return fail(PROG, error)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished files are kept: rerun with --resume to continue", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted; finished files are kept: rerun with --resume to continue", file=sys.stderr
+        )
         return 130
 
 

@@ -41,39 +41,89 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upscale photos with a CiaoSR generator to any scale or size, tile by tile in bounded memory. "
         "Real-ESRGAN's flags (--outscale, -t, --tile_pad, --fp32, -g) are accepted too.",
     )
-    parser.add_argument("-i", "--input", nargs="+", action="extend", required=True, help="image files, folders or globs")
-    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT})")
-    parser.add_argument("--recursive", action="store_true", help="also read images in subfolders of input folders")
-    parser.add_argument("--model", required=True, help="realciao (.safetensors) or official CiaoSR checkpoint, or an "
-                        ".onnx file from realciao-export (run with onnxruntime)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)")
+    parser.add_argument(
+        "-i", "--input", nargs="+", action="extend", required=True, help="image files, folders or globs"
+    )
+    parser.add_argument(
+        "-o", "--output", default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT})"
+    )
+    parser.add_argument(
+        "--recursive", action="store_true", help="also read images in subfolders of input folders"
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="realciao (.safetensors) or official CiaoSR checkpoint, or an "
+        ".onnx file from realciao-export (run with onnxruntime)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)",
+    )
     size = parser.add_argument_group("output size (one of; default --scale 2)")
-    size.add_argument("-s", "--scale", "--outscale", dest="scale", type=float,
-                      help="scale factor, any positive number (e.g. 2, 2.5, 3.7)")
-    size.add_argument("--width", type=int, help="output width in pixels (keeps the aspect ratio unless --height)")
-    size.add_argument("--height", type=int, help="output height in pixels (keeps the aspect ratio unless --width)")
+    size.add_argument(
+        "-s",
+        "--scale",
+        "--outscale",
+        dest="scale",
+        type=float,
+        help="scale factor, any positive number (e.g. 2, 2.5, 3.7)",
+    )
+    size.add_argument(
+        "--width", type=int, help="output width in pixels (keeps the aspect ratio unless --height)"
+    )
+    size.add_argument(
+        "--height", type=int, help="output height in pixels (keeps the aspect ratio unless --width)"
+    )
     size.add_argument("--size", type=parse_size, metavar="WxH", help="exact output size, e.g. 6000x8000")
-    size.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
-                      help=f"refuse outputs larger than this (default {DEFAULT_MAX_MEGAPIXELS:g}; 0: no limit)")
+    size.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=DEFAULT_MAX_MEGAPIXELS,
+        help=f"refuse outputs larger than this (default {DEFAULT_MAX_MEGAPIXELS:g}; 0: no limit)",
+    )
     tiles = parser.add_argument_group("tiles")
-    tiles.add_argument("-t", "--tile", type=int, help="LR tile side in pixels (default: from free memory; 0: no tiling)")
-    tiles.add_argument("--tile-margin", "--tile_pad", dest="tile_margin", type=int,
-                       help="LR context around each tile (default: exact for EDSR)")
+    tiles.add_argument(
+        "-t", "--tile", type=int, help="LR tile side in pixels (default: from free memory; 0: no tiling)"
+    )
+    tiles.add_argument(
+        "--tile-margin",
+        "--tile_pad",
+        dest="tile_margin",
+        type=int,
+        help="LR context around each tile (default: exact for EDSR)",
+    )
     run = parser.add_argument_group("device")
-    run.add_argument("--precision", choices=(AUTO, *PRECISIONS), default=None,
-                     help="auto (default): the faster of fp32 and the reduced precisions the device runs (bf16 on CPUs "
-                     "with AVX512-BF16 or AMX; bf16/fp16 on GPUs), timed once on this model and cached; fp16: GPUs only")
+    run.add_argument(
+        "--precision",
+        choices=(AUTO, *PRECISIONS),
+        default=None,
+        help="auto (default): the faster of fp32 and the reduced precisions the device runs (bf16 on CPUs "
+        "with AVX512-BF16 or AMX; bf16/fp16 on GPUs), timed once on this model and cached; fp16: GPUs only",
+    )
     run.add_argument("--fp32", action="store_true", help="same as --precision fp32 (Real-ESRGAN's flag)")
-    run.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    run.add_argument(
+        "--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+    )
     run.add_argument("-g", "--gpu-id", type=int, default=None, help="CUDA device N (same as --device cuda:N)")
-    run.add_argument("--threads", type=int, default=None,
-                     help="CPU threads (default: the cores available to this process, or OMP_NUM_THREADS if you set it)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: the cores available to this process, or OMP_NUM_THREADS if you set it)",
+    )
     out = parser.add_argument_group("output files")
-    out.add_argument("--ext", choices=["auto", "png", "jpg", "webp", "tiff"], default="auto", help="default: as input")
+    out.add_argument(
+        "--ext", choices=["auto", "png", "jpg", "webp", "tiff"], default="auto", help="default: as input"
+    )
     out.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
-    out.add_argument("--suffix", default="", help="added to each output name after an underscore, as Real-ESRGAN "
-                     "does: --suffix out gives NAME_out.png (a suffix starting with _ - or . is used as is)")
+    out.add_argument(
+        "--suffix",
+        default="",
+        help="added to each output name after an underscore, as Real-ESRGAN "
+        "does: --suffix out gives NAME_out.png (a suffix starting with _ - or . is used as is)",
+    )
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -107,7 +157,9 @@ def find_inputs(patterns: list[str], output_root: Path, recursive: bool) -> tupl
     unique = list(dict.fromkeys(found))  # an image named twice is upscaled once
     if len(patterns) > 1 or any(not Path(p).exists() for p in patterns):  # several inputs, or a glob
         common = common_parent([source for source, _ in unique])
-        return [Job(s, output_root / s.resolve().relative_to(common).with_suffix("")) for s, _ in unique], unmatched
+        return [
+            Job(s, output_root / s.resolve().relative_to(common).with_suffix("")) for s, _ in unique
+        ], unmatched
     return [Job(s, output_root / rel.with_suffix("")) for s, rel in unique], unmatched
 
 
@@ -153,10 +205,14 @@ def resolve_collisions(jobs: list[Job], args, echo) -> list[Job]:
         if len(group) < 2:
             continue
         for job in group:
-            stem = job.target_stem.with_name(f"{job.target_stem.name}_{job.source.suffix.lstrip('.').lower()}")
+            stem = job.target_stem.with_name(
+                f"{job.target_stem.name}_{job.source.suffix.lstrip('.').lower()}"
+            )
             renamed[id(job)] = Job(job.source, stem)
-        echo(f"note: {', '.join(str(j.source) for j in group)} would all be written to {target.name}; "
-             f"each output keeps its source's extension in its name instead")
+        echo(
+            f"note: {', '.join(str(j.source) for j in group)} would all be written to {target.name}; "
+            f"each output keeps its source's extension in its name instead"
+        )
     return [renamed.get(id(job), job) for job in jobs]
 
 
@@ -178,7 +234,9 @@ def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, 
         ext = output_extension(args.ext, picture.meta)
         target = job.target_stem.with_name(f"{job.target_stem.name}{output_suffix(args.suffix)}.{ext}")
         if target.resolve() == job.source.resolve():
-            raise ImageReadError(f"{job.source}: the output would replace its input; choose another -o or a --suffix")
+            raise ImageReadError(
+                f"{job.source}: the output would replace its input; choose another -o or a --suffix"
+            )
         if target.exists() and not args.overwrite:
             summary.existing.append(target)
             return
@@ -191,7 +249,9 @@ def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, 
             )
         summary.seconds += time.perf_counter() - start
         if report.fp32_fallbacks:
-            echo(f"{job.source}: {report.fp32_fallbacks} tile(s) overflowed in {args.precision}, redone in fp32")
+            echo(
+                f"{job.source}: {report.fp32_fallbacks} tile(s) overflowed in {args.precision}, redone in fp32"
+            )
         for note in write_image(target, upscaled, picture.meta, args.quality):
             echo(f"{job.source}: {note}")
         summary.written.append(target)
@@ -208,9 +268,11 @@ def check_size_limit(source: Path, size: tuple[int, int], max_megapixels: float,
 
     megapixels = size[0] * size[1] / 1e6
     if max_megapixels and megapixels > max_megapixels:
-        raise SizeError(f"{source}: the output would be {size[1]}x{size[0]} ({megapixels:,.0f} megapixels; "
-                        f"{estimate_work(model, size)}), above --max-megapixels {max_megapixels:g}; "
-                        f"pass --max-megapixels 0 to allow it")
+        raise SizeError(
+            f"{source}: the output would be {size[1]}x{size[0]} ({megapixels:,.0f} megapixels; "
+            f"{estimate_work(model, size)}), above --max-megapixels {max_megapixels:g}; "
+            f"pass --max-megapixels 0 to allow it"
+        )
 
 
 def record_failure(summary: Summary, source: Path, reason: str, echo) -> None:
@@ -309,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
             # sizes given in pixels: measured at x2, the default scale
             probe = inference_probe(model, request.scale or 2.0) if args.precision == AUTO else None
-            decision = decide_precision(args.precision, device, probe,
-                                        echo=lambda text: print(f"warning: {text}", file=sys.stderr))
+            decision = decide_precision(
+                args.precision, device, probe, echo=lambda text: print(f"warning: {text}", file=sys.stderr)
+            )
             args.precision = decision.precision
             where = f"{device.type}, {decision.describe()}"
     except CheckpointError as error:
@@ -347,8 +410,10 @@ def load_onnx_model(args):
     from realciao.onnx_models import OnnxModelError, load_onnx
 
     if args.precision not in (AUTO, "fp32"):
-        raise OnnxModelError(f"{args.model}: an ONNX model runs in the precision it was exported in; "
-                             f"--precision {args.precision} applies to PyTorch checkpoints (see realciao-export --precision)")
+        raise OnnxModelError(
+            f"{args.model}: an ONNX model runs in the precision it was exported in; "
+            f"--precision {args.precision} applies to PyTorch checkpoints (see realciao-export --precision)"
+        )
     model = load_onnx(args.model, args.device)
     return model, f"onnxruntime {', '.join(model.providers)}, {model.describe()}"
 
@@ -364,8 +429,10 @@ def not_ciaosr_hint(path: str, error: CheckpointError) -> str:
     architecture = peer_architecture(path)
     if architecture is None:
         return str(error)
-    return (f"{path}: not a CiaoSR generator (spandrel loads it as {architecture}); realciao-upscale runs CiaoSR generators, "
-            f"realciao-eval runs such models (realciao-eval --real PHOTOS --model {path} -o OUTDIR)")
+    return (
+        f"{path}: not a CiaoSR generator (spandrel loads it as {architecture}); realciao-upscale runs CiaoSR generators, "
+        f"realciao-eval runs such models (realciao-eval --real PHOTOS --model {path} -o OUTDIR)"
+    )
 
 
 def print_summary(summary: Summary, unmatched: int) -> None:

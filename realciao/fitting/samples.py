@@ -84,11 +84,15 @@ def photo_files(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             found = list_images(path)
             images = set(found)
-            others = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p not in images)
+            others = sorted(
+                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p not in images
+            )
             notes += [f"skipped {p}: not an image file ({', '.join(sorted(READ_SUFFIXES))})" for p in others]
             if not found:
-                raise FitError(f"photo folder {path} holds no images ({', '.join(sorted(READ_SUFFIXES))}, "
-                               "searched recursively)")
+                raise FitError(
+                    f"photo folder {path} holds no images ({', '.join(sorted(READ_SUFFIXES))}, "
+                    "searched recursively)"
+                )
             files += found
         elif path.is_file():
             files.append(path)
@@ -113,7 +117,11 @@ def jpeg_tables(path: Path):
     from PIL import Image
 
     with Image.open(path) as file:
-        return file.quantization if file.format in _JPEG_FORMATS and getattr(file, "quantization", None) else None
+        return (
+            file.quantization
+            if file.format in _JPEG_FORMATS and getattr(file, "quantization", None)
+            else None
+        )
 
 
 def measure_photos(
@@ -153,13 +161,15 @@ def measure_photos(
         photos += 1
         height, width = image.shape[:2]
         corners = patch_corners(height, width, patch, patches_per_photo)
-        crops = [image[y:y + patch, x:x + patch] for y, x in corners] or [image]
+        crops = [image[y : y + patch, x : x + patch] for y, x in corners] or [image]
         if not corners:
             small = [m for m in MEASUREMENTS if min(height, width) < m.min_side]
             if small:
                 sides = " or ".join(str(side) for side in sorted({m.min_side for m in small}))
-                note = (f"{path}: {width}x{height} is smaller than the {sides} px that "
-                        f"{', '.join(m.name for m in small)} need; skipped for those")
+                note = (
+                    f"{path}: {width}x{height} is smaller than the {sides} px that "
+                    f"{', '.join(m.name for m in small)} need; skipped for those"
+                )
                 notes.append(note)
                 echo and echo(note)
         for crop in crops:
@@ -169,10 +179,19 @@ def measure_photos(
     label = describe_inputs(inputs)
     if not rows:
         skipped = [note.removeprefix("skipped ") for note in notes if note.startswith("skipped")]
-        raise FitError(f"no photo could be read from {label}: {len(files)} file(s) skipped ({skipped[0]}"
-                       f"{f'; and {len(skipped) - 1} more' if len(skipped) > 1 else ''})")
-    return PhotoSet(_stack(rows), sources, interleave(kept)[:keep_patches], notes, folder=label, photos=photos,
-                    patch=patch)
+        raise FitError(
+            f"no photo could be read from {label}: {len(files)} file(s) skipped ({skipped[0]}"
+            f"{f'; and {len(skipped) - 1} more' if len(skipped) > 1 else ''})"
+        )
+    return PhotoSet(
+        _stack(rows),
+        sources,
+        interleave(kept)[:keep_patches],
+        notes,
+        folder=label,
+        photos=photos,
+        patch=patch,
+    )
 
 
 def report_patches(crops: list[np.ndarray], patch: int, count: int) -> list[np.ndarray]:
@@ -226,8 +245,10 @@ def load_hr(hr: str | Path | None = None, min_side: int = 1) -> HRPool:
             raise FitError(f"--hr folder {folder} does not exist")
         files = list_images(folder)
         if not files:
-            raise FitError(f"--hr folder {folder} holds no images ({', '.join(sorted(READ_SUFFIXES))}, "
-                           "searched recursively)")
+            raise FitError(
+                f"--hr folder {folder} holds no images ({', '.join(sorted(READ_SUFFIXES))}, "
+                "searched recursively)"
+            )
         names, images, notes = [], [], []
         for path in files:
             try:
@@ -241,8 +262,10 @@ def load_hr(hr: str | Path | None = None, min_side: int = 1) -> HRPool:
         h, w = images[i].shape[:2]
         notes.append(f"skipped HR {names[i]}: {w}x{h} is smaller than the {min_side} px crop")
     if not big:
-        raise FitError(f"no HR image in {label} is at least {min_side} px on each side "
-                       f"(the crop that makes one LR patch at this scale)")
+        raise FitError(
+            f"no HR image in {label} is at least {min_side} px on each side "
+            f"(the crop that makes one LR patch at this scale)"
+        )
     return HRPool([names[i] for i in big], [images[i] for i in big], notes, label)
 
 
@@ -254,7 +277,7 @@ def hr_crops(pool: HRPool, count: int, side: int, seed: int) -> torch.Tensor:
         image = pool.images[index % len(pool.images)]
         height, width = image.shape[:2]
         y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-        crop = image[y:y + side, x:x + side]
+        crop = image[y : y + side, x : x + side]
         crops.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
     return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2).contiguous()
 
@@ -270,8 +293,9 @@ class SynthesisPlan:
     chunk: int = 32
 
 
-def make_plan(pool: HRPool, scale: float, patch: int = DEFAULT_PATCH, samples: int = DEFAULT_SAMPLES,
-              seed: int = 0) -> SynthesisPlan:
+def make_plan(
+    pool: HRPool, scale: float, patch: int = DEFAULT_PATCH, samples: int = DEFAULT_SAMPLES, seed: int = 0
+) -> SynthesisPlan:
     side = max(patch, round(patch * scale))
     return SynthesisPlan(hr_crops(pool, samples, side, seed), patch, seed)
 
@@ -292,20 +316,23 @@ def final_jpeg_quality(records: list[dict]) -> float:
     return math.nan
 
 
-def synthesise(recipe: Recipe, plan: SynthesisPlan, seed_offset: int = 0) -> tuple[np.ndarray, list[list[dict]]]:
+def synthesise(
+    recipe: Recipe, plan: SynthesisPlan, seed_offset: int = 0
+) -> tuple[np.ndarray, list[list[dict]]]:
     """LR patches (N, P, P, 3) float32 of ``recipe`` on the plan's crops, and their parameter
     records. The same plan and seed give the same patches."""
     generator = make_generator("cpu", plan.seed + 1_000_003 * seed_offset)
     outputs, records = [], []
     for start in range(0, plan.gt.shape[0], plan.chunk):
-        result = degrade(plan.gt[start:start + plan.chunk], recipe, plan.patch, generator)
+        result = degrade(plan.gt[start : start + plan.chunk], recipe, plan.patch, generator)
         outputs.append(result.lq.permute(0, 2, 3, 1).numpy())
         records += result.parameters
     return np.concatenate(outputs), records
 
 
-def measure_synthetic(recipe: Recipe, plan: SynthesisPlan, keep_patches: int = 16,
-                      seed_offset: int = 0) -> MeasuredSet:
+def measure_synthetic(
+    recipe: Recipe, plan: SynthesisPlan, keep_patches: int = 16, seed_offset: int = 0
+) -> MeasuredSet:
     """The measurements of ``recipe``'s LR patches; ``jpeg_quality`` is the final JPEG's
     quality (the synthesised images have no file tables, but their records say it)."""
     lq, records = synthesise(recipe, plan, seed_offset)

