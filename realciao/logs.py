@@ -4,44 +4,60 @@ Library modules log (``LOGGER = logging.getLogger(__name__)``, or Accelerate's `
 where only the main process should speak) and never print; a command calls ``show_messages()``
 once, so what users see on the terminal reads exactly as plain ``print`` lines did. A training
 run's ``train.log`` is one more handler (``log_to_file``), not a tee of stdout.
+
+Where a line goes: a message is shown as its text alone (a ``warning:`` prefix is part of the text);
+INFO goes to the command's stream (stdout, or stderr where stdout is its product), WARNING and up to stderr.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT_LOGGER = "realciao"
 PLAIN = logging.Formatter("%(message)s")
+STREAMS = ("stdout", "stderr")
 
 
-class CurrentStdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is when a message is emitted.
+class TerminalHandler(logging.Handler):
+    """Writes each message as one line to whatever ``sys.stdout`` or ``sys.stderr`` is when it
+    is emitted (a stream kept from set-up would miss a test's capture or a caller's
+    redirection), clearing tqdm's progress bars around the line as ``tqdm.write`` does."""
 
-    A handler that kept the stream it saw at set-up would keep writing to a stream a test's
-    capture or a caller's redirection has since replaced.
-    """
+    def __init__(self, stream: str = "stdout") -> None:
+        super().__init__()
+        self.stream_name = stream
 
-    def __init__(self) -> None:
-        super().__init__(stream=sys.stdout)
+    def stream_for(self, record: logging.LogRecord):
+        return sys.stderr if record.levelno >= logging.WARNING else getattr(sys, self.stream_name)
 
-    @property
-    def stream(self):
-        return sys.stdout
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            stream = self.stream_for(record)
+            tqdm = sys.modules.get("tqdm")  # bars exist only where tqdm was imported
+            with tqdm.tqdm.external_write_mode(file=stream) if tqdm is not None else nullcontext():
+                stream.write(line)
+                stream.flush()
+        except Exception:
+            self.handleError(record)
 
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler assigns it in __init__/setStream; the property wins
-        pass
 
-
-def show_messages(level: int = logging.INFO) -> logging.Logger:
-    """Show realciao's messages on stdout as plain lines (idempotent: one handler however often called)."""
+def show_messages(level: int = logging.INFO, stream: str = "stdout") -> logging.Logger:
+    """Show realciao's messages as plain lines, INFO on ``stream`` ("stdout", or "stderr" for a
+    command whose stdout is its product) and warnings on stderr. Idempotent: one handler however
+    often called; each call sets the level and the stream anew."""
+    if stream not in STREAMS:
+        raise ValueError(f"show_messages: stream must be one of {', '.join(STREAMS)}, got {stream!r}")
     logger = logging.getLogger(ROOT_LOGGER)
-    if not any(isinstance(handler, CurrentStdoutHandler) for handler in logger.handlers):
-        handler = CurrentStdoutHandler()
+    handler = next((h for h in logger.handlers if isinstance(h, TerminalHandler)), None)
+    if handler is None:
+        handler = TerminalHandler()
         handler.setFormatter(PLAIN)
         logger.addHandler(handler)
+    handler.stream_name = stream
     logger.setLevel(level)
     logger.propagate = False  # a host application's root handlers would print every line twice
     return logger

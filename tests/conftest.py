@@ -39,6 +39,19 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _messages_shown():
+    """Library messages reach capsys as a command shows them (INFO on stdout, warnings on stderr),
+    whatever stream or level an earlier test's command chose; a file handler a test left is closed."""
+    from realciao.logs import show_messages, stop_logging_to
+
+    logger = show_messages()
+    before = list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in before]:
+        stop_logging_to(handler)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)
     yield
