@@ -177,12 +177,12 @@ def choose_precision(
 
 
 def decide_precision(
-    asked: str, device: torch.device, probe: PrecisionProbe | None = None, echo=None
+    asked: str, device: torch.device, probe: PrecisionProbe | None = None
 ) -> PrecisionDecision:
     """The precision a command runs in: an explicit one as asked (checked, never overridden);
     ``auto`` measured on ``probe`` (fp32 where there is nothing of a model's to measure)."""
     if asked != AUTO:
-        return PrecisionDecision(resolve_precision(asked, device, echo), {}, "asked for", "asked for")
+        return PrecisionDecision(resolve_precision(asked, device), {}, "asked for", "asked for")
     if probe is None:
         return PrecisionDecision("fp32", {}, "no model", "no model of realciao's to measure")
     return choose_precision(device, probe)

@@ -10,6 +10,7 @@ entry points first switch off any autocast their caller opened, so a caller's
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from realciao.errors import RealciaoError
+
+LOGGER = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -169,7 +172,7 @@ def cpu_runs_bf16_natively() -> bool:
     return cpu_bf16_slowdown() <= 1.0
 
 
-def resolve_precision(precision: str, device: torch.device, echo=None) -> str:
+def resolve_precision(precision: str, device: torch.device) -> str:
     """An explicit precision, checked for the device; bf16 on a CPU that only emulates it is
     kept, with one warning giving the measured slowdown. ``auto`` is decided by measurement in
     ``realciao.autoprecision.decide_precision``, which calls this for explicit choices."""
@@ -186,14 +189,11 @@ def resolve_precision(precision: str, device: torch.device, echo=None) -> str:
         and not _cache.get("warned")
     ):
         _cache["warned"] = True
-        import warnings
-
-        message = (
-            f"bf16 is emulated on this CPU ({cpu_model()}; no AVX512-BF16 or AMX): a bf16 matrix product "
-            f"measured {cpu_bf16_slowdown():.0f}x slower than fp32 here. Choose fp32 (--precision fp32, "
-            f"train.mixed_precision: fp32) or auto."
+        LOGGER.warning(
+            f"warning: bf16 is emulated on this CPU ({cpu_model()}; no AVX512-BF16 or AMX): a bf16 matrix "
+            f"product measured {cpu_bf16_slowdown():.0f}x slower than fp32 here. Choose fp32 "
+            f"(--precision fp32, train.mixed_precision: fp32) or auto."
         )
-        (echo or (lambda text: warnings.warn(text, stacklevel=3)))(message)
     return precision
 
 
@@ -296,8 +296,8 @@ class ThreadGovernor:
 
     MIN_WINDOW = 0.05  # seconds: /proc/stat counts in 10 ms ticks
 
-    def __init__(self, choice: ThreadChoice, echo=None, busy_seconds=None, clock=None, own_seconds=None):
-        self.choice, self.echo = choice, echo
+    def __init__(self, choice: ThreadChoice, busy_seconds=None, clock=None, own_seconds=None):
+        self.choice = choice
         self.busy_seconds = busy_seconds or busy_cpu_seconds
         self.clock, self.own_seconds = clock or time.perf_counter, own_seconds or time.process_time
         self.count = choice.count
@@ -326,9 +326,9 @@ class ThreadGovernor:
         count = max(1, min(self.choice.count, self.choice.count - math.floor(others + 0.5)))
         if count != self.count:
             torch.set_num_threads(count)
-            if self.echo and not self.told:
+            if not self.told:
                 self.told = True
-                self.echo(
+                LOGGER.info(
                     f"other processes are using {others:.1f} of this process's {self.choice.count} cores: "
                     f"running on {count} thread(s) while they do (threads waiting on a busy core spin; "
                     f"--threads N fixes the count)"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import math
 import os
 import warnings
@@ -40,6 +41,8 @@ from realciao.errors import RealciaoError
 from realciao.files import atomic_path
 from realciao.inference import denormalise_queries, upscale
 from realciao.tiling import default_margin
+
+LOGGER = logging.getLogger(__name__)
 
 EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
 LOWEST_OPSET = 17  # GridSample (16) and LayerNormalization (17)
@@ -235,10 +238,11 @@ def finish_graph(data: bytes, model: CiaoSR, options: ExportOptions) -> tuple[by
 
 
 def export_onnx(
-    model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions(), echo=None
+    model: CiaoSR, path: str | os.PathLike, options: ExportOptions = ExportOptions()
 ) -> ExportReport:
     """Export ``model`` to ``path``, written atomically and only once it has passed its check
-    (``options.check``): onnxruntime against ``realciao.upscale`` at sizes other than the example's."""
+    (``options.check``): onnxruntime against ``realciao.upscale`` at sizes other than the example's,
+    each check logged as it finishes."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
@@ -262,8 +266,7 @@ def export_onnx(
             if options.check:
                 report.checks = check_export(temporary, reference, options, path)
                 for result in report.checks:
-                    if echo is not None:
-                        echo(result.line())
+                    LOGGER.info(f"  check: {result.line()}")
                 worst = min(r.psnr for r in report.checks)
                 if worst < MIN_PSNR[options.precision]:
                     raise ExportError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -93,21 +92,20 @@ def test_resolve_precision_takes_explicit_precisions_only():
         resolve_precision("auto", torch.device("cpu"))
 
 
-def test_explicit_bf16_on_an_emulating_cpu_warns_once_with_the_slowdown(cpu_caps):
+def test_explicit_bf16_on_an_emulating_cpu_warns_once_with_the_slowdown(cpu_caps, capsys):
     cpu_caps("AVX2", {"avx2"}, 190.0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
-        resolve_precision("bf16", torch.device("cpu"))
-    messages = [str(w.message) for w in caught]
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    resolve_precision("bf16", torch.device("cpu"))
+    captured = capsys.readouterr()
+    messages = captured.err.splitlines()  # a warning: on stderr, as the commands show it
     assert len(messages) == 1 and "190x slower than fp32" in messages[0] and "fp32" in messages[0]
+    assert captured.out == "" and messages[0].startswith("warning: bf16 is emulated")
 
 
-def test_native_bf16_gives_no_warning(cpu_caps):
+def test_native_bf16_gives_no_warning(cpu_caps, capsys):
     cpu_caps("AMX", set(), 0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert capsys.readouterr() == ("", "")
 
 
 def test_cuda_candidates(monkeypatch):
@@ -130,30 +128,32 @@ class FakeMachine:
         self.busy += seconds * (own_cores + other_cores)
 
 
-def governor_on(machine: FakeMachine, choice, echo=None):
+def governor_on(machine: FakeMachine, choice):
     return devices.ThreadGovernor(
         choice,
-        echo,
         busy_seconds=lambda: machine.busy,
         clock=lambda: machine.wall,
         own_seconds=lambda: machine.own,
     )
 
 
-def test_threads_give_way_while_another_process_holds_a_core_and_come_back(monkeypatch):
+def test_threads_give_way_while_another_process_holds_a_core_and_come_back(monkeypatch, capsys):
     counts = []
     monkeypatch.setattr(devices.torch, "set_num_threads", counts.append)
-    machine, told = FakeMachine(), []
-    governor = governor_on(machine, choose_threads(None, environ={}, launcher=None, cores=2), told.append)
+    machine = FakeMachine()
+    governor = governor_on(machine, choose_threads(None, environ={}, launcher=None, cores=2))
     machine.run(1.0, own_cores=1.0, other_cores=0.05)  # quiet: loading the model
     assert governor.adjust() == 2 and counts == []
     machine.run(2.0, own_cores=4 / 3, other_cores=2 / 3)  # a busy loop elsewhere: 3 threads share 2 cores
     assert governor.adjust() == 1 and counts == [1]
+    told = capsys.readouterr().out.splitlines()
     assert len(told) == 1 and "0.7 of this process's 2 cores" in told[0] and "--threads" in told[0]
     machine.run(2.0, own_cores=1.0, other_cores=1.0)  # still busy: stays at one, says nothing more
     assert governor.adjust() == 1 and counts == [1]
     machine.run(2.0, own_cores=1.0, other_cores=0.0)  # the other process ended
-    assert governor.adjust() == 2 and counts == [1, 2] and len(told) == 1
+    assert governor.adjust() == 2 and counts == [1, 2]
+    told += capsys.readouterr().out.splitlines()
+    assert len(told) == 1
 
 
 def test_a_window_too_short_to_tell_goes_on(monkeypatch):

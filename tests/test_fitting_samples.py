@@ -60,12 +60,12 @@ def test_a_folder_of_jpegs_and_pngs_is_measured_with_exact_jpeg_qualities(tmp_pa
     assert photos.notes == []
 
 
-def test_non_images_and_unreadable_files_are_named_and_skipped(tmp_path):
+def test_non_images_and_unreadable_files_are_named_and_skipped(tmp_path, capsys):
     save(tmp_path / "good.png", photo())
     (tmp_path / "notes.txt").write_text("not a photo")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
-    echoed = []
-    photos = measure_photos(tmp_path, echo=echoed.append)
+    photos = measure_photos(tmp_path)
+    echoed = capsys.readouterr().err.splitlines()  # logged as warnings, as they come
     assert photos.photos == 1
     assert any("notes.txt" in n and "not an image file" in n for n in photos.notes)
     assert any("broken.jpg" in n and n.startswith("skipped") for n in photos.notes)

@@ -63,14 +63,14 @@ def test_piqe_needs_nothing_and_reports_tiny_images():
         metric(torch.rand(1, 3, 8, 40))
 
 
-def test_prepare_weights_logic_without_network(tmp_path):
+def test_prepare_weights_logic_without_network(tmp_path, capsys):
     fetched = []
 
     def fake(url, path):
         fetched.append(url)
         path.write_bytes(b"x")
 
-    files = iqa.prepare_weights(tmp_path, ["niqe", "piqe", "lpips"], downloader=fake, echo=lambda _: None)
+    files = iqa.prepare_weights(tmp_path, ["niqe", "piqe", "lpips"], downloader=fake)
     names = sorted(p.relative_to(tmp_path).as_posix() for p in files)
     assert names == [
         "LPIPS_v0.1_alex-df73285e.pth",
@@ -78,10 +78,10 @@ def test_prepare_weights_logic_without_network(tmp_path):
         "niqe_modelparameters.mat",
     ]
     assert all(p.is_file() for p in files) and len(fetched) == 3
-    iqa.prepare_weights(
-        tmp_path, ["niqe"], downloader=fake, echo=lambda _: None
-    )  # present: not fetched again
+    capsys.readouterr()
+    iqa.prepare_weights(tmp_path, ["niqe"], downloader=fake)  # present: not fetched again
     assert len(fetched) == 3
+    assert capsys.readouterr().out == "niqe: niqe_modelparameters.mat already present\n"
 
 
 def test_prepare_weights_failure_is_clear(tmp_path):
@@ -91,7 +91,7 @@ def test_prepare_weights_failure_is_clear(tmp_path):
     with pytest.raises(
         iqa.WeightsDownloadError, match="brisque_svm_weights.pth.*needs internet|needs internet"
     ) as info:
-        iqa.prepare_weights(tmp_path, ["brisque"], downloader=offline, echo=lambda _: None)
+        iqa.prepare_weights(tmp_path, ["brisque"], downloader=offline)
     assert "brisque_svm_weights.pth" in str(info.value)
     assert not list(tmp_path.iterdir())  # no partial file left behind
     assert iqa.prepare_main([str(tmp_path / "w"), "--metrics", "piqe"]) == 0

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         named = split_metrics(args.metrics) if args.metrics is not None else list(iqa.DEFAULT_NR_METRICS)
         metrics = list(dict.fromkeys(named + ["lpips"]))
         try:
-            iqa.prepare_weights(args.download_weights, metrics, echo=echo)
+            iqa.prepare_weights(args.download_weights, metrics)
         except RealciaoError as error:
             return fail(PROG, error)
         print(f"weights ready in {args.download_weights}; use --weights-dir {args.download_weights}", flush=True)

@@ -24,6 +24,7 @@ from realciao.export import (
     ExportOptions,
     export_onnx,
 )
+from realciao.logs import show_messages
 
 PROG = "realciao-export"
 
@@ -114,14 +115,13 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> ExportOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_messages()  # each check on stdout as it finishes, before the summary
     parser = build_parser()
     args = parser.parse_args(argv)
     options = check_arguments(parser, args)
     try:
         model = load_generator(args.model, allow_pickle=args.allow_pickle)
-        report = export_onnx(
-            model, args.output, options, echo=lambda line: print(f"  check: {line}", flush=True)
-        )
+        report = export_onnx(model, args.output, options)
     except RealciaoError as error:
         return fail(PROG, error)
     kind = f"x{args.scale:g}" if args.scale is not None else "any size"

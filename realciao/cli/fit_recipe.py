@@ -15,6 +15,7 @@ or input (one line, before any work).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,10 @@ from pathlib import Path
 from realciao.cli import bad_output, exit_process, fail
 from realciao.errors import RealciaoError
 from realciao.files import output_problem
+from realciao.logs import show_messages
 
 PROG = "realciao-fit-recipe"
+LOGGER = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +115,7 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Exit code 0: recipe and report written; 1: the fit did not improve on the base (nothing
     written); 2: bad usage or input."""
+    show_messages(stream="stderr")  # stdout: the result line
     problem = bad_output(argv, {("-o", "--output"): False, ("--report",): True})  # before torch loads
     if problem:
         return fail(PROG, problem)
@@ -126,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     show = not args.no_progress
-    echo = tqdm.write if show else (lambda message: print(message, file=sys.stderr))
     start = time.perf_counter()
     try:
         base = load_recipe(args.base)
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix_str(name)
                 bar.update(done - bar.n)
 
-            photos = measure_photos(args.input, on_photo=on_photo, echo=echo)
+            photos = measure_photos(args.input, on_photo=on_photo)
         total = planned_evaluations(base, args.budget)
         with tqdm(total=total, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
 
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_trial=on_trial,
             )
         for note in result.notes[len(photos.notes) :]:
-            echo(f"note: {note}")
+            LOGGER.info(f"note: {note}")
         distances = f"distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}"
         if not (result.improved or args.force):
             print(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,10 @@ from pathlib import Path
 from realciao.cli import exit_process, fail
 from realciao.errors import RealciaoError
 from realciao.files import output_problem
+from realciao.logs import show_messages
 
 PROG = "realciao-prepare"
+LOGGER = logging.getLogger(__name__)
 
 
 def _common(parser: argparse.ArgumentParser, output_help: str | None) -> None:
@@ -206,9 +209,9 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--png-level must be 0 to 9, got {args.png_level}")
 
 
-def print_notes(notes: list[str]) -> None:
+def log_notes(notes: list[str]) -> None:
     for note in notes:
-        print(note, file=sys.stderr)
+        LOGGER.warning(note)
 
 
 def run(args) -> int:
@@ -251,7 +254,7 @@ def run_into_folder(args, images, notes, make, noun: str):
 
     keyed_images(images)  # names that would collide: refused before the output is touched
     claim_output_folder(args.output, args.overwrite, args.resume)
-    print_notes(notes)
+    log_notes(notes)
     summary = make(images, args.output, workers=args.workers, progress=not args.no_progress)
     count = sum(result.values or 0 for result in summary.done)
     return summary, f"{count} {noun} of {len(summary.done)} images in {args.output}", 0
@@ -271,7 +274,7 @@ def run_lmdb(args, images, notes):
         raise RealciaoError(f"{args.output}: no image to write; nothing written")
     for path in [args.output] + ([lr_output] if lr_output else []):
         claim_lmdb(path, args.overwrite, args.resume)
-    print_notes(notes + plan_notes)
+    log_notes(notes + plan_notes)
     summary = build_lmdb(
         entries,
         args.output,
@@ -293,11 +296,11 @@ def run_meta_info(args, images, notes):
     folders = list(dict.fromkeys(folder for _, folder in images))
     root = args.root or default_root(folders)
     lr_images = lr_root = None
-    print_notes(notes)
+    log_notes(notes)
     if args.paired_lr:
         lr_found, lr_notes = gather_images([args.paired_lr])
         pairs, pair_notes = match_pairs(images, lr_found)
-        print_notes(lr_notes + pair_notes)
+        log_notes(lr_notes + pair_notes)
         gt = [path for _, path, _ in pairs]
         lr_images, lr_root = [path for _, _, path in pairs], Path(args.paired_lr).resolve().parent
         root = args.root or Path(folders[0]).resolve().parent
@@ -324,7 +327,7 @@ def run_check(args, images, notes):
     limits = Thresholds(
         args.min_jpeg_quality, args.max_blockiness, args.max_noise, args.max_blur, args.min_side
     )
-    print_notes(notes)
+    log_notes(notes)
     done = read_report(args.report) if args.resume and args.report.exists() else {}
     rows, summary = check_images(images, limits, args.workers, done, not args.no_progress)
     write_report(args.report, rows)
@@ -353,6 +356,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_messages(stream="stderr")  # stdout: the rejects and the summary line
     parser = build_parser()
     args = parser.parse_args(argv)
     check_arguments(parser, args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from realciao.cli import bad_output, exit_process, fail, parse_size
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES, ImageReadError, output_extension, read_image, write_image
+from realciao.logs import show_messages
 
 if TYPE_CHECKING:
     from realciao.checkpoint import CheckpointError
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 # the modules that import torch (seconds) are imported where used, after the output check
 
 PROG = "realciao-upscale"
+LOGGER = logging.getLogger(__name__)
 DEFAULT_MAX_MEGAPIXELS = 200.0
 DEFAULT_OUTPUT = "upscaled"
 
@@ -193,7 +196,7 @@ def planned_extension(ext: str, source: Path) -> str:
     return SUFFIX_TO_EXT.get(source.suffix.lower(), "png")
 
 
-def resolve_collisions(jobs: list[Job], args, echo) -> list[Job]:
+def resolve_collisions(jobs: list[Job], args) -> list[Job]:
     """Two inputs that would write one output (same name, different source extensions) both
     keep their result: each output gets its source's extension in its name (x_jpg.png,
     x_png.png). Said once, before any work."""
@@ -209,7 +212,7 @@ def resolve_collisions(jobs: list[Job], args, echo) -> list[Job]:
                 f"{job.target_stem.name}_{job.source.suffix.lstrip('.').lower()}"
             )
             renamed[id(job)] = Job(job.source, stem)
-        echo(
+        LOGGER.info(
             f"note: {', '.join(str(j.source) for j in group)} would all be written to {target.name}; "
             f"each output keeps its source's extension in its name instead"
         )
@@ -225,7 +228,7 @@ class Summary:
     seconds: float = 0.0
 
 
-def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, tile_bar) -> None:
+def process(job: Job, args, model, request: OutputSize, summary: Summary, tile_bar) -> None:
     """Read, upscale and write one image; failures are recorded, not raised."""
     from realciao.upscaling import upscale_array
 
@@ -249,18 +252,18 @@ def process(job: Job, args, model, request: OutputSize, summary: Summary, echo, 
             )
         summary.seconds += time.perf_counter() - start
         if report.fp32_fallbacks:
-            echo(
+            LOGGER.info(
                 f"{job.source}: {report.fp32_fallbacks} tile(s) overflowed in {args.precision}, redone in fp32"
             )
         for note in write_image(target, upscaled, picture.meta, args.quality):
-            echo(f"{job.source}: {note}")
+            LOGGER.info(f"{job.source}: {note}")
         summary.written.append(target)
         summary.output_pixels += size[0] * size[1]
     except (RealciaoError, OSError, FloatingPointError) as error:
-        record_failure(summary, job.source, str(error), echo)
+        record_failure(summary, job.source, str(error))
     except RuntimeError as error:  # torch's out-of-memory errors among them
         hint = " (try a smaller --tile)" if "memory" in str(error).lower() else ""
-        record_failure(summary, job.source, f"{error}{hint}", echo)
+        record_failure(summary, job.source, f"{error}{hint}")
 
 
 def check_size_limit(source: Path, size: tuple[int, int], max_megapixels: float, model) -> None:
@@ -275,11 +278,11 @@ def check_size_limit(source: Path, size: tuple[int, int], max_megapixels: float,
         )
 
 
-def record_failure(summary: Summary, source: Path, reason: str, echo) -> None:
+def record_failure(summary: Summary, source: Path, reason: str) -> None:
     if str(source) not in reason:
         reason = f"{source}: {reason}"
     summary.failed.append((source, reason))
-    echo(f"skipped {reason}")
+    LOGGER.warning(f"skipped {reason}")
 
 
 def make_tile_bar(enabled: bool, each_tile=lambda: None):
@@ -346,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit code 0: every image written or already there; 1: some image failed; 2: bad usage."""
     from tqdm import tqdm
 
+    show_messages(stream="stderr")  # stdout: the summary
     problem = bad_output(argv, {("-o", "--output"): True}, {"-o": DEFAULT_OUTPUT})  # before torch loads
     if problem:
         return fail(PROG, f"{problem}; give a folder for the outputs")
@@ -371,33 +375,29 @@ def main(argv: list[str] | None = None) -> int:
             model = load_generator(args.model, allow_pickle=args.allow_pickle, device=device)
             # sizes given in pixels: measured at x2, the default scale
             probe = inference_probe(model, request.scale or 2.0) if args.precision == AUTO else None
-            decision = decide_precision(
-                args.precision, device, probe, echo=lambda text: print(f"warning: {text}", file=sys.stderr)
-            )
+            decision = decide_precision(args.precision, device, probe)
             args.precision = decision.precision
             where = f"{device.type}, {decision.describe()}"
     except CheckpointError as error:
         return fail(PROG, not_ciaosr_hint(args.model, error))
     except RealciaoError as error:
         return fail(PROG, error)
-    print(f"{PROG}: {where}, {threads.count} thread(s) ({threads.reason})", file=sys.stderr)
+    LOGGER.info(f"{PROG}: {where}, {threads.count} thread(s) ({threads.reason})")
     jobs, unmatched = find_inputs(args.input, Path(args.output), args.recursive)
     for pattern in unmatched:
-        print(f"{PROG}: no images at {pattern!r}", file=sys.stderr)
+        LOGGER.warning(f"{PROG}: no images at {pattern!r}")
     if not jobs:
         return fail(PROG, "no input images found")
 
     show = not args.no_progress
-    echo = tqdm.write if show else (lambda message: print(message, file=sys.stderr))
-    jobs = resolve_collisions(jobs, args, echo)
+    jobs = resolve_collisions(jobs, args)
     summary = Summary()
     bar = tqdm(jobs, desc="images", unit="img", disable=not show, file=sys.stderr)
-    governor.echo = echo
     tile_bar = make_tile_bar(show, governor.adjust)
     for job in bar:
         bar.set_postfix_str(job.source.name)
         governor.adjust()  # fewer threads while other processes hold cores (see ThreadGovernor)
-        process(job, args, model, request, summary, echo, tile_bar)
+        process(job, args, model, request, summary, tile_bar)
     bar.close()
     print_summary(summary, len(unmatched))
     return 1 if summary.failed or unmatched else 0

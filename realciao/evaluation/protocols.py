@@ -482,7 +482,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     methods = load_methods(settings.models, settings.allow_pickle, device)  # an unusable model: before any weights
     asked = settings.run.precision
     probe = precision_probe(methods, settings.scales[0]) if asked == AUTO else None
-    decision = decide_precision(asked, device, probe, echo=lambda text: echo(f"warning: {text}"))
+    decision = decide_precision(asked, device, probe)
     precision = decision.precision
     settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
     if shard.rank == 0:
@@ -499,7 +499,7 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
                 for i, folder in enumerate(settings.paired)]
     progress = Progress(share_of_images(folders, settings, shard))
     index = 0
-    governor = ThreadGovernor(settings.threads, echo) if settings.threads is not None and shard.world == 1 else None
+    governor = ThreadGovernor(settings.threads) if settings.threads is not None and shard.world == 1 else None
     with torch.no_grad():
         for folder, lr_folder, kind in folders:
             dataset = folder.parent.name if kind == "paired" and folder.name.upper() == "HR" else folder.name

@@ -12,6 +12,7 @@ so two candidates' distances differ by their recipes, not by chance.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from realciao.errors import RealciaoError
 from realciao.fitting.measure import MEASUREMENTS, measure_image
 from realciao.imageio import READ_SUFFIXES, ImageReadError, list_images, read_image, to_float_rgb
 
+LOGGER = logging.getLogger(__name__)
 NAMES = tuple(m.name for m in MEASUREMENTS)
 DEFAULT_PATCH = 64  # LR side: Real-ESRGAN's training LR patch at x4
 DEFAULT_PATCHES_PER_PHOTO = 4
@@ -130,18 +132,17 @@ def measure_photos(
     patches_per_photo: int = DEFAULT_PATCHES_PER_PHOTO,
     keep_patches: int = 16,
     on_photo: Callable[[int, int, str], None] | None = None,
-    echo: Callable[[str], None] | None = None,
 ) -> PhotoSet:
     """Measure every photo in ``inputs`` (folders, searched recursively, and files).
 
     Unreadable files and files that are not images are named in ``notes`` and skipped;
     when nothing is left, a ``FitError``. A photo smaller than a measurement needs is
     measured whole, and skipped for that measurement with a note. ``on_photo(done, total,
-    name)`` follows progress; ``echo`` prints notes as they come."""
+    name)`` follows progress; each note is logged (a warning) as it comes."""
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     files, notes = photo_files(inputs)
     for note in notes:
-        echo and echo(note)
+        LOGGER.warning(note)
     rows: list[dict[str, float]] = []
     sources: list[str] = []
     kept: list[list[np.ndarray]] = []  # per photo, for the report
@@ -154,7 +155,7 @@ def measure_photos(
         except (ImageReadError, OSError, ValueError) as error:
             note = f"skipped {error}" if str(path) in str(error) else f"skipped {path}: {error}"
             notes.append(note)
-            echo and echo(note)
+            LOGGER.warning(note)
             continue
         finally:
             on_photo and on_photo(index + 1, len(files), path.name)
@@ -171,7 +172,7 @@ def measure_photos(
                     f"{', '.join(m.name for m in small)} need; skipped for those"
                 )
                 notes.append(note)
-                echo and echo(note)
+                LOGGER.warning(note)
         for crop in crops:
             rows.append(measure_image(crop, tables))
             sources.append(str(path))

@@ -18,6 +18,7 @@ on a machine with internet.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import warnings
@@ -29,6 +30,7 @@ import torch
 
 from realciao.errors import RealciaoError
 
+LOGGER = logging.getLogger(__name__)
 WEIGHTS_ENV = "REALCIAO_WEIGHTS_DIR"
 DEFAULT_NR_METRICS = ("niqe", "brisque", "piqe")
 # smallest image side each metric can measure: NIQE works on 96x96 blocks (and 48 at the
@@ -338,7 +340,6 @@ def prepare_weights(
     dest: str | os.PathLike,
     metrics: list[str] | tuple[str, ...] = (*DEFAULT_NR_METRICS, "lpips"),
     downloader: Callable[[str, Path], None] | None = None,
-    echo: Callable[[str], None] = print,
 ) -> list[Path]:
     """Download every file the metrics need into ``dest`` (a weights folder); files already
     there are kept. ``downloader(url, path)`` defaults to torch.hub's. Metrics realciao
@@ -351,7 +352,7 @@ def prepare_weights(
     for metric in metrics:
         known = known_weight_files(metric)
         if known is None:
-            echo(f"{metric}: letting pyiqa fetch its files into {dest}")
+            LOGGER.info(f"{metric}: letting pyiqa fetch its files into {dest}")
             try:
                 create_pyiqa_metric(metric, dest, "cpu", allow_download=True)
             except WeightsMissing as error:
@@ -363,11 +364,11 @@ def prepare_weights(
             path = dest / file.name
             files.append(path)
             if find_weight(dest, file.name):
-                echo(f"{metric}: {file.name} already present")
+                LOGGER.info(f"{metric}: {file.name} already present")
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + ".partial")
-            echo(f"{metric}: downloading {file.url} -> {path}")
+            LOGGER.info(f"{metric}: downloading {file.url} -> {path}")
             try:
                 downloader(file.url, partial)
             except Exception as error:
@@ -385,6 +386,9 @@ def prepare_main(argv: list[str] | None = None) -> int:
     """``python scripts/prepare_weights.py DIR [--metrics niqe,brisque,piqe,lpips]``."""
     import argparse
 
+    from realciao.logs import show_messages
+
+    show_messages()
     parser = argparse.ArgumentParser(
         prog="prepare_weights", description="Download the metric weights realciao-eval needs into a folder."
     )

@@ -9,6 +9,7 @@ run leaves finished files and nothing half-written; ``--resume`` then skips what
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -22,6 +23,8 @@ from realciao.devices import available_cores
 from realciao.errors import RealciaoError
 from realciao.files import remove_stale
 from realciao.imageio import READ_SUFFIXES, ImageReadError, is_image_file, list_images
+
+LOGGER = logging.getLogger(__name__)
 
 
 class PrepareError(RealciaoError):
@@ -165,18 +168,11 @@ def run_tasks(
     consume: Callable[[TaskResult], TaskResult] | None = None,
 ) -> RunSummary:
     """``task(item)`` for every item, in ``workers`` processes (in this one for 1), with a progress
-    bar; each note is printed as it comes. ``consume`` takes each result in this process as it
+    bar; each note is logged (a warning) as it comes. ``consume`` takes each result in this process as it
     arrives (to write it) and returns what to keep. Results come back in the items' order."""
     from tqdm import tqdm
 
     summary = RunSummary()
-
-    def show(line: str) -> None:
-        if progress:
-            tqdm.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr)
-
     by_item: dict[int, TaskResult] = {}
     with tqdm(total=len(items), desc=description, unit="image", disable=not progress, file=sys.stderr) as bar:
         for index, result in _results(task, items, workers):
@@ -184,7 +180,7 @@ def run_tasks(
                 result = consume(result)
             by_item[index] = result
             for note in result.notes:
-                show(note)
+                LOGGER.warning(note)
             bar.set_postfix_str(result.source.name, refresh=False)
             bar.update(1)
     summary.results = [by_item[i] for i in range(len(items))]

@@ -348,7 +348,7 @@ class Trainer:
                     self.echo(f"precision: {recorded} (auto, as the run being resumed)")
                     return recorded
         probe = training_probe(generator, self.config.data, self.device) if asked == AUTO else None
-        decision = decide_precision(asked, self.device, probe, echo=self.echo)
+        decision = decide_precision(asked, self.device, probe)
         self.echo(f"precision: {decision.describe()}")
         return decision.precision
 
