@@ -19,15 +19,20 @@ from pathlib import Path
 
 import torch
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lr", type=int, default=48, help="square LR side")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5, help="timed (eager, compiled) pairs")
     parser.add_argument("--threads", type=int, default=2)
+    add_json_argument(parser)
     args = parser.parse_args()
 
     import bench_generator
@@ -64,10 +69,28 @@ def main() -> None:
             seconds, outputs[name] = run(function)
             times[name].append(seconds)
     eager_s, compiled_s = statistics.median(times["eager"]), statistics.median(times["compiled"])
-    print(f"{args.lr}x{args.lr} -> x{args.scale}, fp32, {weights}; compiled's first call (compiling) {first:.1f} s")
-    print(f"eager median {eager_s:.3f} s, compiled median {compiled_s:.3f} s over {args.repeats} interleaved runs: "
-          f"compiled is {eager_s / compiled_s:.2f}x eager; max |difference| "
-          f"{(outputs['eager'] - outputs['compiled']).abs().max().item():.1e}")
+    difference = (outputs["eager"] - outputs["compiled"]).abs().max().item()
+    print(
+        f"{args.lr}x{args.lr} -> x{args.scale}, fp32, {weights}; compiled's first call (compiling) {first:.1f} s"
+    )
+    print(
+        f"eager median {eager_s:.3f} s, compiled median {compiled_s:.3f} s over {args.repeats} interleaved runs: "
+        f"compiled is {eager_s / compiled_s:.2f}x eager; max |difference| {difference:.1e}"
+    )
+    if args.json:
+        row = {
+            "LR -> output": f"{args.lr}x{args.lr} -> x{args.scale}",
+            "eager s (median)": f"{eager_s:.3f}",
+            "compiled s (median)": f"{compiled_s:.3f}",
+            "compiled speed / eager": f"{eager_s / compiled_s:.2f}x",
+            "compiling s (first call)": f"{first:.1f}",
+            "max abs difference": f"{difference:.1e}",
+        }
+        table = BenchmarkTable(columns=list(row), rows=[row])
+        notes = [
+            f"fp32, {weights}; {args.threads} threads; {args.repeats} interleaved (eager, compiled) pairs"
+        ]
+        print(f"wrote {write_results(args.json, 'compile', [table], notes)}")
 
 
 if __name__ == "__main__":

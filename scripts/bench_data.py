@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 import torch
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def generate_images(folder: Path, count: int, seed: int = 0) -> None:
@@ -42,7 +42,9 @@ def generate_images(folder: Path, count: int, seed: int = 0) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for index in range(count):
-        coarse = cv2.resize(rng.random((34, 51, 3)).astype(np.float32), (2040, 1356), interpolation=cv2.INTER_CUBIC)
+        coarse = cv2.resize(
+            rng.random((34, 51, 3)).astype(np.float32), (2040, 1356), interpolation=cv2.INTER_CUBIC
+        )
         fine = cv2.GaussianBlur(rng.random((1356, 2040, 3)).astype(np.float32), (0, 0), 1.5)
         image = np.clip(coarse * 0.8 + (fine - 0.5) * 0.6 + 0.1, 0, 1)
         cv2.imwrite(str(folder / f"{index:04d}.png"), np.round(image * 255).astype(np.uint8))
@@ -64,8 +66,11 @@ def _basicsr_crop_worker(path: str, output: str, crop: int, step: int, thresh: i
     for top in rows:
         for left in columns:
             index += 1
-            cv2.imwrite(f"{output}/{name}_s{index:03d}.png", np.ascontiguousarray(image[top:top + crop, left:left + crop]),
-                        [cv2.IMWRITE_PNG_COMPRESSION, level])
+            cv2.imwrite(
+                f"{output}/{name}_s{index:03d}.png",
+                np.ascontiguousarray(image[top : top + crop, left : left + crop]),
+                [cv2.IMWRITE_PNG_COMPRESSION, level],
+            )
 
 
 def basicsr_extract_subimages(folder: Path, output: Path, processes: int) -> None:
@@ -84,10 +89,19 @@ def basicsr_make_lmdb(folder: Path, output: Path, processes: int) -> None:
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):  # its progress bars
         import_basicsr("utils.lmdb_util").make_lmdb_from_imgs(
-            str(folder), str(output), names, [n[:-4] for n in names], compress_level=1, multiprocessing_read=True,
-            n_thread=processes)
+            str(folder),
+            str(output),
+            names,
+            [n[:-4] for n in names],
+            compress_level=1,
+            multiprocessing_read=True,
+            n_thread=processes,
+        )
 
 
 # ---------------------------------------------------------------------------- realciao's
@@ -135,7 +149,8 @@ PROCESSES = [2]
 def same_content(a: Path, b: Path) -> bool:
     names = sorted(p.name for p in a.glob("*.png"))
     return names == sorted(p.name for p in b.glob("*.png")) and all(
-        np.array_equal(cv2.imread(str(a / n)), cv2.imread(str(b / n))) for n in names)
+        np.array_equal(cv2.imread(str(a / n)), cv2.imread(str(b / n))) for n in names
+    )
 
 
 # ---------------------------------------------------------------------------- data pipeline
@@ -154,8 +169,12 @@ def samples_per_second(source: dict, loader_workers: int, batches: int, degrade_
     def plan(step: int):
         return batch_plan(options, 0, step, 0, 1, len(sources))
 
-    loader = DataLoader(dataset, batch_sampler=PlannedBatches(plan, 0, batches + 1), collate_fn=collate,
-                        num_workers=loader_workers)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=PlannedBatches(plan, 0, batches + 1),
+        collate_fn=collate,
+        num_workers=loader_workers,
+    )
     generator = torch.Generator().manual_seed(0)
     iterator = iter(loader)
     next(iterator)  # workers started, first files opened
@@ -172,13 +191,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=4, help="generated 2K images (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="processes for preparation (default 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each preparation side (default 2)")
-    parser.add_argument("--batches", type=int, default=6, help="timed batches of 16 per pipeline row (default 6)")
-    parser.add_argument("--loader-workers", type=int, nargs="+", default=[2, 0], help="DataLoader workers (default 2 0)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternating runs of each preparation side (default 2)"
+    )
+    parser.add_argument(
+        "--batches", type=int, default=6, help="timed batches of 16 per pipeline row (default 6)"
+    )
+    parser.add_argument(
+        "--loader-workers", type=int, nargs="+", default=[2, 0], help="DataLoader workers (default 2 0)"
+    )
+    add_json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(max(1, args.workers))
     print(describe_cpu())
-    print("load average before: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
+    notes = ["load average before: " + ", ".join(f"{x:.1f}" for x in os.getloadavg())]
+    print(notes[0])
+    preparation, pipeline = [], {}
     from realciao.compat import import_basicsr
 
     import_basicsr("utils.lmdb_util")  # both sides use basicsr: its import (seconds) is not timed
@@ -188,31 +216,92 @@ def main() -> None:
         generate_images(hr, args.images)
         print(f"{args.images} generated 2040x1356 PNGs; {args.workers} processes for preparation")
         PROCESSES[0] = args.workers
-        times = best_of(args.repeats, work, "sub", {"realciao": (realciao_subimages, hr, ""),
-                                                    "basicsr": (basicsr_extract_subimages, hr, "")})
+        times = best_of(
+            args.repeats,
+            work,
+            "sub",
+            {"realciao": (realciao_subimages, hr, ""), "basicsr": (basicsr_extract_subimages, hr, "")},
+        )
         sub = work / "sub_realciao"
-        print(f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3), best of {args.repeats}: "
-              f"realciao {times['realciao']:.2f} s, BasicSR's extract_subimages worker {times['basicsr']:.2f} s: "
-              f"BasicSR / realciao {times['basicsr'] / times['realciao']:.2f}; same crops: "
-              f"{same_content(sub, work / 'sub_basicsr')}")
-        times = best_of(args.repeats, work, "lmdb", {"realciao": (realciao_lmdb, sub, ".lmdb"),
-                                                     "basicsr": (basicsr_make_lmdb, sub, ".lmdb")})
+        preparation.append(
+            {
+                "task": f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3)",
+                "realciao s": f"{times['realciao']:.2f}",
+                "reference": "BasicSR's extract_subimages worker",
+                "reference s": f"{times['basicsr']:.2f}",
+                "reference / realciao": f"{times['basicsr'] / times['realciao']:.2f}",
+                "same output": str(same_content(sub, work / "sub_basicsr")),
+            }
+        )
+        print(
+            f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3), best of {args.repeats}: "
+            f"realciao {times['realciao']:.2f} s, BasicSR's extract_subimages worker {times['basicsr']:.2f} s: "
+            f"BasicSR / realciao {times['basicsr'] / times['realciao']:.2f}; same crops: "
+            f"{same_content(sub, work / 'sub_basicsr')}"
+        )
+        times = best_of(
+            args.repeats,
+            work,
+            "lmdb",
+            {"realciao": (realciao_lmdb, sub, ".lmdb"), "basicsr": (basicsr_make_lmdb, sub, ".lmdb")},
+        )
         ours, theirs = work / "lmdb_realciao.lmdb", work / "lmdb_basicsr.lmdb"
         same = (ours / "meta_info.txt").read_text() == (theirs / "meta_info.txt").read_text()
-        print(f"LMDB of the sub-images (PNG level 1), best of {args.repeats}: realciao {times['realciao']:.2f} s, "
-              f"basicsr make_lmdb_from_imgs {times['basicsr']:.2f} s: basicsr / realciao "
-              f"{times['basicsr'] / times['realciao']:.2f}; same meta_info.txt: {same}")
-        sources = {"2K PNG folder": {"hr_folders": [str(hr)]}, "sub-image folder": {"hr_folders": [str(sub)]},
-                   "LMDB": {"lmdb": str(ours)}}
-        print(f"data pipeline, samples/s (batches of 16 GT crops for LR 48, scale U(1, 4); {args.batches} batches):")
+        preparation.append(
+            {
+                "task": "LMDB of the sub-images (PNG level 1)",
+                "realciao s": f"{times['realciao']:.2f}",
+                "reference": "basicsr make_lmdb_from_imgs",
+                "reference s": f"{times['basicsr']:.2f}",
+                "reference / realciao": f"{times['basicsr'] / times['realciao']:.2f}",
+                "same output": f"{same} (meta_info.txt)",
+            }
+        )
+        print(
+            f"LMDB of the sub-images (PNG level 1), best of {args.repeats}: realciao {times['realciao']:.2f} s, "
+            f"basicsr make_lmdb_from_imgs {times['basicsr']:.2f} s: basicsr / realciao "
+            f"{times['basicsr'] / times['realciao']:.2f}; same meta_info.txt: {same}"
+        )
+        sources = {
+            "2K PNG folder": {"hr_folders": [str(hr)]},
+            "sub-image folder": {"hr_folders": [str(sub)]},
+            "LMDB": {"lmdb": str(ours)},
+        }
+        print(
+            f"data pipeline, samples/s (batches of 16 GT crops for LR 48, scale U(1, 4); {args.batches} batches):"
+        )
         for degrade_batches in (False, True):
             for name, source in sources.items():
-                cells = [f"{w} workers {samples_per_second(source, w, args.batches, degrade_batches):6.1f}"
-                         for w in args.loader_workers]
-                print(f"  {name:17s} {'with degradation   ' if degrade_batches else 'crops only         '} "
-                      + ", ".join(cells))
+                rates = {
+                    w: samples_per_second(source, w, args.batches, degrade_batches)
+                    for w in args.loader_workers
+                }
+                cells = [f"{w} workers {rate:6.1f}" for w, rate in rates.items()]
+                for w, rate in rates.items():
+                    kind = "with Real-ESRGAN degradation" if degrade_batches else "crops"
+                    pipeline.setdefault(name, {"source": name})[f"{kind}, {w} loader workers"] = f"{rate:.1f}"
+                print(
+                    f"  {name:17s} {'with degradation   ' if degrade_batches else 'crops only         '} "
+                    + ", ".join(cells)
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        tables = [
+            BenchmarkTable(
+                title=f"preparation, best of {args.repeats}, {args.workers} processes each side",
+                columns=list(preparation[0]),
+                rows=preparation,
+            ),
+            BenchmarkTable(
+                title=f"training data pipeline, samples/s (batches of 16 GT crops for LR 48, "
+                f"scale U(1, 4); {args.batches} batches)",
+                columns=list(next(iter(pipeline.values()))),
+                rows=list(pipeline.values()),
+            ),
+        ]
+        notes.append(f"{args.images} generated 2040x1356 PNGs")
+        print(f"wrote {write_results(args.json, 'data', tables, notes)}")
 
 
 if __name__ == "__main__":

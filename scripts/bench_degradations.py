@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from reference_degradations import ReferencePipeline, seed_reference
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.degradations import degrade, load_recipe
 from realciao.devices import describe_cpu
 
@@ -52,7 +53,8 @@ def median_seconds(run, device: torch.device, warmup: int, repeats: int) -> floa
     return statistics.median(timed() for _ in range(repeats))
 
 
-def bench(device: torch.device, args: argparse.Namespace) -> None:
+def bench(device: torch.device, args: argparse.Namespace) -> dict[str, str]:
+    """Times both pipelines on ``device``, prints them, and returns the row of the results table."""
     recipe = load_recipe(args.recipe)
     gt = gt_patches(args.batch, args.gt_size, args.seed).to(device)
     lq_size = (args.lq_size, args.lq_size)
@@ -62,16 +64,34 @@ def bench(device: torch.device, args: argparse.Namespace) -> None:
 
     ours = median_seconds(lambda: degrade(gt, recipe, lq_size, generator), device, args.warmup, args.repeats)
     theirs = median_seconds(lambda: reference(gt, lq_size), device, args.warmup, args.repeats)
-    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"[{label}] batch {args.batch} x {args.gt_size}^2 -> {args.lq_size}^2, median of {args.repeats} "
-          f"after {args.warmup} warm-up")
+    label = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"[{label}] batch {args.batch} x {args.gt_size}^2 -> {args.lq_size}^2, median of {args.repeats} "
+        f"after {args.warmup} warm-up"
+    )
     print(f"  realciao {recipe.name:<11} {ours * 1e3:9.1f} ms/batch  {args.batch / ours:8.1f} GT patches/s")
-    print(f"  reference (basicsr 1.4.2) {theirs * 1e3:9.1f} ms/batch  {args.batch / theirs:8.1f} GT patches/s")
+    print(
+        f"  reference (basicsr 1.4.2) {theirs * 1e3:9.1f} ms/batch  {args.batch / theirs:8.1f} GT patches/s"
+    )
     print(f"  speed-up {theirs / ours:.2f}x")
+    return {
+        "device": label,
+        "realciao ms/batch": f"{ours * 1e3:.1f}",
+        "realciao GT patches/s": f"{args.batch / ours:.1f}",
+        "reference ms/batch": f"{theirs * 1e3:.1f}",
+        "reference GT patches/s": f"{args.batch / theirs:.1f}",
+        "speed-up": f"{theirs / ours:.2f}x",
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", default="realesrgan")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--gt-size", type=int, default=256)
@@ -81,12 +101,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu-only", action="store_true", help="skip CUDA even when available")
+    add_json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{describe_cpu()}; {args.threads} threads")
-    bench(torch.device("cpu"), args)
+    rows = [bench(torch.device("cpu"), args)]
+    machine = describe_cpu()
     if torch.cuda.is_available() and not args.cpu_only:
-        bench(torch.device("cuda"), args)
+        rows.append(bench(torch.device("cuda"), args))
+        machine += f"; GPU: {torch.cuda.get_device_name()}"
+    if args.json:
+        table = BenchmarkTable(columns=list(rows[0]), rows=rows)
+        notes = [
+            f"recipe {args.recipe}, batch {args.batch} x {args.gt_size}^2 -> {args.lq_size}^2, median of "
+            f"{args.repeats} after {args.warmup} warm-up, {args.threads} threads on the CPU; reference: Real-ESRGAN's pipeline from basicsr "
+            f"1.4.2's functions (scripts/reference_degradations.py)"
+        ]
+        print(f"wrote {write_results(args.json, 'degradations', [table], notes, machine=machine)}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,23 @@ def realciao_run(folder: Path, weights: Path, threads: int, peer: Path | None = 
     from realciao.cli import evaluate
 
     with tempfile.TemporaryDirectory() as out:
-        args = ["--real", str(folder), "--scale", "4", "--metrics", "niqe,piqe", "--weights-dir", str(weights),
-                "--precision", "fp32", "--threads", str(threads), "-o", out, "--quiet"]
+        args = [
+            "--real",
+            str(folder),
+            "--scale",
+            "4",
+            "--metrics",
+            "niqe,piqe",
+            "--weights-dir",
+            str(weights),
+            "--precision",
+            "fp32",
+            "--threads",
+            str(threads),
+            "-o",
+            out,
+            "--quiet",
+        ]
         if peer is not None:
             args += ["--label", f"peer={peer}"]
         start = time.perf_counter()
@@ -103,15 +119,22 @@ def random_compact_peer(folder: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--folder", type=Path, default=SHARED / "RealSRSet")
     parser.add_argument("--weights-dir", type=Path, default=SHARED / "iqa_params")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-images", type=int, default=0, help="first N photos (0: all)")
     parser.add_argument("--peer", action="store_true", help="also score one spandrel model")
-    parser.add_argument("--peer-file", type=Path, default=None, help="the spandrel model (default: a random "
-                        "general-x4v3 compact model)")
+    parser.add_argument(
+        "--peer-file",
+        type=Path,
+        default=None,
+        help="the spandrel model (default: a random general-x4v3 compact model)",
+    )
+    add_json_argument(parser)
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"no image folder at {args.folder} (pass --folder)")
@@ -147,16 +170,39 @@ def main() -> None:
     what = f"x4, NIQE + PIQE, {args.threads} threads, {args.runs} run(s), median"
     print(f"{args.folder.name}: {len(files)} photos, {what}")
     runs = ", ".join(f"{run['total']:.1f}" for run in ours)
-    print(f"realciao-eval: {median(ours, 'total'):.1f} s in all (runs: {runs})"
-          + ("; goal 60 s for 20 photos" if peer is None else ""))
+    print(
+        f"realciao-eval: {median(ours, 'total'):.1f} s in all (runs: {runs})"
+        + ("; goal 60 s for 20 photos" if peer is None else "")
+    )
     print(f"plain loop: {median(plain, 'total'):.1f} s in all")
     print(f"ratio in all, realciao-eval / plain loop: {median(ours, 'total') / median(plain, 'total'):.2f}")
-    print(f"bicubic rows: realciao-eval {median(ours, 'bicubic'):.1f} s, plain (PIL bicubic + metrics) "
-          f"{median(plain, 'bicubic'):.1f} s")
+    print(
+        f"bicubic rows: realciao-eval {median(ours, 'bicubic'):.1f} s, plain (PIL bicubic + metrics) "
+        f"{median(plain, 'bicubic'):.1f} s"
+    )
     if peer is not None:
         ratio = median(ours, "peer") / median(plain, "peer")
-        print(f"peer ({peer.name}) rows: realciao-eval {median(ours, 'peer'):.1f} s (upscale, 8-bit, metrics), "
-              f"its own inference + metrics {median(plain, 'peer'):.1f} s; ratio {ratio:.2f} (goal <= 1.0)")
+        print(
+            f"peer ({peer.name}) rows: realciao-eval {median(ours, 'peer'):.1f} s (upscale, 8-bit, metrics), "
+            f"its own inference + metrics {median(plain, 'peer'):.1f} s; ratio {ratio:.2f} (goal <= 1.0)"
+        )
+    if args.json:
+        parts = {"the whole command": "total", "bicubic rows": "bicubic"}
+        if peer is not None:
+            parts[f"peer ({peer.name}) rows"] = "peer"
+        rows = [
+            {
+                "what": label,
+                "realciao-eval s": f"{median(ours, key):.1f}",
+                "plain loop s": f"{median(plain, key):.1f}",
+                "realciao-eval / plain loop": f"{median(ours, key) / median(plain, key):.2f}",
+            }
+            for label, key in parts.items()
+        ]
+        notes = [f"{args.folder.name}: {len(files)} photos, {what}; realciao-eval runs: {runs} s"]
+        print(
+            f"wrote {write_results(args.json, 'eval', [BenchmarkTable(columns=list(rows[0]), rows=rows)], notes)}"
+        )
 
 
 if __name__ == "__main__":

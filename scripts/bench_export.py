@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 CASES = ((48, 4), (128, 2))  # (LR side, scale)
@@ -67,6 +69,7 @@ def psnr(a, b) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    add_json_argument(parser)
     args = parser.parse_args()
 
     import numpy as np
@@ -82,11 +85,16 @@ def main() -> None:
     keep_freed_memory()  # as realciao-upscale and realciao-eval do on the CPU (the whole process: both sides)
     model, source = load_model()
     print(describe_cpu())
-    print("load average before: {:.2f} {:.2f} {:.2f} (other processes on these cores skew both sides)".format(
-        *os.getloadavg()))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; onnxruntime {onnxruntime.__version__}, "
-          f"CPUExecutionProvider, {THREADS} intra-op threads; EDSR-baseline-CiaoSR with non-local ({source}); "
-          f"whole image, median of {args.repeats}")
+    notes = [
+        "load average before: {:.2f} {:.2f} {:.2f} (other processes on these cores skew both sides)".format(
+            *os.getloadavg()
+        ),
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; onnxruntime {onnxruntime.__version__}, "
+        f"CPUExecutionProvider, {THREADS} intra-op threads; EDSR-baseline-CiaoSR with non-local ({source}); "
+        f"whole image, median of {args.repeats}",
+    ]
+    print("\n".join(notes))
+    rows = []
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
@@ -95,24 +103,42 @@ def main() -> None:
         for precision in ("fp32", "fp16"):
             path = Path(folder) / f"{precision}.onnx"
             export_onnx(model, path, ExportOptions(scale=None, precision=precision, check=False))
-            sessions[precision] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            sessions[precision] = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         print("bf16: not run (onnxruntime's CPU provider has no bf16 Conv/MatMul kernels)")
         for side, scale in CASES:
             lr = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
             size = (side * scale, side * scale)
             feed = {"image": lr.numpy(), "size": np.array(size, dtype=np.int64)}
             runs = {"PyTorch fp32": lambda lr=lr, size=size: upscale(model, lr, size)}
-            runs |= {f"onnxruntime {p}": lambda s=s, feed=feed: s.run(None, feed) for p, s in sessions.items()}
+            runs |= {
+                f"onnxruntime {p}": lambda s=s, feed=feed: s.run(None, feed) for p, s in sessions.items()
+            }
             seconds = interleaved_medians(runs, args.repeats)
             expected = upscale(model, lr, size).numpy()
             torch_s = seconds["PyTorch fp32"]
             print(f"{side} -> x{scale} ({size[1]}x{size[0]}): PyTorch fp32 {torch_s:.3f} s")
+            row = {"LR -> output": f"{side}x{side} -> x{scale}", "PyTorch fp32 s": f"{torch_s:.3f}"}
             for precision, session in sessions.items():
                 ort_s = seconds[f"onnxruntime {precision}"]
                 got = session.run(None, feed)[0]
-                print(f"  onnxruntime {precision}: {ort_s:.3f} s, PyTorch/onnxruntime {torch_s / ort_s:.2f}x, "
-                      f"PSNR {psnr(got, expected):.1f} dB against PyTorch fp32")
-    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+                print(
+                    f"  onnxruntime {precision}: {ort_s:.3f} s, PyTorch/onnxruntime {torch_s / ort_s:.2f}x, "
+                    f"PSNR {psnr(got, expected):.1f} dB against PyTorch fp32"
+                )
+                row |= {
+                    f"onnxruntime {precision} s": f"{ort_s:.3f}",
+                    f"PyTorch / onnxruntime {precision}": f"{torch_s / ort_s:.2f}x",
+                    f"onnxruntime {precision} PSNR vs PyTorch": f"{psnr(got, expected):.1f} dB",
+                }
+            rows.append(row)
+    notes.append("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print(notes[-1])
+    if args.json:
+        table = BenchmarkTable(columns=list(rows[0]), rows=rows)
+        notes.append("bf16: not run (onnxruntime's CPU provider has no bf16 Conv/MatMul kernels)")
+        print(f"wrote {write_results(args.json, 'export', [table], notes)}")
 
 
 if __name__ == "__main__":

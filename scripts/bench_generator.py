@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, table_markdown, write_results
 from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ NON_LOCAL_PREFIX = "nl"  # "nl256": the non-local branch alone on a 256x256 LR i
 
 def parse_config(text: str) -> tuple[int, int]:
     if text.startswith(NON_LOCAL_PREFIX):
-        return int(text[len(NON_LOCAL_PREFIX):]), 1
+        return int(text[len(NON_LOCAL_PREFIX) :]), 1
     lr, scale = text.split("x")
     return int(lr), int(scale)
 
@@ -76,9 +77,16 @@ def non_local_child(config: str, precision: str, repeats: int, threads: int) -> 
                     out = branch(feature)
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    result = {"config": config, "precision": precision, "seconds": statistics.median(times), "runs": len(times),
-              "peak_rss_gib": peak, "branch_rss_gib": peak - rss_before, "weights": weights,
-              "faults_per_run": (minor_faults() - faults) / len(times)}
+    result = {
+        "config": config,
+        "precision": precision,
+        "seconds": statistics.median(times),
+        "runs": len(times),
+        "peak_rss_gib": peak,
+        "branch_rss_gib": peak - rss_before,
+        "weights": weights,
+        "faults_per_run": (minor_faults() - faults) / len(times),
+    }
     if precision == OFFICIAL:
         with torch.no_grad():
             result["max_abs_diff_vs_fp32"] = (out - branch(feature)).abs().max().item()
@@ -126,9 +134,14 @@ def timed_upscale(config: str, repeats: int, threads: int, upscale) -> tuple[dic
         start = time.perf_counter()
         out = upscale(model, lr, size)
         times.append(time.perf_counter() - start)
-    stats = {"config": config, "seconds": statistics.median(times), "runs": len(times), "weights": weights,
-             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-             "faults_per_run": (minor_faults() - faults) / len(times)}
+    stats = {
+        "config": config,
+        "seconds": statistics.median(times),
+        "runs": len(times),
+        "weights": weights,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "faults_per_run": (minor_faults() - faults) / len(times),
+    }
     return stats, out, (model, lr, size)
 
 
@@ -166,7 +179,11 @@ def measure(config: str, precision: str, repeats: int, threads: int) -> dict:
         chosen = auto_choice(config, threads)
         precision = chosen["chose"]
     stats, out, (model, lr, size) = timed_upscale(
-        config, repeats, threads, lambda model, lr, size: realciao.upscale(model, lr, size, precision=precision))
+        config,
+        repeats,
+        threads,
+        lambda model, lr, size: realciao.upscale(model, lr, size, precision=precision),
+    )
     result = {**stats, "precision": precision, **chosen}
     lr_size = lr.shape[-1]
     if lr_size <= 128:  # counting adds a run; at 256 the non-local share would dominate its time
@@ -193,11 +210,15 @@ def auto_choice(config: str, threads: int) -> dict:
     os.environ[CACHE_ENV] = str(Path(tempfile.mkdtemp(prefix="bench-auto-")) / "precision.json")
     start = time.perf_counter()
     decision = decide_precision(AUTO, torch.device("cpu"), inference_probe(model, scale))
-    return {"chose": decision.precision, "auto": decision.describe(), "decision_seconds": time.perf_counter() - start}
+    return {
+        "chose": decision.precision,
+        "auto": decision.describe(),
+        "decision_seconds": time.perf_counter() - start,
+    }
 
 
 def rate_cells(flops: float, seconds: float, peak: float) -> tuple[str, str]:
-    """"GFLOP/s (peak)" and the share of the exact-work bound (the counted FLOPs at the same
+    """ "GFLOP/s (peak)" and the share of the exact-work bound (the counted FLOPs at the same
     run's matmul peak in the row's precision); "-" where a figure is missing."""
     if not flops:
         return "-", "-"
@@ -209,16 +230,20 @@ def print_auto_choices(rows: list[dict], key: str) -> None:
     """What ``auto`` chose for each row that ran it, and how long deciding took."""
     for r in rows:
         if "chose" in r:
-            print(f"auto for {r[key]}: {r['auto']}; deciding took {r['decision_seconds']:.2f} s (once per "
-                  f"machine, model and shapes; cached after)")
+            print(
+                f"auto for {r[key]}: {r['auto']}; deciding took {r['decision_seconds']:.2f} s (once per "
+                f"machine, model and shapes; cached after)"
+            )
 
 
 def official_cells(base: dict | None, row: dict) -> str:
     """The four official columns of a table row: its seconds and peak RSS, and the ratios."""
     if not base:
         return "- | - | - | -"
-    return (f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / row['seconds']:.1f}x | "
-            f"{base['peak_rss_gib'] / row['peak_rss_gib']:.1f}x")
+    return (
+        f"{base['seconds']:.2f} | {base['peak_rss_gib']:.2f} | {base['seconds'] / row['seconds']:.1f}x | "
+        f"{base['peak_rss_gib'] / row['peak_rss_gib']:.1f}x"
+    )
 
 
 def matmul_peak(dtype: torch.dtype, threads: int) -> float:
@@ -247,42 +272,80 @@ def higher_peaks(before: dict[str, float], threads: int) -> dict[str, float]:
     """Reads the gauge again after the runs and keeps the higher of each pair: on a shared host
     one reading can land in a busy minute."""
     after = measured_peaks(threads)
-    print(f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
-          "the higher of each pair is used below")
+    print(
+        f"matrix-multiply peak after the runs: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
+        "the higher of each pair is used below"
+    )
     return {k: max(before[k], after[k]) for k in before}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configs", default="48x4,64x4,128x2,256x2", help="LRxSCALE list, square LR")
-    parser.add_argument("--precisions", default="fp32,bf16,auto", help="fp32, bf16 and auto (the commands' "
-                        "default: decided by measurement as they decide, then run in the choice)")
-    parser.add_argument("--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16,auto",
+        help="fp32, bf16 and auto (the commands' "
+        "default: decided by measurement as they decide, then run in the choice)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=0, help="timed runs per config (0: 5 for small, 3 for 128, 1 for 256)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
-    parser.add_argument("--no-keep-memory", action="store_true", help="glibc's default allocator behaviour in "
-                        "every process (the commands keep freed memory on the CPU), to see what that setting is worth")
-    parser.add_argument("--official-default-memory", action="store_true", help="realciao keeps freed memory, "
-                        "the baseline runs with glibc's defaults: each as its own code runs (not the same setting)")
+    parser.add_argument(
+        "--no-keep-memory",
+        action="store_true",
+        help="glibc's default allocator behaviour in "
+        "every process (the commands keep freed memory on the CPU), to see what that setting is worth",
+    )
+    parser.add_argument(
+        "--official-default-memory",
+        action="store_true",
+        help="realciao keeps freed memory, "
+        "the baseline runs with glibc's defaults: each as its own code runs (not the same setting)",
+    )
+    add_json_argument(parser)
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, repeats=args.repeats, threads=args.threads,
-                               keep_memory=not args.no_keep_memory)))
+        print(
+            json.dumps(
+                child(
+                    *args.child,
+                    repeats=args.repeats,
+                    threads=args.threads,
+                    keep_memory=not args.no_keep_memory,
+                )
+            )
+        )
         return
 
     peaks = measured_peaks(args.threads)
     print(f"{describe_cpu()}; {args.threads} threads")
-    print(f"matrix-multiply peak before the runs, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(
+        f"matrix-multiply peak before the runs, {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s"
+    )
     rows, baselines = [], {}
     for config in args.configs.split(","):
         lr_size, _ = parse_config(config)
         repeats = args.repeats or (5 if lr_size <= 64 else 3 if lr_size <= 128 else 1)
         runs = args.precisions.split(",") + ([] if args.no_baseline else [OFFICIAL])
         for precision in runs:
-            cmd = [sys.executable, __file__, "--child", config, precision, "--repeats", str(repeats),
-                   "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                config,
+                precision,
+                "--repeats",
+                str(repeats),
+                "--threads",
+                str(args.threads),
+            ]
             if args.no_keep_memory or (args.official_default_memory and precision == OFFICIAL):
                 cmd.append("--no-keep-memory")
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -296,19 +359,38 @@ def main() -> None:
                 rows.append(result)
             print(f"  done {config} {precision}: {result['seconds']:.2f} s", file=sys.stderr)
 
-    memory = ("glibc's default allocator in both" if args.no_keep_memory else
-              "freed memory kept (realciao/allocator.py) by realciao, glibc's defaults for the official code"
-              if args.official_default_memory else "freed memory kept (realciao/allocator.py) in both")
+    memory = (
+        "glibc's default allocator in both"
+        if args.no_keep_memory
+        else "freed memory kept (realciao/allocator.py) by realciao, glibc's defaults for the official code"
+        if args.official_default_memory
+        else "freed memory kept (realciao/allocator.py) in both"
+    )
     peaks = higher_peaks(peaks, args.threads)
-    print(f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
-          f"official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run; {memory}")
-    header = ("| LR -> output | precision | seconds | peak RSS GiB | MAC/output px | GFLOP/s (peak) | % of bound "
-              "| bf16 PSNR vs fp32 "
-              "| official seconds | official peak RSS GiB | official / realciao time | official / realciao RSS "
-              "| page faults per run (official) |")
-    print(header)
-    print("| --- " * (header.count("|") - 1) + "|")
-    macs_by_config = {r["config"]: r["macs_per_px"] for r in rows if "macs_per_px" in r and r["precision"] == "fp32"}
+    notes = [
+        f"EDSR-baseline-CiaoSR, whole image, {rows[0]['weights'] if rows else ''}; median wall time; "
+        f"official = the official algorithm (scripts/official_ciaosr.py, fp32) in the same run; {memory}"
+    ]
+    print(notes[0])
+    columns = [
+        "LR -> output",
+        "precision",
+        "seconds",
+        "peak RSS GiB",
+        "MAC/output px",
+        "GFLOP/s (peak)",
+        "% of bound",
+        "bf16 PSNR vs fp32",
+        "official seconds",
+        "official peak RSS GiB",
+        "official / realciao time",
+        "official / realciao RSS",
+        "page faults per run (official)",
+    ]
+    table = []
+    macs_by_config = {
+        r["config"]: r["macs_per_px"] for r in rows if "macs_per_px" in r and r["precision"] == "fp32"
+    }
     for r in rows:
         lr_size, scale = parse_config(r["config"])
         macs = r.get("macs_per_px", macs_by_config.get(r["config"]))
@@ -318,30 +400,62 @@ def main() -> None:
         acc = f"{r['psnr_vs_fp32']:.1f} dB" if "psnr_vs_fp32" in r else "-"
         mac_text = f"{macs / 1e6:.2f} M" if macs else "-"
         official = official_cells(baselines.get(r["config"]), r)
-        label = (f"non-local branch alone, {lr_size}x{lr_size}" if r["config"].startswith(NON_LOCAL_PREFIX)
-                 else f"{lr_size}x{lr_size} -> x{scale}")
+        label = (
+            f"non-local branch alone, {lr_size}x{lr_size}"
+            if r["config"].startswith(NON_LOCAL_PREFIX)
+            else f"{lr_size}x{lr_size} -> x{scale}"
+        )
         base = baselines.get(r["config"])
         faults = f"{r['faults_per_run']:,.0f}" + (f" ({base['faults_per_run']:,.0f})" if base else "")
-        print(f"| {label} | {shown} | {r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
-              f"{mac_text} | {gflops} | {bound} | {acc} | {official} | {faults} |")
+        cells = [
+            label,
+            shown,
+            f"{r['seconds']:.2f}",
+            f"{r['peak_rss_gib']:.2f}",
+            mac_text,
+            gflops,
+            bound,
+            acc,
+            *official.split(" | "),
+            faults,
+        ]
+        table.append(dict(zip(columns, cells)))
+    table = BenchmarkTable(columns=columns, rows=table)
+    print(table_markdown(table))
     print_auto_choices(rows, "config")
     for config, base in baselines.items():
         what = "non-local feature" if config.startswith(NON_LOCAL_PREFIX) else "output image"
-        print(f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "
-              f"{base['max_abs_diff_vs_fp32']:.1e}")
+        notes.append(
+            f"official {config}: {base['runs']} run(s); max |official - realciao fp32| on the {what} "
+            f"{base['max_abs_diff_vs_fp32']:.1e}"
+        )
     for config, base in baselines.items():
         # what the counted work allows: realciao's FLOPs at the fp32 peak against the official time as measured
         if config in macs_by_config:
             lr_size, scale = parse_config(config)
             floor = 2 * macs_by_config[config] * (lr_size * scale) ** 2 / (peaks["fp32"] * 1e9)
-            print(f"{config}: realciao's counted work at the fp32 peak would take {floor:.2f} s: official / realciao "
-                  f"fp32 can reach at most {base['seconds'] / floor:.1f}x on this CPU")
+            notes.append(
+                f"{config}: realciao's counted work at the fp32 peak would take {floor:.2f} s: official / "
+                f"realciao fp32 can reach at most {base['seconds'] / floor:.1f}x on this CPU"
+            )
     for r in rows:
         base = baselines.get(r["config"])
         if r["config"].startswith(NON_LOCAL_PREFIX) and base:
-            print(f"non-local branch alone, {r['config'][2:]}x{r['config'][2:]} LR, {r['precision']}: memory the branch "
-                  f"added to the process {r['branch_rss_gib']:.2f} GiB against the official "
-                  f"{base['branch_rss_gib']:.2f} GiB ({base['branch_rss_gib'] / max(r['branch_rss_gib'], 1e-3):.0f}x)")
+            notes.append(
+                f"non-local branch alone, {r['config'][2:]}x{r['config'][2:]} LR, {r['precision']}: memory the "
+                f"branch added to the process {r['branch_rss_gib']:.2f} GiB against the official "
+                f"{base['branch_rss_gib']:.2f} GiB "
+                f"({base['branch_rss_gib'] / max(r['branch_rss_gib'], 1e-3):.0f}x)"
+            )
+    for note in notes[1:]:
+        print(note)
+    if args.json:
+        notes.append(
+            f"{args.threads} threads; matrix-multiply peak fp32 {peaks['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peaks['bf16']:.0f} GFLOP/s (the higher of the readings before and after the runs)"
+        )
+        print(f"wrote {write_results(args.json, 'generator', [table], notes)}")
+
 
 if __name__ == "__main__":
     main()

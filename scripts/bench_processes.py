@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.devices import available_cores, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +55,11 @@ def loop_seconds(output: str, iterations: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--iterations", type=int, default=120)
+    add_json_argument(parser)
     args = parser.parse_args()
     cores = available_cores()
     print(f"{describe_cpu()}")
@@ -63,26 +67,64 @@ def main() -> None:
     runs = [
         ("1 process, 1 thread", 1, {"OMP_NUM_THREADS": "1"}, launch),
         (f"1 process, {cores} threads", 1, {}, launch),
-        (f"{cores} processes, 1 thread each", cores, {"ACCELERATE_USE_CPU": "1"},
-         launch + ["--multi_gpu", "--num_processes", str(cores), "--num_machines", "1", "--mixed_precision", "no",
-                   "--dynamo_backend", "no"]),
+        (
+            f"{cores} processes, 1 thread each",
+            cores,
+            {"ACCELERATE_USE_CPU": "1"},
+            launch
+            + [
+                "--multi_gpu",
+                "--num_processes",
+                str(cores),
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+            ],
+        ),
     ]
     base_rate = None
+    rows = []
     for label, processes, extra_env, command in runs:
         with tempfile.TemporaryDirectory() as scratch:
             options, batch = cut_options(args.iterations, Path(scratch))
             env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | extra_env
             start = time.perf_counter()
-            done = subprocess.run(command + [str(ROOT / "train_realciao.py"), "-opt", str(options)], cwd=ROOT,
-                                  env=env, capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                command + [str(ROOT / "train_realciao.py"), "-opt", str(options)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             wall = time.perf_counter() - start
         if done.returncode:
             raise SystemExit(f"{label}: failed\n{done.stderr[-3000:]}")
         loop = loop_seconds(done.stdout + done.stderr, args.iterations)
         rate = args.iterations * batch * processes / loop
         base_rate = base_rate or rate
-        print(f"{label}: {wall:.0f} s in all, training loop {loop:.0f} s, {rate:.1f} patches/s "
-              f"({rate / base_rate:.2f}x the one-thread run)", flush=True)
+        print(
+            f"{label}: {wall:.0f} s in all, training loop {loop:.0f} s, {rate:.1f} patches/s "
+            f"({rate / base_rate:.2f}x the one-thread run)",
+            flush=True,
+        )
+        rows.append(
+            {
+                "run": label,
+                "s in all": f"{wall:.0f}",
+                "training loop s": f"{loop:.0f}",
+                "patches/s": f"{rate:.1f}",
+                "against the one-thread run": f"{rate / base_rate:.2f}x",
+            }
+        )
+    if args.json:
+        notes = [f"options/quickstart.yml cut to {args.iterations} iterations, batch {batch} per process"]
+        print(
+            f"wrote {write_results(args.json, 'processes', [BenchmarkTable(columns=list(rows[0]), rows=rows)], notes)}"
+        )
 
 
 if __name__ == "__main__":

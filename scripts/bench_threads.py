@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 import realciao
+from realciao.benchmarks import BenchmarkTable, add_json_argument, table_markdown, write_results
 from realciao.devices import available_cores, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,9 @@ def model_file(folder: Path) -> tuple[Path, str]:
     if FIXTURE_WEIGHTS.is_file():
         return FIXTURE_WEIGHTS, "official-fixture EDSR-baseline-CiaoSR weights"
     torch.manual_seed(0)
-    path = realciao.save_generator(realciao.build_generator("edsr-baseline-ciaosr").eval(), folder / "model.safetensors")
+    path = realciao.save_generator(
+        realciao.build_generator("edsr-baseline-ciaosr").eval(), folder / "model.safetensors"
+    )
     return path, "EDSR-baseline-CiaoSR, random init (../shared absent)"
 
 
@@ -54,10 +57,27 @@ def photo(folder: Path, side: int) -> Path:
     return path
 
 
-def upscale_once(model: Path, image: Path, scale: float, threads: int | None, out: Path) -> tuple[float, float, str]:
+def upscale_once(
+    model: Path, image: Path, scale: float, threads: int | None, out: Path
+) -> tuple[float, float, str]:
     """(upscaling seconds the command reports, process wall seconds, its thread line)."""
-    cmd = [sys.executable, "-m", "realciao.cli.upscale", "-i", str(image), "-o", str(out), "--model", str(model),
-           "-s", str(scale), "--overwrite", "--no-progress", "--precision", "fp32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realciao.cli.upscale",
+        "-i",
+        str(image),
+        "-o",
+        str(out),
+        "--model",
+        str(model),
+        "-s",
+        str(scale),
+        "--overwrite",
+        "--no-progress",
+        "--precision",
+        "fp32",
+    ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     start = time.perf_counter()
@@ -69,10 +89,13 @@ def upscale_once(model: Path, image: Path, scale: float, threads: int | None, ou
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=160, help="LR side in pixels")
     parser.add_argument("--scale", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
+    add_json_argument(parser)
     args = parser.parse_args()
     cores = available_cores()
     print(f"{describe_cpu()}")
@@ -81,7 +104,8 @@ def main() -> None:
         folder = Path(tmp)
         model, what = model_file(folder)
         image = photo(folder, args.size)
-        print(f"realciao-upscale, {what}, {args.size}x{args.size} -> x{args.scale:g}, fp32, median of {args.repeats}")
+        setting = f"realciao-upscale, {what}, {args.size}x{args.size} -> x{args.scale:g}, fp32, median of {args.repeats}"
+        print(setting)
         times: dict[tuple[str, str], list[float]] = {}
         walls: dict[tuple[str, str], list[float]] = {}
         notes: dict[tuple[str, str], set[str]] = {}
@@ -101,21 +125,36 @@ def main() -> None:
                     if busy is not None:
                         busy.kill()
                         busy.wait()
-    print("| machine | threads | upscaling s (median) | process wall s (median) | runs | note |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    columns = ["machine", "threads", "upscaling s (median)", "process wall s (median)", "runs", "note"]
+    rows = []
     for (load, label), values in times.items():
         note = "; ".join(sorted(n for n in notes[(load, label)] if n))
-        print(f"| {load} | {label} | {statistics.median(values):.2f} | {statistics.median(walls[(load, label)]):.2f} "
-              f"| {len(values)} | {note} |")
+        cells = [
+            load,
+            label,
+            f"{statistics.median(values):.2f}",
+            f"{statistics.median(walls[(load, label)]):.2f}",
+            str(len(values)),
+            note,
+        ]
+        rows.append(dict(zip(columns, cells)))
+    table = BenchmarkTable(columns=columns, rows=rows)
+    print(table_markdown(table))
     median = {key: statistics.median(values) for key, values in times.items()}
     busy_ratio = median[("one core busy", "default")] / median[("one core busy", "--threads 1")]
     quiet_ratio = median[("quiet", "default")] / median[("quiet", f"--threads {cores}")]
-    print(f"one core busy: default / --threads 1 = {busy_ratio:.2f}x (target <= 1.3x); "
-          f"without giving way (--threads {cores}) / --threads 1 = "
-          f"{median[('one core busy', f'--threads {cores}')] / median[('one core busy', '--threads 1')]:.2f}x")
-    print(f"quiet: default / --threads {cores} (the default before it followed the load) = {quiet_ratio:.2f}x "
-          f"(target <= 1.05x); --threads 1 / --threads {cores} = "
-          f"{median[('quiet', '--threads 1')] / median[('quiet', f'--threads {cores}')]:.2f}x")
+    print(
+        f"one core busy: default / --threads 1 = {busy_ratio:.2f}x (target <= 1.3x); "
+        f"without giving way (--threads {cores}) / --threads 1 = "
+        f"{median[('one core busy', f'--threads {cores}')] / median[('one core busy', '--threads 1')]:.2f}x"
+    )
+    print(
+        f"quiet: default / --threads {cores} (the default before it followed the load) = {quiet_ratio:.2f}x "
+        f"(target <= 1.05x); --threads 1 / --threads {cores} = "
+        f"{median[('quiet', '--threads 1')] / median[('quiet', f'--threads {cores}')]:.2f}x"
+    )
+    if args.json:
+        print(f"wrote {write_results(args.json, 'threads', [table], [setting])}")
 
 
 if __name__ == "__main__":

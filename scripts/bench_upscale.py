@@ -23,6 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+from realciao.benchmarks import (  # light: no torch, no pydantic
+    BenchmarkTable,
+    add_json_argument,
+    table_markdown,
+    write_results,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "ciaosr_official" / "weights.safetensors"
 
@@ -140,7 +147,7 @@ def run_one(config: dict) -> dict:
     }
 
 
-def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> None:
+def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> tuple[list[dict], str]:
     """Tiled vs whole-image output with the non-local branch (the one approximation): PSNR, and the
     mean error on output rows/columns within 2 px of a tile border vs elsewhere (a seam would
     raise the first). Centre crops of RealSRSet photos from ../shared, read only."""
@@ -154,7 +161,9 @@ def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> None:
     model, weights = load_model("cpu")
     folder = ROOT.parent / "shared" / "data" / "RealSRSet"
     size = (round(crop * scale), round(crop * scale))
-    print(f"{weights}, {crop}x{crop} centre crops -> x{scale}, tile {tile}")
+    what = f"{weights}, {crop}x{crop} centre crops -> x{scale}, tile {tile}"
+    print(what)
+    rows = []
     for name in ["building.png", "butterfly.png", "dog.png"]:
         image = np.asarray(Image.open(folder / name).convert("RGB"))
         top, left = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
@@ -169,8 +178,19 @@ def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> None:
         lines = np.concatenate([error.mean(1), error.mean(0)])
         near = np.concatenate([border, border])
         psnr = 10 * np.log10(1 / np.mean((tiled - whole) ** 2))
-        print(f"{name}: PSNR {psnr:.2f} dB; mean abs error near tile borders {lines[near].mean():.5f}, "
-              f"elsewhere {lines[~near].mean():.5f}")
+        print(
+            f"{name}: PSNR {psnr:.2f} dB; mean abs error near tile borders {lines[near].mean():.5f}, "
+            f"elsewhere {lines[~near].mean():.5f}"
+        )
+        rows.append(
+            {
+                "image": name,
+                "tiled vs whole-image PSNR dB": f"{psnr:.2f}",
+                "mean abs error within 2 px of a tile border": f"{lines[near].mean():.5f}",
+                "elsewhere": f"{lines[~near].mean():.5f}",
+            }
+        )
+    return rows, what
 
 
 def in_subprocess(config: dict) -> dict:
@@ -183,20 +203,32 @@ def in_subprocess(config: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=float, nargs="+", help="output megapixels (default 0.25 1 4; +12 48 on GPU)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=float, nargs="+", help="output megapixels (default 0.25 1 4; +12 48 on GPU)"
+    )
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--scale", type=float, default=2.0)
     parser.add_argument("--tile", type=int, default=96, help="LR tile side, fixed across sizes (default 96)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--no-keep-memory", action="store_true",
-                        help="glibc's default allocator behaviour (realciao-upscale keeps freed memory on the CPU)")
+    add_json_argument(parser)
+    parser.add_argument(
+        "--no-keep-memory",
+        action="store_true",
+        help="glibc's default allocator behaviour (realciao-upscale keeps freed memory on the CPU)",
+    )
     parser.add_argument("--agreement", action="store_true", help="tiled vs whole-image agreement instead")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agreement:
-        agreement()
+        rows, what = agreement()
+        if args.json:
+            table = BenchmarkTable(
+                title="tiled against whole image, with the non-local branch", columns=list(rows[0]), rows=rows
+            )
+            print(f"wrote {write_results(args.json, 'upscale_agreement', [table], [what])}")
         return
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
@@ -218,29 +250,57 @@ def main() -> None:
             result = in_subprocess(config)
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
-    print_table(results)
+    table, what = print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        machine = describe_cpu() + (
+            f"; GPU: {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
+        )
+        print(f"wrote {write_results(args.json, 'upscale', [table], [what], machine=machine)}")
 
 
-def print_table(results: list[dict]) -> None:
+def print_table(results: list[dict]) -> tuple[BenchmarkTable, str]:
+    """The results as a table, printed; returns it and the line that says what ran."""
     first = results[0]
-    print(f"\ndevice {first['device']} ({first['threads']} threads), x{first['scale']}, tile {first['tile']}, "
-          f"EDSR-baseline-CiaoSR ({first['weights']}); "
-          f"{'freed memory kept (realciao/allocator.py)' if first['kept'] else 'glibc default allocator'}\n")
-    print("| run | precision | LR | output | MP/s | untiled MP/s, same process | wall time per MP vs untiled "
-          "| CPU time per MP vs untiled | peak RSS MiB | peak GPU MiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    what = (
+        f"device {first['device']} ({first['threads']} threads), x{first['scale']}, tile {first['tile']}, "
+        f"EDSR-baseline-CiaoSR ({first['weights']}); "
+        f"{'freed memory kept (realciao/allocator.py)' if first['kept'] else 'glibc default allocator'}"
+    )
+    print(f"\n{what}\n")
+    columns = [
+        "run",
+        "precision",
+        "LR",
+        "output",
+        "MP/s",
+        "untiled MP/s, same process",
+        "wall time per MP vs untiled",
+        "CPU time per MP vs untiled",
+        "peak RSS MiB",
+        "peak GPU MiB",
+    ]
+    rows = []
     for r in results:
         ratio = f"{r['untiled_mp_per_s'] / r['mp_per_s']:.2f}" if r["kind"] == "tiled" else "1"
         cpu_ratio = r["cpu_seconds"] / r["out_mp"] / r["untiled_cpu_s_per_mp"] if r["kind"] == "tiled" else 1
         gpu = f"{r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "-"
         name = "untiled, one tile" if r["kind"] == "untiled" else f"tiled {r['megapixels']} MP"
-        print(
-            f"| {name} | {r['precision']} | {r['lr']} | {r['out']} | {r['mp_per_s']:.4f} | "
-            f"{r['untiled_mp_per_s']:.4f} | {ratio} | {cpu_ratio:.2f} | "
-            f"{r['peak_rss_mib']:.0f} | {gpu} |"
-        )
+        cells = [
+            name,
+            r["precision"],
+            str(r["lr"]),
+            str(r["out"]),
+            f"{r['mp_per_s']:.4f}",
+            f"{r['untiled_mp_per_s']:.4f}",
+            ratio,
+            f"{cpu_ratio:.2f}",
+            f"{r['peak_rss_mib']:.0f}",
+            gpu,
+        ]
+        rows.append(dict(zip(columns, cells)))
+    table = BenchmarkTable(columns=columns, rows=rows)
+    print(table_markdown(table))
+    return table, what
 
 
 if __name__ == "__main__":
