@@ -1,6 +1,7 @@
-"""The README's fine-tuning walkthrough, run as written: its three commands are read from the
-README and run in order on photos made from scikit-image's bundled ones, with only the
-overrides that make them short (a few iterations, a tiny budget, small validation)."""
+"""The fine-tuning walkthrough, run as written: its three commands are read from the README
+(the same block as the docs page's) and run in order on photos made from scikit-image's
+bundled ones, with only the overrides that make them short (a few iterations, a tiny budget,
+small validation)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,42 @@ skimage_data = pytest.importorskip("skimage.data")
 pytest.importorskip("optuna")
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "### Fine-tuning on your own degradations"
+# where the walkthrough is written: (file, heading of its section)
+README_SECTION = (ROOT / "README.md", "### Fine-tuning on your photos")
+DOCS_SECTION = (ROOT / "docs" / "training" / "finetuning.md", "# Fine-tuning on your own photos")
 
 # what makes each command short; nothing else is added to the README's commands
 SHORT = {
     "fit": ["--budget", "2", "--no-progress"],  # then 25 evaluations choose and widen (distance 39.3 -> 21.0)
-    "train": [f"--set={key}" for key in (
-        "train.iterations=2", "checkpoint.every=2", "validation.every=2", "data.batch_size=2", "data.lr_patch=16",
-        "data.num_workers=0", "data.pool_size=0", "validation.max_images=1", "validation.save_images=1",
-        "validation.tile=0", "logging.trackers=[]")],
+    "train": [
+        f"--set={key}"
+        for key in (
+            "train.iterations=2",
+            "checkpoint.every=2",
+            "validation.every=2",
+            "data.batch_size=2",
+            "data.lr_patch=16",
+            "data.num_workers=0",
+            "data.pool_size=0",
+            "validation.max_images=1",
+            "validation.save_images=1",
+            "validation.tile=0",
+            "logging.trackers=[]",
+        )
+    ],
     "eval": ["--metrics", "piqe", "--max-images", "1", "--quiet"],
 }
 
 
-def walkthrough_commands() -> list[list[str]]:
-    """The first bash block of the README's fine-tuning section, one argv per command."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION):]
+def walkthrough_commands(where: tuple[Path, str] = README_SECTION) -> list[list[str]]:
+    """The first bash block of the fine-tuning section, one argv per command."""
+    path, heading = where
+    text = path.read_text()
+    section = text[text.index(heading) :]
     block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
-    return [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    return [
+        shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if line.strip()
+    ]
 
 
 def make_inputs(folder: Path) -> None:
@@ -59,6 +77,7 @@ def make_inputs(folder: Path) -> None:
 @pytest.mark.slow
 def test_the_readme_finetuning_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys, one_thread):
     commands = walkthrough_commands()
+    assert commands == walkthrough_commands(DOCS_SECTION)  # the docs page shows the commands that run
     assert [c[0] for c in commands] == ["realciao-fit-recipe", "python", "realciao-eval"]
     assert commands[1][1] == "train_realciao.py"
     make_inputs(tmp_path)
