@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +47,15 @@ def photo(height: int, width: int) -> np.ndarray:
 
     pixels = read_image(PHOTO).pixels.astype(np.float32) / 255.0
     while pixels.shape[0] < height or pixels.shape[1] < width:
-        pixels = np.pad(pixels, ((0, max(0, min(height - pixels.shape[0], pixels.shape[0] - 1))),
-                                 (0, max(0, min(width - pixels.shape[1], pixels.shape[1] - 1))), (0, 0)),
-                        mode="reflect")
+        pixels = np.pad(
+            pixels,
+            (
+                (0, max(0, min(height - pixels.shape[0], pixels.shape[0] - 1))),
+                (0, max(0, min(width - pixels.shape[1], pixels.shape[1] - 1))),
+                (0, 0),
+            ),
+            mode="reflect",
+        )
     return np.ascontiguousarray(pixels[:height, :width])
 
 
@@ -69,8 +76,11 @@ def peer_x4(peer, image: np.ndarray, size: tuple[int, int], precision: str) -> n
 def realciao_models() -> dict[str, torch.nn.Module]:
     import realciao
 
-    edsr = (realciao.load_generator(FIXTURE) if FIXTURE.is_file()
-            else realciao.build_generator("edsr-baseline-ciaosr"))
+    edsr = (
+        realciao.load_generator(FIXTURE)
+        if FIXTURE.is_file()
+        else realciao.build_generator("edsr-baseline-ciaosr")
+    )
     rrdb = realciao.build_generator("rrdb-ciaosr", encoder_weights=REAL_ESRGAN)
     return {"EDSR-baseline-CiaoSR": edsr.eval(), "rrdb-ciaosr": rrdb.eval()}
 
@@ -82,11 +92,14 @@ def auto_precision(probe) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lr-size", default="640x480", help="LR width x height (default 640x480)")
     parser.add_argument("--scales", type=float, nargs="+", default=[2.0, 3.0, 4.0])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per row; the median is printed")
     parser.add_argument("--threads", type=int, default=2)
+    add_json_argument(parser)
     args = parser.parse_args()
     if not REAL_ESRGAN.is_file():
         raise SystemExit(f"needs Real-ESRGAN's weights at {REAL_ESRGAN}")
@@ -101,8 +114,8 @@ def main() -> None:
     from realciao.upscaling import upscale_array
 
     print(describe_cpu(), flush=True)
-    print(f"LR {width}x{height}, {args.threads} threads, median of {args.repeats}; output MP/s (higher is faster)",
-          flush=True)
+    setting = f"LR {width}x{height}, {args.threads} threads, median of {args.repeats}; output MP/s (higher is faster)"
+    print(setting, flush=True)
     image = photo(height, width)
     sizes = {scale: (round(height * scale), round(width * scale)) for scale in args.scales}
     peer = PeerMethod(PEER_LABEL, load_peer(REAL_ESRGAN))
@@ -123,8 +136,11 @@ def main() -> None:
                 chw = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
                 resize, _ = timed(functools.partial(matlab_resize, chw, size), args.repeats)
             rows.append((PEER_LABEL, precision, scale, native + resize))
-            print(f"  {PEER_LABEL:24s} {precision:5s} x{scale:g}: {size[1] * size[0] / 1e6 / rows[-1][3]:.4f} MP/s "
-                  f"({rows[-1][3]:.1f} s)", flush=True)
+            print(
+                f"  {PEER_LABEL:24s} {precision:5s} x{scale:g}: {size[1] * size[0] / 1e6 / rows[-1][3]:.4f} MP/s "
+                f"({rows[-1][3]:.1f} s)",
+                flush=True,
+            )
 
     for name, model in models.items():
         chosen = {scale: auto_precision(inference_probe(model, scale)) for scale in args.scales}
@@ -134,16 +150,35 @@ def main() -> None:
                 run = functools.partial(upscale_array, model, image, size, precision=precision)
                 seconds, _ = timed(run, args.repeats)
                 rows.append((name, precision, scale, seconds))
-                print(f"  {name:24s} {precision:5s} x{scale:g}: {size[1] * size[0] / 1e6 / seconds:.4f} MP/s "
-                      f"({seconds:.1f} s)", flush=True)
+                print(
+                    f"  {name:24s} {precision:5s} x{scale:g}: {size[1] * size[0] / 1e6 / seconds:.4f} MP/s "
+                    f"({seconds:.1f} s)",
+                    flush=True,
+                )
 
-    peer_fp32 = {scale: seconds for method, precision, scale, seconds in rows
-                 if method == PEER_LABEL and precision == "fp32"}
+    peer_fp32 = {
+        scale: seconds
+        for method, precision, scale, seconds in rows
+        if method == PEER_LABEL and precision == "fp32"
+    }
     print("\nmethod                    precision  scale  output MP/s  vs Real-ESRGAN fp32 (same run)")
+    table = []
     for method, precision, scale, seconds in rows:
         megapixels = sizes[scale][0] * sizes[scale][1] / 1e6
         ratio = peer_fp32[scale] / seconds
         print(f"{method:25s} {precision:9s} x{scale:<5g} {megapixels / seconds:11.4f}  {ratio:.2f}x")
+        table.append(
+            {
+                "method": method,
+                "precision": precision,
+                "scale": f"x{scale:g}",
+                "output MP/s": f"{megapixels / seconds:.4f}",
+                "vs Real-ESRGAN fp32 (same run)": f"{ratio:.2f}x",
+            }
+        )
+    if args.json:
+        table = BenchmarkTable(columns=list(table[0]), rows=table)
+        print(f"wrote {write_results(args.json, 'photo', [table], [setting])}")
 
 
 if __name__ == "__main__":
