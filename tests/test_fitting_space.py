@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import random
+from typing import ClassVar, Literal
 
 import pytest
+from pydantic import Field
 
 from realciao.degradations import dump_recipe, load_recipe, parse_recipe
+from realciao.degradations.ops import OP_KINDS
 from realciao.degradations.recipe import recipe_to_data
 from realciao.degradations.sampling import Constant, Mixture, Uniform
-from realciao.degradations.specs import JpegOp, NoiseOp, OneOf, ResizeOp
+from realciao.degradations.specs import (
+    Drawn,
+    JpegOp,
+    NoiseOp,
+    OneOf,
+    OpSpec,
+    Recipe,
+    ResizeOp,
+    Search,
+    SearchRange,
+)
 from realciao.fitting.space import SearchSpace, normalised, quantities, remap
 
 SIMPLE = {
     "name": "simple",
     "stages": [
         {"resize": {"name": "down", "scale": {"mixture": [[0.5, 1], 1], "probs": [0.7, 0.3]}}},
-        {"noise": {"name": "noise", "types": [{"type": "gaussian", "p": 0.6, "sigma": [1, 20]},
-                                              {"type": "poisson", "p": 0.4, "scale": [0.1, 2]}]}},
+        {
+            "noise": {
+                "name": "noise",
+                "types": [
+                    {"type": "gaussian", "p": 0.6, "sigma": [1, 20]},
+                    {"type": "poisson", "p": 0.4, "scale": [0.1, 2]},
+                ],
+            }
+        },
         {"jpeg": {"name": "jpeg", "p": 0.9, "quality": [30, 95]}},
     ],
 }
@@ -59,12 +79,30 @@ def test_ranges_and_probabilities_move_and_the_structure_stays():
     space = SearchSpace(parse_recipe(SIMPLE))
     names = {p.name for p in space.parameters}
     # noise runs always in the base (p 1), so it stays always on; the JPEG's p 0.9 is fitted
-    assert names == {"down.scale.probs", "down.scale.min", "noise.types", "noise.gaussian.sigma.centre",
-                     "noise.gaussian.sigma.width", "noise.poisson.scale.centre", "noise.poisson.scale.width", "jpeg.p",
-                     "jpeg.quality.centre", "jpeg.quality.width"}
-    recipe = space.recipe({"noise.gaussian.sigma.centre": 6.5, "noise.gaussian.sigma.width": 3.0,
-                           "jpeg.quality.centre": 65.0, "jpeg.quality.width": 10.0, "jpeg.p": 1.0,
-                           "noise.types": 0.25, "down.scale.min": 0.25, "down.scale.probs": 0.5})
+    assert names == {
+        "down.scale.probs",
+        "down.scale.min",
+        "noise.types",
+        "noise.gaussian.sigma.centre",
+        "noise.gaussian.sigma.width",
+        "noise.poisson.scale.centre",
+        "noise.poisson.scale.width",
+        "jpeg.p",
+        "jpeg.quality.centre",
+        "jpeg.quality.width",
+    }
+    recipe = space.recipe(
+        {
+            "noise.gaussian.sigma.centre": 6.5,
+            "noise.gaussian.sigma.width": 3.0,
+            "jpeg.quality.centre": 65.0,
+            "jpeg.quality.width": 10.0,
+            "jpeg.p": 1.0,
+            "noise.types": 0.25,
+            "down.scale.min": 0.25,
+            "down.scale.probs": 0.5,
+        }
+    )
     noise, jpeg, down = stage(recipe, "noise"), stage(recipe, "jpeg"), stage(recipe, "down")
     assert isinstance(noise, NoiseOp) and isinstance(jpeg, JpegOp) and isinstance(down, ResizeOp)
     assert noise.types[0].sigma == Uniform(5.0, 8.0)
@@ -103,8 +141,14 @@ def test_fixed_factors_and_sinc_cutoffs_are_not_searched():
 
 def test_widening_widens_ranges_within_the_bounds_and_keeps_probabilities():
     space = SearchSpace(parse_recipe(SIMPLE))
-    values = {**space.base_values(), "noise.gaussian.sigma.centre": 6.5, "noise.gaussian.sigma.width": 3.0,
-              "jpeg.quality.centre": 94.0, "jpeg.quality.width": 8.0, "jpeg.p": 0.8}
+    values = {
+        **space.base_values(),
+        "noise.gaussian.sigma.centre": 6.5,
+        "noise.gaussian.sigma.width": 3.0,
+        "jpeg.quality.centre": 94.0,
+        "jpeg.quality.width": 8.0,
+        "jpeg.p": 0.8,
+    }
     wide = space.recipe(space.widened(values, 0.05))  # 5 % of the bounds on each side
     assert stage(wide, "noise").types[0].sigma == Uniform(5.0 - 1.5, 8.0 + 1.5)  # bounds [0, 30]
     assert stage(wide, "jpeg").quality == Uniform(90.0 - 4.5, 100.0)  # bounds [10, 100]
@@ -128,4 +172,35 @@ def test_helpers():
     assert sum(normalised([0.3, 0.3, 0.3])) == pytest.approx(1, abs=1e-9)
     assert normalised([0.0, 0.0]) == (0.5, 0.5)
     assert remap(Mixture((Uniform(1, 2), Constant(3)), (0.5, 0.5)), lambda v: 2 * v) == Mixture(
-        (Uniform(2, 4), Constant(6)), (0.5, 0.5))
+        (Uniform(2, 4), Constant(6)), (0.5, 0.5)
+    )
+
+
+def test_every_op_declares_what_a_fit_may_move():
+    assert all(kind.spec.search is not None for kind in OP_KINDS)
+
+
+def test_an_op_that_declares_nothing_is_refused_by_name():
+    class Fade(OpSpec):  # a new op whose spec does not say what a fit may move in it
+        op: Literal["fade"] = Field("fade", exclude=True)
+        strength: Drawn(0.0) = Uniform(1.0, 2.0)
+
+    recipe = Recipe.model_construct(name="new", stages=(Fade(name="dusk", p=0.5),))
+    with pytest.raises(TypeError, match="the fade op 'dusk' declares no search"):
+        SearchSpace(recipe)
+
+
+def test_the_fit_moves_what_an_op_declares():
+    class Fade(OpSpec):
+        search: ClassVar[Search] = Search(ranges=(SearchRange("strength", (0.0, 5.0), "strength of {op}"),))
+        op: Literal["fade"] = Field("fade", exclude=True)
+        strength: Drawn(0.0) = Uniform(1.0, 2.0)
+
+    recipe = Recipe.model_construct(name="new", stages=(Fade(name="dusk", p=0.5),))
+    space = SearchSpace(recipe)
+    assert [(p.name, p.low, p.high, p.base) for p in space.parameters] == [
+        ("dusk.p", 0.0, 1.0, 0.5),
+        ("dusk.strength.centre", 0.0, 5.0, 1.5),
+        ("dusk.strength.width", 0.0, 5.0, 1.0),
+    ]
+    assert [q.label for q in quantities(recipe)] == ["dusk: probability", "dusk: strength of fade"]

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import (
     BeforeValidator,
@@ -110,11 +111,15 @@ def parse_distribution(value: Any, where: str = "") -> Distribution:
                 raise ValueError(f"{where}probs: expected {len(components)} probabilities, got {probs!r}")
             probs = tuple(number(p) for p in probs)
             if any(not 0 <= p <= 1 for p in probs) or abs(sum(probs) - 1) > PROBABILITY_TOLERANCE:
-                raise ValueError(f"{where}probs: expected probabilities in [0, 1] summing to 1, got {list(probs)}")
+                raise ValueError(
+                    f"{where}probs: expected probabilities in [0, 1] summing to 1, got {list(probs)}"
+                )
             return Mixture(components, probs)
         kinds = {"uniform": Uniform, "integer": IntegerUniform, "inverse_uniform": InverseUniform}
         if len(value) != 1 or next(iter(value)) not in kinds:
-            raise ValueError(f"{where}expected exactly one of uniform, integer, inverse_uniform or mixture, got {value!r}")
+            raise ValueError(
+                f"{where}expected exactly one of uniform, integer, inverse_uniform or mixture, got {value!r}"
+            )
         ((kind, bounds),) = value.items()
         if kind == "integer":
             return IntegerUniform(*_range(bounds, _integer, f"{where}integer: "))
@@ -167,8 +172,12 @@ def Drawn(low: float = -math.inf, high: float = math.inf):  # noqa: N802 (a type
             raise ValueError(f"expected values in [{_plain(low)}, {_plain(high)}], got {value!r}")
         return dist
 
-    return Annotated[Distribution, PlainValidator(check), PlainSerializer(dump_distribution),
-                     WithJsonSchema(_DISTRIBUTION_SCHEMA)]
+    return Annotated[
+        Distribution,
+        PlainValidator(check),
+        PlainSerializer(dump_distribution),
+        WithJsonSchema(_DISTRIBUTION_SCHEMA),
+    ]
 
 
 def _odd_range(value: Any) -> OddRange:
@@ -183,8 +192,12 @@ def _odd_range(value: Any) -> OddRange:
     return OddRange(low, high)
 
 
-KernelSizes = Annotated[OddRange, PlainValidator(_odd_range), PlainSerializer(lambda r: [r.low, r.high]),
-                        WithJsonSchema({"description": "odd kernel size or [low, high] odd sizes"})]
+KernelSizes = Annotated[
+    OddRange,
+    PlainValidator(_odd_range),
+    PlainSerializer(lambda r: [r.low, r.high]),
+    WithJsonSchema({"description": "odd kernel size or [low, high] odd sizes"}),
+]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -202,9 +215,59 @@ def check_probabilities(values: list[float], field: str) -> None:
         raise ValueError(f"{field}: probabilities sum to {total:g}, expected 1")
 
 
+# ----------------------------------------------------------------------------- what a fit moves
+@dataclass(frozen=True)
+class SearchRange:
+    """A drawn value a recipe fit (``realciao.fitting.space``) moves: the field holding its
+    distribution, the bounds the search stays in (widened to hold the base recipe's values)
+    and its label, formatted with the fields of the spec that holds the value."""
+
+    field: str
+    bounds: tuple[float, float]
+    label: str
+    keeps_one: bool = False
+    """Resize scales: 1 ("keep the size") stays 1, and a fixed factor is structure, not searched."""
+    mixture_label: Optional[str] = None
+    """A mixture's component probabilities are searched too, under this label."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a fit may move in one op. Every op declares one (``OpSpec.search``); one that
+    moves nothing says so with ``Search(fits_p=False)``."""
+
+    fits_p: bool = True
+    """The op's probability ``p`` is searched where the base sets one below 1."""
+    ranges: tuple[SearchRange, ...] = ()
+    """Drawn values of the op itself."""
+    entries: Optional[str] = None
+    """A field listing sub-specs (a blur's kernels, a noise op's types) whose values are searched."""
+    entry_ranges: tuple[SearchRange, ...] = ()
+    """Drawn values of each entry (an entry without the field, e.g. a sinc kernel's sigma, is left out)."""
+    shared: bool = False
+    """The entries share one support per field (a blur's Gaussian-like kernels) instead of one each."""
+    entry_probs: bool = False
+    """The entries' probabilities are searched, where there are several."""
+    entry_tag: str = ""
+    """The entry field that names an entry in parameter names (noise: its type)."""
+
+
+# search bounds of each drawn quantity
+SIGMA_BOUNDS = (0.1, 4.0)  # blur sigma, px
+VARIANCE_BOUNDS = (0.01, 16.0)  # BSRGAN-style kernel eigenvalues, px^2
+NOISE_SIGMA_BOUNDS = (0.0, 30.0)  # 8-bit levels
+POISSON_SCALE_BOUNDS = (0.0, 3.0)
+QUALITY_BOUNDS = (10.0, 100.0)
+SHARPEN_WEIGHT_BOUNDS = (0.0, 2.0)
+SCALE_BOUNDS = (0.1, 2.0)  # resize factors
+
+
 # ----------------------------------------------------------------------------- ops
 class OpSpec(Spec):
     """Fields every op has; ``op`` is the key the stage is written under in a file."""
+
+    search: ClassVar[Optional[Search]] = None
+    """What a recipe fit may move in this op; None (not declared) makes a fit refuse the op."""
 
     name: Optional[Annotated[str, Field(min_length=1)]] = None
     """Name shown in parameter records and used by shuffle's keep_order (default: op name + number)."""
@@ -253,6 +316,16 @@ class KernelSpec(Spec):
 
 
 class BlurOp(OpSpec):
+    # one support per field for the whole op, shared by its Gaussian-like kernels; sinc cutoffs stay
+    search: ClassVar[Search] = Search(
+        entries="kernels",
+        shared=True,
+        entry_ranges=(
+            SearchRange("sigma", SIGMA_BOUNDS, "Gaussian sigma (px)"),
+            SearchRange("variance", VARIANCE_BOUNDS, "Gaussian variance (px^2)"),
+        ),
+    )
+
     op: Literal["blur"] = Field("blur", exclude=True)
     kernels: Items(KernelSpec, 1)
     """The kernel families of the mixture; their probabilities sum to 1."""
@@ -273,6 +346,19 @@ class BlurOp(OpSpec):
 class ResizeOp(OpSpec):
     """Resize by ``scale`` times the input size or times the requested LR (``target``) size."""
 
+    search: ClassVar[Search] = Search(
+        fits_p=False,
+        ranges=(
+            SearchRange(
+                "scale",
+                SCALE_BOUNDS,
+                "scale range (x {relative_to} size)",
+                keeps_one=True,
+                mixture_label="probabilities of the scale ranges",
+            ),
+        ),
+    )
+
     op: Literal["resize"] = Field("resize", exclude=True)
     scale: Drawn(1e-6) = Constant(1.0)
     relative_to: Literal["input", "target"] = "input"
@@ -286,8 +372,10 @@ class ResizeOp(OpSpec):
     def _modes(self) -> ResizeOp:
         if self.mode_probs is not None:
             if len(self.mode_probs) != len(self.modes):
-                raise ValueError(f"mode_probs: expected {len(self.modes)} probabilities (one per mode), "
-                                 f"got {len(self.mode_probs)}")
+                raise ValueError(
+                    f"mode_probs: expected {len(self.modes)} probabilities (one per mode), "
+                    f"got {len(self.mode_probs)}"
+                )
             check_probabilities(list(self.mode_probs), "mode_probs")
         return self
 
@@ -317,6 +405,17 @@ class NoiseSpec(Spec):
 
 
 class NoiseOp(OpSpec):
+    # gray and correlated probabilities stay as they are
+    search: ClassVar[Search] = Search(
+        entries="types",
+        entry_probs=True,
+        entry_tag="type",
+        entry_ranges=(
+            SearchRange("sigma", NOISE_SIGMA_BOUNDS, "{type} sigma (8-bit levels)"),
+            SearchRange("scale", POISSON_SCALE_BOUNDS, "{type} scale"),
+        ),
+    )
+
     op: Literal["noise"] = Field("noise", exclude=True)
     types: Items(NoiseSpec, 1)
     """The noise types of the mixture; their probabilities sum to 1."""
@@ -328,6 +427,8 @@ class NoiseOp(OpSpec):
 
 
 class JpegOp(OpSpec):
+    search: ClassVar[Search] = Search(ranges=(SearchRange("quality", QUALITY_BOUNDS, "quality"),))
+
     op: Literal["jpeg"] = Field("jpeg", exclude=True)
     quality: Drawn(1.0, 100.0)
     padding: Literal[PADDINGS] = "edge"
@@ -336,6 +437,8 @@ class JpegOp(OpSpec):
 
 class SharpenOp(OpSpec):
     """Unsharp masking; ``threshold`` in 8-bit levels, ``radius`` the odd Gaussian size."""
+
+    search: ClassVar[Search] = Search(ranges=(SearchRange("weight", SHARPEN_WEIGHT_BOUNDS, "weight"),))
 
     op: Literal["sharpen"] = Field("sharpen", exclude=True)
     weight: Drawn(0.0) = Constant(0.5)
@@ -346,6 +449,8 @@ class SharpenOp(OpSpec):
 
 
 class QuantizeOp(OpSpec):
+    search: ClassVar[Search] = Search(fits_p=False)  # nothing drawn; its bits are structure
+
     op: Literal["quantize"] = Field("quantize", exclude=True)
     bits: Annotated[int, Field(ge=1, le=16)] = 8
 
@@ -396,8 +501,11 @@ def _stage_mapping(value: Any) -> Any:
     return {**body, "op": key}
 
 
-Stage = Annotated[Union[BlurOp, ResizeOp, NoiseOp, JpegOp, SharpenOp, QuantizeOp, OneOf, Shuffle],
-                  Field(discriminator="op"), BeforeValidator(_stage_mapping)]
+Stage = Annotated[
+    Union[BlurOp, ResizeOp, NoiseOp, JpegOp, SharpenOp, QuantizeOp, OneOf, Shuffle],
+    Field(discriminator="op"),
+    BeforeValidator(_stage_mapping),
+]
 
 
 class Recipe(Spec):

@@ -1,11 +1,13 @@
 """The search space of a fit: the base recipe's ranges and probabilities, its structure kept.
 
-Every op keeps its place, kind, kernel families, modes and names; what moves is:
+Every op keeps its place, kind, kernel families, modes and names; what moves is what the op
+declares in its own spec (``search`` in ``realciao/degradations/specs.py``: an op that declares
+nothing is refused, never silently tuned on ``p`` alone):
 
-- each blur, noise, JPEG and sharpen op's probability ``p`` where the base sets one below 1
-  (an op the base always runs stays always on; its ranges can still make it mild);
-- the support [low, high] of each drawn value: a blur's Gaussian sigma (or variance; one
-  support per blur op, shared by its Gaussian-like kernels), each noise type's sigma or
+- an op's probability ``p`` where the base sets one below 1 (an op the base always runs stays
+  always on; its ranges can still make it mild);
+- the support [low, high] of each declared drawn value: a blur's Gaussian sigma (or variance;
+  one support per blur op, shared by its Gaussian-like kernels), each noise type's sigma or
   Poisson scale, a JPEG's quality, a sharpen's weight. A distribution is mapped onto the
   new support affinely, so a uniform range becomes the new range and a mixture keeps its
   shape; a constant stays a constant (one value);
@@ -38,27 +40,16 @@ from realciao.degradations.sampling import (
     Uniform,
 )
 from realciao.degradations.specs import (
-    BlurOp,
-    JpegOp,
-    NoiseOp,
     OneOf,
-    QuantizeOp,
+    OpSpec,
     Recipe,
-    ResizeOp,
-    SharpenOp,
+    Search,
+    SearchRange,
     Shuffle,
     Stage,
     support,
 )
 
-# search bounds of each drawn quantity (widened to hold the base recipe's values)
-SIGMA_BOUNDS = (0.1, 4.0)  # blur sigma, px
-VARIANCE_BOUNDS = (0.01, 16.0)  # BSRGAN-style kernel eigenvalues, px^2
-NOISE_SIGMA_BOUNDS = (0.0, 30.0)  # 8-bit levels
-POISSON_SCALE_BOUNDS = (0.0, 3.0)
-QUALITY_BOUNDS = (10.0, 100.0)
-SHARPEN_WEIGHT_BOUNDS = (0.0, 2.0)
-SCALE_BOUNDS = (0.1, 2.0)  # resize factors
 _DIGITS = 4
 
 
@@ -90,7 +81,11 @@ class Quantity:
     def text(self) -> str:
         if self.name.endswith((".p", ".choices", ".types", ".probs")):
             return ", ".join(f"{v:.2f}" for v in self.value)
-        return f"[{', '.join(f'{v:.3g}' for v in self.value)}]" if len(self.value) > 1 else f"{self.value[0]:.3g}"
+        return (
+            f"[{', '.join(f'{v:.3g}' for v in self.value)}]"
+            if len(self.value) > 1
+            else f"{self.value[0]:.3g}"
+        )
 
 
 def rounded(value: float) -> float:
@@ -169,7 +164,9 @@ class _Tuner:
         index = seen.index(stage)
         return stage.name if index == 0 else f"{stage.name}~{index + 1}"
 
-    def value(self, name: str, base: float, low: float, high: float, role: str = "p", quantity: str = "") -> float:
+    def value(
+        self, name: str, base: float, low: float, high: float, role: str = "p", quantity: str = ""
+    ) -> float:
         low, high = min(low, base), max(high, base)
         if name not in self.parameters:
             self.parameters[name] = Parameter(name, low, high, base, role, quantity or name)
@@ -209,15 +206,19 @@ class _Tuner:
         self.note(name, label, new)
         return new, _affine(old, new, bounds)
 
-    def scale(self, name: str, label: str, old: tuple[float, float]):
+    def scale(self, name: str, label: str, old: tuple[float, float], bounds: tuple[float, float]):
         """Resize scales: the map of the smallest and largest scale, 1 kept when inside."""
         if old[0] == old[1]:
             return None  # a fixed factor is part of the structure (BSRGAN's 1/2 pre-downscale)
         if not old[0] <= 1 <= old[1]:
-            return self.support(name, label, old, SCALE_BOUNDS)[1]
-        bounds = (min(SCALE_BOUNDS[0], old[0]), max(SCALE_BOUNDS[1], old[1]))
-        smallest = rounded(self.value(f"{name}.min", old[0], bounds[0], 1.0, "min", name)) if old[0] < 1 else 1.0
-        largest = rounded(self.value(f"{name}.max", old[1], 1.0, bounds[1], "max", name)) if old[1] > 1 else 1.0
+            return self.support(name, label, old, bounds)[1]
+        bounds = (min(bounds[0], old[0]), max(bounds[1], old[1]))
+        smallest = (
+            rounded(self.value(f"{name}.min", old[0], bounds[0], 1.0, "min", name)) if old[0] < 1 else 1.0
+        )
+        largest = (
+            rounded(self.value(f"{name}.max", old[1], 1.0, bounds[1], "max", name)) if old[1] > 1 else 1.0
+        )
         self.note(name, label, (smallest, largest))
         return _around_one(old, (smallest, largest), bounds)
 
@@ -227,78 +228,90 @@ def _walk_stage(stage: Stage, tuner: _Tuner) -> Stage:
     if isinstance(stage, OneOf):
         choices = stage.choices
         if len(choices) > 1:
-            probs = tuner.probabilities(f"{name}.choices", f"{name}: branch probabilities",
-                                        tuple(b.p for b in choices))
+            probs = tuner.probabilities(
+                f"{name}.choices", f"{name}: branch probabilities", tuple(b.p for b in choices)
+            )
             choices = tuple(b.model_copy(update={"p": p}) for b, p in zip(choices, probs))
-        choices = tuple(b.model_copy(update={"stages": tuple(_walk_stage(s, tuner) for s in b.stages)}) for b in choices)
+        choices = tuple(
+            b.model_copy(update={"stages": tuple(_walk_stage(s, tuner) for s in b.stages)}) for b in choices
+        )
         return stage.model_copy(update={"choices": choices})
     if isinstance(stage, Shuffle):
         return stage.model_copy(update={"stages": tuple(_walk_stage(s, tuner) for s in stage.stages)})
-    if isinstance(stage, QuantizeOp):
-        return stage
-    if isinstance(stage, ResizeOp):
-        return _walk_resize(stage, name, tuner)
-    update = {} if stage.p >= 1 else {"p": tuner.probability(f"{name}.p", f"{name}: probability", stage.p)}
-    if isinstance(stage, BlurOp):
-        update["kernels"] = _walk_kernels(stage, name, tuner)
-    elif isinstance(stage, NoiseOp):
-        update["types"] = _walk_noise(stage, name, tuner)
-    elif isinstance(stage, JpegOp):
-        _, f = tuner.support(f"{name}.quality", f"{name}: quality", support(stage.quality), QUALITY_BOUNDS)
-        update["quality"] = remap(stage.quality, f)
-    elif isinstance(stage, SharpenOp):
-        _, f = tuner.support(f"{name}.weight", f"{name}: weight", support(stage.weight),
-                             SHARPEN_WEIGHT_BOUNDS)
-        update["weight"] = remap(stage.weight, f)
-    return stage.model_copy(update=update)
-
-
-def _walk_kernels(stage: BlurOp, name: str, tuner: _Tuner) -> tuple:
-    kernels = list(stage.kernels)
-    for field, bounds, unit in (("sigma", SIGMA_BOUNDS, "px"), ("variance", VARIANCE_BOUNDS, "px^2")):
-        tuned = [i for i, k in enumerate(kernels) if k.family != "sinc" and getattr(k, field) is not None]
-        if not tuned:
-            continue
-        supports = [support(getattr(kernels[i], field)) for i in tuned]
-        old = (min(s[0] for s in supports), max(s[1] for s in supports))
-        _, f = tuner.support(f"{name}.{field}", f"{name}: Gaussian {field} ({unit})", old, bounds)
-        for i in tuned:
-            kernels[i] = kernels[i].model_copy(update={field: remap(getattr(kernels[i], field), f)})
-    return tuple(kernels)
-
-
-def _walk_noise(stage: NoiseOp, name: str, tuner: _Tuner) -> tuple:
-    types = list(stage.types)
-    if len(types) > 1:
-        probs = tuner.probabilities(f"{name}.types", f"{name}: probabilities of "
-                                    f"{', '.join(t.type for t in types)}", tuple(t.p for t in types))
-        types = [t.model_copy(update={"p": p}) for t, p in zip(types, probs)]
-    kinds = [t.type for t in types]
-    for i, spec in enumerate(types):
-        tag = spec.type if kinds.count(spec.type) == 1 else f"{spec.type}{i}"
-        if spec.type == "gaussian":
-            field, bounds, label = "sigma", NOISE_SIGMA_BOUNDS, "sigma (8-bit levels)"
-        else:
-            field, bounds, label = "scale", POISSON_SCALE_BOUNDS, "scale"
-        dist = getattr(spec, field)
-        _, f = tuner.support(f"{name}.{tag}.{field}", f"{name}: {spec.type} {label}", support(dist), bounds)
-        types[i] = spec.model_copy(update={field: remap(dist, f)})
-    return tuple(types)
-
-
-def _walk_resize(stage: ResizeOp, name: str, tuner: _Tuner) -> ResizeOp:
-    scale = stage.scale
+    search = declared_search(stage)
     update = {}
-    if isinstance(scale, Mixture) and len(scale.components) > 1:
-        probs = tuner.probabilities(f"{name}.scale.probs", f"{name}: probabilities of the scale ranges",
-                                    scale.probs)
-        scale = Mixture(scale.components, probs)
-    f = tuner.scale(f"{name}.scale", f"{name}: scale range (x {stage.relative_to} size)", support(scale))
-    if f is not None:
-        scale = remap(scale, f)
-    if scale != stage.scale:
-        update["scale"] = scale
+    if search.fits_p and stage.p < 1:
+        update["p"] = tuner.probability(f"{name}.p", f"{name}: probability", stage.p)
+    if search.entries:
+        update[search.entries] = _walk_entries(stage, search, name, tuner)
+    for entry in search.ranges:
+        update[entry.field] = _walk_range(getattr(stage, entry.field), entry, name, name, dict(stage), tuner)
     return stage.model_copy(update=update)
+
+
+def declared_search(op: OpSpec) -> Search:
+    """What a fit may move in ``op``, as its spec declares; an op that declares nothing is an error."""
+    search = getattr(type(op), "search", None)
+    if search is None:
+        kind = type(op).model_fields["op"].default if "op" in type(op).model_fields else type(op).__name__
+        raise TypeError(
+            f"the {kind} op{f' {op.name!r}' if getattr(op, 'name', None) else ''} declares no search "
+            f"(its spec's `search` in realciao/degradations/specs.py): a fit cannot tell what to move in it"
+        )
+    return search
+
+
+def _walk_range(dist, entry: SearchRange, name: str, prefix: str, fields: dict, tuner: _Tuner):
+    """One drawn value: its mixture's probabilities (where declared), then its support. Its
+    parameters are named ``prefix.field``, its labels ``name: label`` with ``fields`` filled in."""
+    key, label = f"{prefix}.{entry.field}", entry.label.format(**fields)
+    if entry.mixture_label and isinstance(dist, Mixture) and len(dist.components) > 1:
+        dist = Mixture(
+            dist.components, tuner.probabilities(f"{key}.probs", f"{name}: {entry.mixture_label}", dist.probs)
+        )
+    if entry.keeps_one:
+        f = tuner.scale(key, f"{name}: {label}", support(dist), entry.bounds)
+    else:
+        _, f = tuner.support(key, f"{name}: {label}", support(dist), entry.bounds)
+    return dist if f is None else remap(dist, f)
+
+
+def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tuple:
+    """The sub-specs of an op (kernels, noise types): their probabilities, then their drawn values,
+    one support per field for all of them (``shared``) or one per entry."""
+    entries = list(getattr(stage, search.entries))
+    tags = [str(getattr(e, search.entry_tag)) if search.entry_tag else str(i) for i, e in enumerate(entries)]
+    if search.entry_probs and len(entries) > 1:
+        probs = tuner.probabilities(
+            f"{name}.{search.entries}",
+            f"{name}: probabilities of {', '.join(tags)}",
+            tuple(e.p for e in entries),
+        )
+        entries = [e.model_copy(update={"p": p}) for e, p in zip(entries, probs)]
+    if search.shared:
+        for entry in search.entry_ranges:
+            tuned = [i for i, e in enumerate(entries) if getattr(e, entry.field) is not None]
+            if not tuned:
+                continue
+            supports = [support(getattr(entries[i], entry.field)) for i in tuned]
+            old = (min(s[0] for s in supports), max(s[1] for s in supports))
+            _, f = tuner.support(f"{name}.{entry.field}", f"{name}: {entry.label}", old, entry.bounds)
+            for i in tuned:
+                entries[i] = entries[i].model_copy(
+                    update={entry.field: remap(getattr(entries[i], entry.field), f)}
+                )
+        return tuple(entries)
+    for i, spec in enumerate(entries):
+        tag = tags[i] if tags.count(tags[i]) == 1 else f"{tags[i]}{i}"
+        for entry in search.entry_ranges:
+            dist = getattr(spec, entry.field)
+            if dist is None:
+                continue
+            spec = spec.model_copy(
+                update={entry.field: _walk_range(dist, entry, name, f"{name}.{tag}", dict(spec), tuner)}
+            )
+        entries[i] = spec
+    return tuple(entries)
 
 
 class SearchSpace:
@@ -320,7 +333,9 @@ class SearchSpace:
         """The quantities that are ranges (what ``widened`` widens), in recipe order."""
         return list(dict.fromkeys(p.quantity for p in self.parameters if p.role in ("width", "min", "max")))
 
-    def widened(self, values: Mapping[str, float], fraction: float, only: str | None = None) -> dict[str, float]:
+    def widened(
+        self, values: Mapping[str, float], fraction: float, only: str | None = None
+    ) -> dict[str, float]:
         """``values`` with every range (or the range ``only``) widened on both sides by
         ``fraction`` of its search bounds (e.g. 0.05 x 90 = 4.5 JPEG qualities, 0.05 x 30 = 1.5
         noise levels), clipped to the bounds; probabilities and constants as they are."""
@@ -338,12 +353,18 @@ class SearchSpace:
                 out[p.name] = min(p.high, value + margin)
         return out
 
-    def recipe(self, values: Mapping[str, float], name: str | None = None, description: str | None = None) -> Recipe:
+    def recipe(
+        self, values: Mapping[str, float], name: str | None = None, description: str | None = None
+    ) -> Recipe:
         """The base recipe with ``values`` (missing ones: the base's), validated as a file would be."""
         stages = self._walk(_Tuner(values))
-        recipe = self.base.model_copy(update={"stages": stages, "name": name or self.base.name,
-                                              "description": self.base.description if description is None
-                                              else description})
+        recipe = self.base.model_copy(
+            update={
+                "stages": stages,
+                "name": name or self.base.name,
+                "description": self.base.description if description is None else description,
+            }
+        )
         return parse_recipe(recipe_to_data(recipe), f"<fitted from {self.base.name}>")
 
 
