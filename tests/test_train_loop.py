@@ -20,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 import realciao
 from realciao.train.config import load_config
+from realciao.train.losses import discriminator_view
+from realciao.train.steps import sample_queries
 from realciao.train.trainer import Trainer, TrainingError
 from tests.test_checkpoint import official_state_dict
 from tests.test_train_losses import fake_vgg19_file
@@ -41,9 +43,19 @@ def options_file(tmp_path: Path, **sections) -> Path:
     options = {
         "name": "run",
         "output_dir": str(tmp_path / "experiments"),
-        "generator": {"name": "edsr-baseline-ciaosr", "options": {"channels": 8, "num_blocks": 1, "mlp_hidden": [16]}},
-        "data": {"hr_folders": [str(hr_folder(tmp_path))], "recipe": "bicubic", "lr_patch": 8, "batch_size": 2,
-                 "scale_min": 1.0, "scale_max": 3.0, "queries_per_patch": 64},
+        "generator": {
+            "name": "edsr-baseline-ciaosr",
+            "options": {"channels": 8, "num_blocks": 1, "mlp_hidden": [16]},
+        },
+        "data": {
+            "hr_folders": [str(hr_folder(tmp_path))],
+            "recipe": "bicubic",
+            "lr_patch": 8,
+            "batch_size": 2,
+            "scale_min": 1.0,
+            "scale_max": 3.0,
+            "queries_per_patch": 64,
+        },
         "train": {"iterations": 3, "log_every": 1},
         "checkpoint": {"every": 2, "keep_last": 2},
         "validation": {"every": 1000},
@@ -73,8 +85,10 @@ def test_net_stage_trains_checkpoints_and_releases_ema(tmp_path):
 
 
 def test_net_stage_with_the_real_esrgan_recipe(tmp_path):
-    path = options_file(tmp_path, data={"recipe": "realesrgan", "lr_patch": 16, "scale_min": 2.0, "scale_max": 4.0,
-                                        "pool_size": 4})
+    path = options_file(
+        tmp_path,
+        data={"recipe": "realesrgan", "lr_patch": 16, "scale_min": 2.0, "scale_max": 4.0, "pool_size": 4},
+    )
     trainer = run_in_process(path, "train.iterations=2", "checkpoint.every=2")
     assert len(trainer.pool) > 0
 
@@ -116,18 +130,29 @@ def test_non_finite_losses_stop_with_a_clear_message(tmp_path, capsys):
     with torch.no_grad():
         generator.upsampler.imnet_q.linears[-1].bias.fill_(float("nan"))
     realciao.save_generator(generator, tmp_path / "nan.safetensors")
-    path = options_file(tmp_path, generator={"pretrained": str(tmp_path / "nan.safetensors"), "options": {}},
-                        train={"max_bad_steps": 2, "iterations": 5}, losses={"charbonnier_weight": 0.5})
-    with pytest.raises(TrainingError, match=r"NaN or infinite for 2 iterations in a row at iteration 2 "
-                                            r"\(rank 0: charbonnier, l1\)"):
+    path = options_file(
+        tmp_path,
+        generator={"pretrained": str(tmp_path / "nan.safetensors"), "options": {}},
+        train={"max_bad_steps": 2, "iterations": 5},
+        losses={"charbonnier_weight": 0.5},
+    )
+    with pytest.raises(
+        TrainingError,
+        match=r"NaN or infinite for 2 iterations in a row at iteration 2 "
+        r"\(rank 0: charbonnier, l1\)",
+    ):
         run_in_process(path)
     out = capsys.readouterr().out
-    assert "iteration 1: non-finite loss (rank 0: charbonnier, l1), step skipped (1 in a row, stopping at 2)" in out
+    assert (
+        "iteration 1: non-finite loss (rank 0: charbonnier, l1), step skipped (1 in a row, stopping at 2)"
+        in out
+    )
     log = (tmp_path / "experiments" / "run" / "train.log").read_text()
     assert "error: the loss was NaN or infinite for 2 iterations in a row at iteration 2 (rank 0" in log
 
 
 # --- train.log, trackers, threads and precision -----------------------------------------------------
+
 
 @pytest.fixture
 def keep_threads():
@@ -146,15 +171,26 @@ def test_train_log_holds_the_run_facts_and_every_printed_line(tmp_path, capsys, 
     assert (sys.stdout, sys.stderr) == before  # the streams are given back
     printed = capsys.readouterr()
     log = (trainer.dir / "train.log").read_text()
-    header = [f"versions: realciao {realciao.__version__}, torch {torch.__version__}, accelerate {accelerate.__version__}",
-              "device: cpu (", "world size: 1", "options:", "    batch_size: 2", "threads: 1 (asked for with the threads option)",
-              "precision: fp32", "skipping unreadable training image", "broken.png",
-              "rank 0: generator weights fingerprint", "done: release weights (EMA) at"]
+    header = [
+        f"versions: realciao {realciao.__version__}, torch {torch.__version__}, accelerate {accelerate.__version__}",
+        "device: cpu (",
+        "world size: 1",
+        "options:",
+        "    batch_size: 2",
+        "threads: 1 (asked for with the threads option)",
+        "precision: fp32",
+        "skipping unreadable training image",
+        "broken.png",
+        "rank 0: generator weights fingerprint",
+        "done: release weights (EMA) at",
+    ]
     assert all(line in log for line in header), log
     assert torch.get_num_threads() == 1
     for line in (printed.out + printed.err).split("\n"):
         shown = line.rsplit("\r", 1)[-1].strip()
-        assert not shown or shown in log, shown  # every line the run printed (the progress bar: its last state)
+        assert not shown or shown in log, (
+            shown
+        )  # every line the run printed (the progress bar: its last state)
     # a resumed session appends its own header
     run_in_process(path, "train.iterations=4", auto_resume=True)
     log = (trainer.dir / "train.log").read_text()
@@ -163,14 +199,19 @@ def test_train_log_holds_the_run_facts_and_every_printed_line(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("fp32,bf16,expected", [(1.0, 0.5, "bf16"), (1.0, 1.5, "fp32")])
-def test_auto_precision_is_the_faster_measured_printed_once_and_kept_on_resume(tmp_path, capsys, keep_threads,
-                                                                               monkeypatch, fp32, bf16, expected):
+def test_auto_precision_is_the_faster_measured_printed_once_and_kept_on_resume(
+    tmp_path, capsys, keep_threads, monkeypatch, fp32, bf16, expected
+):
     from realciao import autoprecision
 
     monkeypatch.setattr(autoprecision, "cpu_runs_bf16_natively", lambda: True)
     monkeypatch.setenv(autoprecision.CACHE_ENV, str(tmp_path / "precision.json"))
     timed = []
-    monkeypatch.setattr(autoprecision, "time_probe", lambda probe, p: timed.append(probe.what) or {"fp32": fp32, "bf16": bf16}[p])
+    monkeypatch.setattr(
+        autoprecision,
+        "time_probe",
+        lambda probe, p: timed.append(probe.what) or {"fp32": fp32, "bf16": bf16}[p],
+    )
     path = options_file(tmp_path, train={"mixed_precision": "auto", "iterations": 1})
     trainer = run_in_process(path)
     assert trainer.precision == expected and len(timed) == 2 and timed[0].startswith("train, model ")
@@ -194,9 +235,18 @@ def test_fp16_on_the_cpu_is_refused_in_one_line(tmp_path, keep_threads):
 def test_validation_images_and_metrics_reach_tensorboard(tmp_path, keep_threads):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    path = options_file(tmp_path, train={"iterations": 2},
-                        validation={"every": 2, "hr_folder": str(tmp_path / "hr"), "scales": [2], "tile": 0,
-                                    "max_images": 1, "save_images": 1})
+    path = options_file(
+        tmp_path,
+        train={"iterations": 2},
+        validation={
+            "every": 2,
+            "hr_folder": str(tmp_path / "hr"),
+            "scales": [2],
+            "tile": 0,
+            "max_images": 1,
+            "save_images": 1,
+        },
+    )
     trainer = run_in_process(path)
     run_dir = trainer.dir / "logs" / "run"  # beside it, add_hparams writes the options in a folder of its own
     accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
@@ -216,7 +266,9 @@ def test_trackers_get_images_in_their_own_form():
     calls = {}
 
     def tracker(name):
-        return SimpleNamespace(name=name, log_images=lambda values, step: calls.setdefault(name, (values, step)))
+        return SimpleNamespace(
+            name=name, log_images=lambda values, step: calls.setdefault(name, (values, step))
+        )
 
     image = torch.rand(3, 4, 5)
     log_images([tracker("tensorboard"), tracker("wandb")], {"val/a": image}, step=7)
@@ -233,17 +285,26 @@ def test_no_trackers_at_all(tmp_path, keep_threads):
 
 # --- Charbonnier and LDL in both stages; real pairs in the GAN stage ---------------------------------
 
+
 def test_net_stage_with_charbonnier_and_ldl_on_windows_of_pixels(tmp_path, keep_threads):
-    path = options_file(tmp_path, losses={"charbonnier_weight": 0.5, "ldl_weight": 1.0},
-                        data={"queries_per_patch": 36})
+    path = options_file(
+        tmp_path, losses={"charbonnier_weight": 0.5, "ldl_weight": 1.0}, data={"queries_per_patch": 36}
+    )
     trainer = Trainer(load_config(path))
-    picks, window = trainer._net_queries(2, 10, 12, torch.Generator().manual_seed(0))
+    picks, window = sample_queries(
+        2, 10, 12, 36, trainer.losses.needs_images, torch.Generator().manual_seed(0)
+    )
     assert window == (6, 6) and picks.shape == (2, 36)
     rows, cols = picks // 12, picks % 12
-    assert all(len(set(r.tolist())) == 6 and len(set(c.tolist())) == 6 for r, c in zip(rows, cols))  # one square
+    assert all(
+        len(set(r.tolist())) == 6 and len(set(c.tolist())) == 6 for r, c in zip(rows, cols)
+    )  # one square
     batches = trainer._loader(0, 3)
     logs = [trainer.train_iteration(batches) for _ in range(3)]
-    assert all(set(entry) == {"l1", "charbonnier", "ldl"} and all(np.isfinite(list(entry.values()))) for entry in logs)
+    assert all(
+        set(entry) == {"l1", "charbonnier", "ldl"} and all(np.isfinite(list(entry.values())))
+        for entry in logs
+    )
     assert logs[0]["ldl"] == 0  # the EMA starts as the model: no pixel is worse than it
     assert logs[-1]["ldl"] > 0
     trainer.close()
@@ -255,7 +316,9 @@ def write_real_pairs(tmp_path: Path, ratios=((2.0, 2.0), (2.5, 2.5))) -> tuple[P
     hr_dir.mkdir(exist_ok=True)
     rng = np.random.default_rng(3)
     for i, (ratio_h, ratio_w) in enumerate(ratios):
-        hr = cv2.GaussianBlur(rng.integers(0, 256, (round(24 * ratio_h), round(28 * ratio_w), 3), dtype=np.uint8), (0, 0), 2)
+        hr = cv2.GaussianBlur(
+            rng.integers(0, 256, (round(24 * ratio_h), round(28 * ratio_w), 3), dtype=np.uint8), (0, 0), 2
+        )
         cv2.imwrite(str(hr_dir / f"{i}.png"), hr)
         cv2.imwrite(str(lr_dir / f"{i}.png"), cv2.resize(hr, (28, 24), interpolation=cv2.INTER_AREA))
     return lr_dir, hr_dir
@@ -264,9 +327,12 @@ def write_real_pairs(tmp_path: Path, ratios=((2.0, 2.0), (2.5, 2.5))) -> tuple[P
 def test_gan_stage_with_charbonnier_ldl_and_real_pairs_whose_gt_is_no_multiple_of_8(tmp_path, keep_threads):
     lr_dir, hr_dir = write_real_pairs(tmp_path, ratios=((2.5, 2.5),))
     path = options_file(
-        tmp_path, data={"paired_lr_folder": str(lr_dir), "paired_hr_folder": str(hr_dir), "paired_probability": 1.0},
-        train={"stage": "gan"}, losses={"perceptual_weight": 0.0, "charbonnier_weight": 1.0, "ldl_weight": 1.0},
-        discriminator={"channels": 8})
+        tmp_path,
+        data={"paired_lr_folder": str(lr_dir), "paired_hr_folder": str(hr_dir), "paired_probability": 1.0},
+        train={"stage": "gan"},
+        losses={"perceptual_weight": 0.0, "charbonnier_weight": 1.0, "ldl_weight": 1.0},
+        discriminator={"channels": 8},
+    )
     trainer = Trainer(load_config(path))
     batches = trainer._loader(0, 2)
     logs = [trainer.train_iteration(batches) for _ in range(2)]
@@ -274,26 +340,33 @@ def test_gan_stage_with_charbonnier_ldl_and_real_pairs_whose_gt_is_no_multiple_o
     assert all(np.isfinite(list(e.values())).all() for e in logs)
     gt = next(trainer._loader(0, 1))["gt"]
     assert gt.shape[-2:] == (20, 20)  # the LR patch's area at x2.5, not rounded to 24
-    assert trainer._discriminator_view(gt).shape[-2:] == (16, 16)
+    assert discriminator_view(gt).shape[-2:] == (16, 16)
     trainer.close()
 
 
 def launch(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(args, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+    )
 
 
 def final_weights(run_dir: Path, iteration: int) -> dict[str, torch.Tensor]:
     name = f"iter_{iteration:08d}"
-    return {**load_file(run_dir / "models" / f"net_g_{name}.safetensors"),
-            **{f"ema.{k}": v for k, v in load_file(run_dir / "models" / f"net_g_ema_{name}.safetensors").items()}}
+    return {
+        **load_file(run_dir / "models" / f"net_g_{name}.safetensors"),
+        **{f"ema.{k}": v for k, v in load_file(run_dir / "models" / f"net_g_ema_{name}.safetensors").items()},
+    }
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     iterations = 40
-    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
-                        train={"iterations": iterations}, checkpoint={"every": 5, "keep_last": 3})
+    path = options_file(
+        tmp_path,
+        data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
+        train={"iterations": iterations},
+        checkpoint={"every": 5, "keep_last": 3},
+    )
     script = [sys.executable, "train_realciao.py", "-opt", str(path)]
     whole = launch([*script, "--set", "name=whole"])
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
@@ -323,16 +396,35 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
 def test_two_cpu_processes_train_together(tmp_path):
     path = options_file(tmp_path, train={"iterations": 4})
     env = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    process = launch(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                      "--mixed_precision", "no", "--dynamo_backend", "no", "train_realciao.py", "-opt", str(path)], env=env)
+    process = launch(
+        [
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "train_realciao.py",
+            "-opt",
+            str(path),
+        ],
+        env=env,
+    )
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output
     prints = dict(re.findall(r"rank (\d): generator weights fingerprint (\w+)", output))
     assert set(prints) == {"0", "1"} and prints["0"] == prints["1"], output
     run_dir = tmp_path / "experiments" / "run"
     assert sorted(p.name for p in (run_dir / "states").iterdir()) == ["iter_00000002", "iter_00000004"]
-    assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*")} == \
-        {"rank_0.safetensors", "rank_1.safetensors"}
+    assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*")} == {
+        "rank_0.safetensors",
+        "rank_1.safetensors",
+    }
     assert len(list((run_dir / "models").glob("net_g_iter_*.safetensors"))) == 2
 
 
@@ -345,8 +437,12 @@ CRASH_ITERATIONS = 20
 def reference(tmp_path_factory):
     """One uninterrupted run that every interrupted-and-resumed run must end equal to."""
     tmp_path = tmp_path_factory.mktemp("reference")
-    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
-                        train={"iterations": CRASH_ITERATIONS}, checkpoint={"every": 5, "keep_last": 2})
+    path = options_file(
+        tmp_path,
+        data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
+        train={"iterations": CRASH_ITERATIONS},
+        checkpoint={"every": 5, "keep_last": 2},
+    )
     done = launch([sys.executable, "train_realciao.py", "-opt", str(path), "--set", "name=whole"])
     assert done.wait(timeout=600) == 0, done.stdout.read()
     return path, tmp_path / "experiments" / "whole"
@@ -363,22 +459,36 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert all(torch.equal(first[k], second[k]) for k in first), "the resumed run is not bitwise equal"
 
 
-@pytest.mark.parametrize("point,iteration", [
-    ("inside-temporary", 10),  # rank files not written yet, no manifest
-    ("before-rename", 10),  # complete in .tmp-iter_00000010, not yet published
-    ("prune", 5),  # deleting iter_00000005 while publishing iter_00000015
-    ("release", CRASH_ITERATIONS),  # writing net_g_ema.safetensors at the end
-])
+@pytest.mark.parametrize(
+    "point,iteration",
+    [
+        ("inside-temporary", 10),  # rank files not written yet, no manifest
+        ("before-rename", 10),  # complete in .tmp-iter_00000010, not yet published
+        ("prune", 5),  # deleting iter_00000005 while publishing iter_00000015
+        ("release", CRASH_ITERATIONS),  # writing net_g_ema.safetensors at the end
+    ],
+)
 def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, reference, point, iteration):
     path, whole = reference
     name = f"killed_{point}"
-    script = [sys.executable, "train_realciao.py", "-opt", str(path), "--set", f"name={name}",
-              "--set", f"output_dir={tmp_path}"]
+    script = [
+        sys.executable,
+        "train_realciao.py",
+        "-opt",
+        str(path),
+        "--set",
+        f"name={name}",
+        "--set",
+        f"output_dir={tmp_path}",
+    ]
     killed = launch(script, env={"REALCIAO_CRASH_AT": f"{point}:{iteration}"})
     assert killed.wait(timeout=600) == -signal.SIGKILL, killed.stdout.read()
     run_dir = tmp_path / name
     if point == "release":
-        assert list(run_dir.glob(".net_g_ema.safetensors.*.tmp")) and not (run_dir / "net_g_ema.safetensors").exists()
+        assert (
+            list(run_dir.glob(".net_g_ema.safetensors.*.tmp"))
+            and not (run_dir / "net_g_ema.safetensors").exists()
+        )
     resumed = launch([*script, "--auto-resume"])
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
@@ -388,8 +498,16 @@ def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, refe
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
     path, whole = reference
-    script = [sys.executable, "train_realciao.py", "-opt", str(path), "--set", "name=damaged",
-              "--set", f"output_dir={tmp_path}"]
+    script = [
+        sys.executable,
+        "train_realciao.py",
+        "-opt",
+        str(path),
+        "--set",
+        "name=damaged",
+        "--set",
+        f"output_dir={tmp_path}",
+    ]
     killed = launch(script, env={"REALCIAO_CRASH_AT": "before-rename:15"})
     assert killed.wait(timeout=600) == -signal.SIGKILL
     states = tmp_path / "damaged" / "states"
@@ -406,7 +524,13 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, re
 def test_a_second_run_into_the_same_experiment_is_refused_and_the_first_stays_exact(tmp_path, reference):
     path, whole = reference
     overrides = ["name=busy", f"output_dir={tmp_path}"]
-    script = [sys.executable, "train_realciao.py", "-opt", str(path), *[a for o in overrides for a in ("--set", o)]]
+    script = [
+        sys.executable,
+        "train_realciao.py",
+        "-opt",
+        str(path),
+        *[a for o in overrides for a in ("--set", o)],
+    ]
     first = launch(script, env={"REALCIAO_PAUSE_AT": "inside-temporary:5:20"})  # holds the folder a while
     states = tmp_path / "busy" / "states"
     deadline = time.time() + 300
@@ -427,15 +551,22 @@ def test_resume_with_changed_plan_options_is_refused_unless_allowed(tmp_path):
     with pytest.raises(TrainingError, match=r"data\.batch_size: 2 -> 3.*--allow-changed-options"):
         Trainer(load_config(path, ["data.batch_size=3", "train.iterations=6"]), auto_resume=True)
     with pytest.raises(TrainingError, match=r"generator\.options"):
-        Trainer(load_config(path, ["generator.options={channels: 12, num_blocks: 1, mlp_hidden: [16]}"]),
-                auto_resume=True)
-    trainer = Trainer(load_config(path, ["data.batch_size=3", "train.iterations=6"]), auto_resume=True,
-                      allow_changed_options=True)
+        Trainer(
+            load_config(path, ["generator.options={channels: 12, num_blocks: 1, mlp_hidden: [16]}"]),
+            auto_resume=True,
+        )
+    trainer = Trainer(
+        load_config(path, ["data.batch_size=3", "train.iterations=6"]),
+        auto_resume=True,
+        allow_changed_options=True,
+    )
     trainer.run()
     assert "data.batch_size: 2 -> 3" in (trainer.dir / "option_changes.log").read_text()
     # options that do not change the model or the data plan may change freely
-    run = Trainer(load_config(path, ["train.iterations=7", "data.batch_size=3", "train.optimizer.lr=0.0005"]),
-                  auto_resume=True)
+    run = Trainer(
+        load_config(path, ["train.iterations=7", "data.batch_size=3", "train.optimizer.lr=0.0005"]),
+        auto_resume=True,
+    )
     run.run()
 
 
@@ -447,14 +578,35 @@ def test_resume_with_albumentations_and_real_pairs_ends_bitwise_equal(tmp_path):
 
     iterations = 10
     pipeline_file = tmp_path / "augment.yml"
-    A.save(A.Compose([A.RandomBrightnessContrast(p=0.5), A.HueSaturationValue(p=0.5), A.GaussNoise(p=0.3),
-                      A.OneOf([A.Blur(blur_limit=3), A.Sharpen()], p=0.5), A.HorizontalFlip()]),
-           str(pipeline_file), data_format="yaml")
+    A.save(
+        A.Compose(
+            [
+                A.RandomBrightnessContrast(p=0.5),
+                A.HueSaturationValue(p=0.5),
+                A.GaussNoise(p=0.3),
+                A.OneOf([A.Blur(blur_limit=3), A.Sharpen()], p=0.5),
+                A.HorizontalFlip(),
+            ]
+        ),
+        str(pipeline_file),
+        data_format="yaml",
+    )
     lr_dir, hr_dir = write_real_pairs(tmp_path)
-    path = options_file(tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8, "augment": str(pipeline_file),
-                                        "paired_lr_folder": str(lr_dir), "paired_hr_folder": str(hr_dir),
-                                        "paired_probability": 0.5, "num_workers": 1},
-                        train={"iterations": iterations}, checkpoint={"every": 5, "keep_last": 2})
+    path = options_file(
+        tmp_path,
+        data={
+            "lr_patch": 12,
+            "batch_size": 4,
+            "pool_size": 8,
+            "augment": str(pipeline_file),
+            "paired_lr_folder": str(lr_dir),
+            "paired_hr_folder": str(hr_dir),
+            "paired_probability": 0.5,
+            "num_workers": 1,
+        },
+        train={"iterations": iterations},
+        checkpoint={"every": 5, "keep_last": 2},
+    )
     script = [sys.executable, "train_realciao.py", "-opt", str(path)]
     whole = launch([*script, "--set", "name=whole"])
     killed = launch([*script, "--set", "name=killed"], env={"REALCIAO_CRASH_AT": "before-rename:10"})
@@ -467,7 +619,9 @@ def test_resume_with_albumentations_and_real_pairs_ends_bitwise_equal(tmp_path):
     assert f"resumed from {states / 'iter_00000005'}" in output
     a = final_weights(tmp_path / "experiments" / "whole", iterations)
     b = final_weights(tmp_path / "experiments" / "killed", iterations)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "the resumed run is not bitwise equal"
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (
+        "the resumed run is not bitwise equal"
+    )
     # the pipeline file is part of the data plan: edited in place, it stops a resume
     A.save(A.Compose([A.HorizontalFlip()]), str(pipeline_file), data_format="yaml")
     with pytest.raises(TrainingError, match=r"augment file content \(sha256\)"):

@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
@@ -28,17 +27,16 @@ from tqdm import tqdm
 
 from realciao.allocator import keep_freed_memory
 from realciao.archs import build_generator
-from realciao.archs.ciaosr import denormalise, normalise
 from realciao.archs.discriminator import UNetDiscriminatorSN
-from realciao.autoprecision import PrecisionProbe, decide_precision, model_digest
+from realciao.autoprecision import decide_precision
 from realciao.checkpoint import load_generator, read_state, save_generator
-from realciao.coords import cell_size, make_query_grid, pixel_centres
 from realciao.degradations import degrade, load_recipe, sharpen_gt
 from realciao.degradations.specs import Recipe
-from realciao.devices import AUTO, PRECISIONS, autocast, configure_threads, cpu_model
+from realciao.devices import AUTO, PRECISIONS, configure_threads, cpu_model
 from realciao.errors import RealciaoError
 from realciao.files import TEMPORARY_SUFFIX, remove_stale, temporary_name
 from realciao.train import state as checkpoints
+from realciao.train import steps
 from realciao.train.config import DataOptions, TrainConfig
 from realciao.train.data import (
     CropDataset,
@@ -50,20 +48,12 @@ from realciao.train.data import (
     paired_sources,
 )
 from realciao.train.ema import ModelEMA
-from realciao.train.losses import (
-    PerceptualLoss,
-    charbonnier_loss,
-    gan_loss,
-    ldl_loss,
-    online_allowed,
-    resolve_vgg19_weights,
-)
+from realciao.train.losses import DISCRIMINATOR_MULTIPLE, LossSet
 from realciao.train.optim import build_optimizer, build_scheduler
 from realciao.train.pool import PairPool
 from realciao.train.runlog import RunLog, flat_options, versions
+from realciao.train.steps import MicroBatch, StepParts, training_probe
 from realciao.train.validation import validate
-
-DISCRIMINATOR_MULTIPLE = 8  # the U-Net discriminator downsamples three times
 
 
 class TrainingError(RealciaoError, RuntimeError):
@@ -85,12 +75,34 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 # options that decide the model or the data plan: a resumed run must have the same ones
 PLAN_KEYS = (
-    "seed", "generator.name", "generator.options", "generator.pretrained", "data.hr_folders", "data.builtin_samples",
-    "data.meta_info", "data.lmdb", "data.paired_lr_folder", "data.paired_hr_folder", "data.paired_probability",
-    "data.paired_scale", "data.lr_patch", "data.scale_min", "data.scale_max", "data.per_axis_scale",
-    "data.batch_size", "data.hflip", "data.rotate", "data.augment", "data.paired_max_shift", "data.recipe",
-    "data.pool_size", "data.queries_per_patch",
-    "train.stage", "train.grad_accumulation", "discriminator.channels", "discriminator.skip_connection",
+    "seed",
+    "generator.name",
+    "generator.options",
+    "generator.pretrained",
+    "data.hr_folders",
+    "data.builtin_samples",
+    "data.meta_info",
+    "data.lmdb",
+    "data.paired_lr_folder",
+    "data.paired_hr_folder",
+    "data.paired_probability",
+    "data.paired_scale",
+    "data.lr_patch",
+    "data.scale_min",
+    "data.scale_max",
+    "data.per_axis_scale",
+    "data.batch_size",
+    "data.hflip",
+    "data.rotate",
+    "data.augment",
+    "data.paired_max_shift",
+    "data.recipe",
+    "data.pool_size",
+    "data.queries_per_patch",
+    "train.stage",
+    "train.grad_accumulation",
+    "discriminator.channels",
+    "discriminator.skip_connection",
 )
 
 
@@ -107,34 +119,6 @@ def plan_options(options: dict, run: dict) -> dict:
     values["recipe content (sha256)"] = run.get("recipe_sha256")
     values["augment file content (sha256)"] = run.get("augment_sha256")
     return values
-
-
-def training_probe(generator: torch.nn.Module, data, device: torch.device) -> PrecisionProbe:
-    """``auto`` precision's probe for training: a forward and backward pass of a copy of the
-    generator on two LR patches of the run's size, with the run's queries per patch at its
-    largest scale (the work of a Net step; the GAN stage's discriminator is not timed)."""
-    import copy
-
-    batch, side = min(2, data.batch_size), data.lr_patch
-    out_side = max(1, round(side * data.scale_max))
-    queries = min(data.queries_per_patch, out_side**2)
-    copies = []  # the copy is made at the first run: a decision read from the cache needs none
-
-    def run(precision: str) -> None:
-        if not copies:
-            random = torch.Generator().manual_seed(0)
-            lq = torch.rand(batch, 3, side, side, generator=random).to(device) - 0.5
-            coord, cell = make_query_grid(out_side, out_side, batch=batch, device=device)
-            picks = torch.randperm(coord.shape[1], generator=random)[:queries].to(device)
-            copies.append((copy.deepcopy(generator).to(device).train(), lq, coord[:, picks], cell[:, picks]))
-        model, lq, coord, cell = copies[0]
-        model.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            pred = model(lq, coord, cell)
-        pred.float().abs().mean().backward()
-
-    return PrecisionProbe(f"train, model {model_digest(generator)}, {batch}x{side}x{side}, {queries} queries "
-                          f"at x{data.scale_max:g}", run)
 
 
 def recipe_digest(name_or_path: str) -> str:
@@ -155,9 +139,11 @@ def scale_mismatch(recipe: Recipe, data: DataOptions) -> str | None:
     if fitted is None or data.scale_min <= fitted <= data.scale_max:
         return None
     middle = (data.scale_min + data.scale_max) / 2
-    return (f"data.recipe {data.recipe} was fitted for x{fitted:g} (its fitted_scale), outside the training scales "
-            f"x{data.scale_min:g} to x{data.scale_max:g} (data.scale_min..scale_max); refit it with "
-            f"realciao-fit-recipe --scale {middle:g}, or train at scales that include x{fitted:g}")
+    return (
+        f"data.recipe {data.recipe} was fitted for x{fitted:g} (its fitted_scale), outside the training scales "
+        f"x{data.scale_min:g} to x{data.scale_max:g} (data.scale_min..scale_max); refit it with "
+        f"realciao-fit-recipe --scale {middle:g}, or train at scales that include x{fitted:g}"
+    )
 
 
 class Counters:
@@ -175,8 +161,13 @@ class Counters:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, auto_resume: bool = False, config_path: str = "",
-                 allow_changed_options: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        auto_resume: bool = False,
+        config_path: str = "",
+        allow_changed_options: bool = False,
+    ):
         self.config = config
         self.dir = config.experiment_dir
         self.states_dir = self.dir / "states"
@@ -184,7 +175,9 @@ class Trainer:
         self.accelerator = Accelerator(
             mixed_precision="no",  # autocast and scalers are handled here: one scaler per optimiser
             log_with=list(config.logging.trackers) or None,
-            project_config=ProjectConfiguration(project_dir=str(self.dir), logging_dir=str(self.dir / "logs")),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.dir), logging_dir=str(self.dir / "logs")
+            ),
         )
         self.device = self.accelerator.device
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
@@ -200,16 +193,26 @@ class Trainer:
 
     def _start(self, auto_resume: bool, config_path: str, allow_changed_options: bool) -> None:
         config, t = self.config, self.config.train
-        self.log.header(auto_resume, config.model_dump(), {
-            "options file": config_path or "(given in code)", "versions": versions(),
-            "device": self._device_text(), "world size": str(self.world)})
+        self.log.header(
+            auto_resume,
+            config.model_dump(),
+            {
+                "options file": config_path or "(given in code)",
+                "versions": versions(),
+                "device": self._device_text(),
+                "world size": str(self.world),
+            },
+        )
         self.log.tee()
         threads = configure_threads(t.threads)
         self.echo(f"threads: {threads.count} ({threads.reason})")
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
-        self.run_info = {"world_size": self.world, "recipe_sha256": recipe_digest(config.data.recipe),
-                         "augment_sha256": augment_digest(config.data.augment)}
+        self.run_info = {
+            "world_size": self.world,
+            "recipe_sha256": recipe_digest(config.data.recipe),
+            "augment_sha256": augment_digest(config.data.augment),
+        }
         if auto_resume:
             self._check_options(allow_changed_options)
         set_seed(config.seed)
@@ -230,12 +233,9 @@ class Trainer:
         optimizer_g = build_optimizer(generator.parameters(), t.optimizer)
         self.schedulers = [build_scheduler(optimizer_g, t.schedule, t.iterations)]
         self.gan = t.stage == "gan"
-        self.perceptual = None
+        self.losses = LossSet(config.losses, t.stage, self.device)
         discriminator = optimizer_d = None
         if self.gan:
-            if config.losses.perceptual_weight > 0:
-                vgg_state = resolve_vgg19_weights(config.losses.vgg_weights, allow_download=online_allowed())
-                self.perceptual = PerceptualLoss(config.losses.perceptual_layers, vgg_state).to(self.device)
             discriminator = self._build_discriminator()
             optimizer_d = build_optimizer(discriminator.parameters(), config.discriminator.optimizer)
             self.schedulers.append(build_scheduler(optimizer_d, config.discriminator.schedule, t.iterations))
@@ -243,15 +243,33 @@ class Trainer:
             generator = torch.compile(generator)
         if self.gan:
             self.generator, self.discriminator, self.optimizer_g, self.optimizer_d = self.accelerator.prepare(
-                generator, discriminator, optimizer_g, optimizer_d)
+                generator, discriminator, optimizer_g, optimizer_d
+            )
         else:
             self.generator, self.optimizer_g = self.accelerator.prepare(generator, optimizer_g)
             self.discriminator = self.optimizer_d = None
         self.ema.module.to(self.device)
         fp16 = self.precision == "fp16"
-        self.scalers = [torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)]
+        self.scalers = [
+            torch.amp.GradScaler(self.device.type, enabled=fp16) for _ in range(2 if self.gan else 1)
+        ]
         self.pool = PairPool(config.data.pool_size)
         self.counters = Counters()
+        self.parts = StepParts(
+            self.accelerator,
+            self.generator,
+            self.optimizer_g,
+            self.scalers[0],
+            self.ema,
+            self.losses,
+            self.precision,
+            t.grad_clip,
+            config.data.queries_per_patch,
+            self.discriminator,
+            self.optimizer_d,
+            self.scalers[1] if self.gan else None,
+        )
+        self.step = steps.gan_step if self.gan else steps.net_step
         if auto_resume:
             self._resume()
         if self.accelerator.is_main_process:
@@ -262,9 +280,11 @@ class Trainer:
             if "wandb" in config.logging.trackers:
                 (self.dir / "logs").mkdir(parents=True, exist_ok=True)
                 init_kwargs["wandb"] = {"dir": str(self.dir / "logs")}
-            self.accelerator.init_trackers(config.name, config={"options_file": config_path,
-                                                                **flat_options(config.model_dump())},
-                                           init_kwargs=init_kwargs)
+            self.accelerator.init_trackers(
+                config.name,
+                config={"options_file": config_path, **flat_options(config.model_dump())},
+                init_kwargs=init_kwargs,
+            )
 
     def echo(self, text: str) -> None:
         """A line for the user, printed once (main process); train.log keeps it too."""
@@ -317,24 +337,37 @@ class Trainer:
         if not saved_options.is_file():
             return  # nothing was checkpointed yet
         try:
-            before = plan_options(json.loads(saved_options.read_text()),
-                                  json.loads(saved_run.read_text()) if saved_run.is_file() else {})
+            before = plan_options(
+                json.loads(saved_options.read_text()),
+                json.loads(saved_run.read_text()) if saved_run.is_file() else {},
+            )
         except (OSError, ValueError) as error:
-            raise TrainingError(f"{saved_options}: unreadable ({error}); it records the run being resumed") from error
+            raise TrainingError(
+                f"{saved_options}: unreadable ({error}); it records the run being resumed"
+            ) from error
         now = plan_options(self.config.model_dump(), self.run_info)
-        changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
-                   if before.get(key) != now.get(key) and key in before]
+        changed = [
+            f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key) and key in before
+        ]
         if not changed:
             return
         if not allow_changed:
-            raise TrainingError(f"--auto-resume: options that change the model or the data plan differ from the "
-                                f"checkpointed run ({'; '.join(changed)}); restore them, or pass "
-                                f"--allow-changed-options to resume anyway (the change is recorded)")
+            raise TrainingError(
+                f"--auto-resume: options that change the model or the data plan differ from the "
+                f"checkpointed run ({'; '.join(changed)}); restore them, or pass "
+                f"--allow-changed-options to resume anyway (the change is recorded)"
+            )
         if self.accelerator.is_main_process:
             with open(self.dir / "option_changes.log", "a") as log:
-                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n")
-        self.accelerator.print(f"resuming with changed options (recorded in {self.dir / 'option_changes.log'}): "
-                               f"{'; '.join(changed)}")
+                log.write(
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n"
+                )
+        self.accelerator.print(
+            f"resuming with changed options (recorded in {self.dir / 'option_changes.log'}): "
+            f"{'; '.join(changed)}"
+        )
 
     def _decide_precision(self, generator: torch.nn.Module, auto_resume: bool) -> str:
         """The asked precision; for auto, the one the resumed run used (resume stays exact), else
@@ -356,10 +389,14 @@ class Trainer:
         g = self.config.generator
         torch.manual_seed(self.config.seed)
         if g.pretrained:
-            model = load_generator(g.pretrained, allow_pickle=g.allow_pickle, consent="generator.allow_pickle: true")
+            model = load_generator(
+                g.pretrained, allow_pickle=g.allow_pickle, consent="generator.allow_pickle: true"
+            )
             if g.name != model.config["name"]:
-                raise TrainingError(f"generator.pretrained {g.pretrained} holds a {model.config['name']}, "
-                                    f"but generator.name is {g.name}")
+                raise TrainingError(
+                    f"generator.pretrained {g.pretrained} holds a {model.config['name']}, "
+                    f"but generator.name is {g.name}"
+                )
         else:
             model = build_generator(g.name, **g.options)
             if g.zero_init_residual:
@@ -377,18 +414,29 @@ class Trainer:
             try:
                 model.load_state_dict(state)
             except RuntimeError as error:
-                raise TrainingError(f"discriminator.pretrained {d.pretrained}: not a Real-ESRGAN U-Net "
-                                    f"discriminator with {d.channels} channels ({error})") from error
+                raise TrainingError(
+                    f"discriminator.pretrained {d.pretrained}: not a Real-ESRGAN U-Net "
+                    f"discriminator with {d.channels} channels ({error})"
+                ) from error
         return model.to(self.device).train()
 
     # ---------------------------------------------------------------------- resume
     def _resume(self) -> None:
         choice = checkpoints.latest_complete(self.states_dir)
-        for problem in choice.skipped if choice else [p for _, f in checkpoints.checkpoint_folders(self.states_dir)
-                                                       if (p := checkpoints.checkpoint_problem(f))]:
+        for problem in (
+            choice.skipped
+            if choice
+            else [
+                p
+                for _, f in checkpoints.checkpoint_folders(self.states_dir)
+                if (p := checkpoints.checkpoint_problem(f))
+            ]
+        ):
             self.accelerator.print(f"--auto-resume: skipping a damaged checkpoint: {problem}")
         if choice is None:
-            self.accelerator.print(f"--auto-resume: no complete checkpoint in {self.states_dir}, starting from scratch")
+            self.accelerator.print(
+                f"--auto-resume: no complete checkpoint in {self.states_dir}, starting from scratch"
+            )
             return
         path = choice.path
         load = checkpoints.load_tree
@@ -396,15 +444,19 @@ class Trainer:
         self.ema.load_state_dict(load(path / "ema.safetensors"))
         self.optimizer_g.load_state_dict(load(path / "optimizer_g.safetensors"))
         if self.gan:
-            self.accelerator.unwrap_model(self.discriminator).load_state_dict(load(path / "discriminator.safetensors"))
+            self.accelerator.unwrap_model(self.discriminator).load_state_dict(
+                load(path / "discriminator.safetensors")
+            )
             self.optimizer_d.load_state_dict(load(path / "optimizer_d.safetensors"))
         for scheduler, state in zip(self.schedulers, load(path / "schedulers.safetensors")):
             scheduler.load_state_dict(state)
         self.counters.load_state_dict(load(path / "counters.safetensors"))
         own = path / f"rank_{self.rank}.safetensors"
         if not own.is_file():
-            raise TrainingError(f"{own}: missing; the checkpoint was written by {len(list(path.glob('rank_*')))} "
-                                f"process(es), this run has {self.world}")
+            raise TrainingError(
+                f"{own}: missing; the checkpoint was written by {len(list(path.glob('rank_*')))} "
+                f"process(es), this run has {self.world}"
+            )
         extras = load(own)
         self.pool.load_state_dict(extras["pool"], self.device)
         for scaler, scaler_state in zip(self.scalers, extras["scalers"]):
@@ -425,24 +477,36 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         save = checkpoints.save_tree
         if main:
-            save(self.accelerator.unwrap_model(self.generator).state_dict(), temporary / "generator.safetensors")
+            save(
+                self.accelerator.unwrap_model(self.generator).state_dict(),
+                temporary / "generator.safetensors",
+            )
             save(self.ema.state_dict(), temporary / "ema.safetensors")
             save(self.optimizer_g.state_dict(), temporary / "optimizer_g.safetensors")
             if self.gan:
-                save(self.accelerator.unwrap_model(self.discriminator).state_dict(),
-                     temporary / "discriminator.safetensors")
+                save(
+                    self.accelerator.unwrap_model(self.discriminator).state_dict(),
+                    temporary / "discriminator.safetensors",
+                )
                 save(self.optimizer_d.state_dict(), temporary / "optimizer_d.safetensors")
             save([s.state_dict() for s in self.schedulers], temporary / "schedulers.safetensors")
             save(self.counters.state_dict(), temporary / "counters.safetensors")
         checkpoints.crash_point("inside-temporary", iteration)
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-        save({"pool": self.pool.state_dict(), "scalers": [s.state_dict() for s in self.scalers], "rng": rng},
-             temporary / f"rank_{self.rank}.safetensors")
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        save(
+            {"pool": self.pool.state_dict(), "scalers": [s.state_dict() for s in self.scalers], "rng": rng},
+            temporary / f"rank_{self.rank}.safetensors",
+        )
         self.accelerator.wait_for_everyone()
         if main:
             checkpoints.write_manifest(temporary)
             name = checkpoints.checkpoint_name(iteration)
-            save_generator(self.accelerator.unwrap_model(self.generator), self.models_dir / f"net_g_{name}.safetensors")
+            save_generator(
+                self.accelerator.unwrap_model(self.generator), self.models_dir / f"net_g_{name}.safetensors"
+            )
             save_generator(self.ema.module, self.models_dir / f"net_g_ema_{name}.safetensors")
             checkpoints.crash_point("before-rename", iteration)
             checkpoints.publish(temporary, iteration)
@@ -455,7 +519,9 @@ class Trainer:
         multiple = DISCRIMINATOR_MULTIPLE if self.gan else 1
 
         def plan(step: int):
-            tasks = batch_plan(d, self.config.seed, step, self.rank, self.world, len(self.sources), self.pair_groups)
+            tasks = batch_plan(
+                d, self.config.seed, step, self.rank, self.world, len(self.sources), self.pair_groups
+            )
             # whole-patch losses: GT sides rounded to what the discriminator takes; a real pair's GT
             # must cover its LR patch exactly, so it keeps its size and the discriminator sees a crop
             if multiple > 1 and not tasks[0].paired:
@@ -463,14 +529,21 @@ class Trainer:
                 tasks = [type(t)(t.index, size, t.seed, t.paired) for t in tasks]
             return tasks
 
-        loader = DataLoader(self.dataset, batch_sampler=PlannedBatches(plan, start_micro_step, stop_micro_step),
-                            collate_fn=collate, num_workers=d.num_workers, persistent_workers=False,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=PlannedBatches(plan, start_micro_step, stop_micro_step),
+            collate_fn=collate,
+            num_workers=d.num_workers,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+        )
         return iter(loader)
 
     def _make_pairs(self, batch: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
         gt = batch["gt"].to(self.device, non_blocking=True)
-        generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 3, micro_step, self.rank))
+        generator = torch.Generator(device=self.device).manual_seed(
+            step_seed(self.config.seed, 3, micro_step, self.rank)
+        )
         sharpens = self.recipe.gt_sharpening is not None
         if "lq" in batch:  # a real pair: of the recipe, only its GT sharpening applies
             lq = batch["lq"].to(self.device, non_blocking=True)
@@ -483,197 +556,48 @@ class Trainer:
         pairs = {"gt": gt, "target": target, "lq": lq}
         return self.pool.mix(pairs, generator) if self.pool.capacity else pairs
 
-    # ---------------------------------------------------------------------- losses
-    def _autocast(self):
-        return autocast(self.device, self.precision)
-
-    def _net_queries(self, b: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple | None]:
-        """Flat indices (B, Q) of the HR pixels the Net stage predicts: scattered at random (the
-        official recipe), or, when the LDL loss is on, one random square window per patch
-        (LDL's variances need neighbourhoods), returned with its (height, width)."""
-        count = min(self.config.data.queries_per_patch, h * w)
-        if self.config.losses.ldl_weight <= 0:
-            picks = torch.rand(b, h * w, generator=generator, device=self.device).argsort(dim=1)[:, :count]
-            return picks, None
-        side = math.isqrt(self.config.data.queries_per_patch)
-        win_h, win_w = min(h, side), min(w, side)
-        tops = torch.randint(0, h - win_h + 1, (b, 1, 1), generator=generator, device=self.device)
-        lefts = torch.randint(0, w - win_w + 1, (b, 1, 1), generator=generator, device=self.device)
-        rows = tops + torch.arange(win_h, device=self.device).view(1, -1, 1)
-        cols = lefts + torch.arange(win_w, device=self.device).view(1, 1, -1)
-        return (rows * w + cols).flatten(1), (win_h, win_w)
-
-    def _pixel_losses(self, pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 and Charbonnier on (..., 3) or (B, 3, H, W) values, weighted."""
-        losses = self.config.losses
-        terms = {"l1": F.l1_loss(pred, truth) * losses.l1_weight}
-        if losses.charbonnier_weight > 0:
-            terms["charbonnier"] = charbonnier_loss(pred, truth, losses.charbonnier_eps) * losses.charbonnier_weight
-        return terms
-
-    def _net_loss(self, pairs: dict, micro_step: int) -> tuple[torch.Tensor, dict]:
-        """L1 (and Charbonnier, LDL) on sampled HR pixels, the official recipe."""
-        target, lq = pairs["target"], pairs["lq"]
-        b, _, h, w = target.shape
-        generator = torch.Generator(device=self.device).manual_seed(step_seed(self.config.seed, 4, micro_step, self.rank))
-        picks, window = self._net_queries(b, h, w, generator)
-        count = picks.shape[1]
-        rows, cols = picks // w, picks % w
-        coord = torch.stack([pixel_centres(h, self.device)[rows], pixel_centres(w, self.device)[cols]], dim=-1)
-        cell = coord.new_tensor(cell_size(h, w)).expand(b, count, 2)
-        values = target.flatten(2).gather(2, picks.unsqueeze(1).expand(b, 3, count)).transpose(1, 2)
-        with self._autocast():
-            pred = self.generator(normalise(lq), coord, cell)
-        truth = normalise(values.transpose(1, 2)[..., None])[..., 0].transpose(1, 2)  # (B, Q, 3) in model space
-        terms = self._pixel_losses(pred.float(), truth)
-        if window is not None:  # model space is image space shifted: residuals and variances are the same
-            with torch.no_grad(), self._autocast():
-                ema_pred = self.ema.module(normalise(lq), coord, cell)
-
-            def as_image(x):
-                return x.float().view(b, *window, 3).permute(0, 3, 1, 2)
-
-            terms["ldl"] = ldl_loss(as_image(pred), as_image(truth), as_image(ema_pred)) * self.config.losses.ldl_weight
-        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
-
-    def _render(self, lq: torch.Tensor, size: tuple[int, int], model: torch.nn.Module | None = None) -> torch.Tensor:
-        """The whole coherent HR patch (not scattered pixels), for perceptual and GAN losses."""
-        coord, cell = make_query_grid(*size, batch=lq.shape[0], device=self.device)
-        with self._autocast():
-            pred = (model or self.generator)(normalise(lq), coord, cell)
-        image = pred.float().view(lq.shape[0], *size, 3).permute(0, 3, 1, 2)
-        return denormalise(image)
-
-    @staticmethod
-    def _discriminator_view(image: torch.Tensor) -> torch.Tensor:
-        """The part the U-Net discriminator takes: sides cut down to multiples of 8 (real pairs'
-        GT keeps the exact size its LR patch covers)."""
-        h, w = (max(DISCRIMINATOR_MULTIPLE, s // DISCRIMINATOR_MULTIPLE * DISCRIMINATOR_MULTIPLE)
-                for s in image.shape[-2:])
-        return image if (h, w) == tuple(image.shape[-2:]) else image[..., :h, :w]
-
-    def _gan_generator_loss(self, pairs: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        losses = self.config.losses
-        size = tuple(pairs["gt"].shape[-2:])
-        sr = self._render(pairs["lq"], size)
-        terms = self._pixel_losses(sr, pairs["target"])
-        if losses.ldl_weight > 0:
-            with torch.no_grad():
-                ema_sr = self._render(pairs["lq"], size, self.ema.module)
-            terms["ldl"] = ldl_loss(sr, pairs["target"], ema_sr) * losses.ldl_weight
-        if self.perceptual is not None:
-            with self._autocast():
-                percep = self.perceptual(sr, pairs["target"]) * losses.perceptual_weight
-            terms["perceptual"] = percep.float()
-        self.discriminator.requires_grad_(False)
-        with self._autocast():
-            fake_logits = self.discriminator(self._discriminator_view(sr))
-        terms["gan"] = gan_loss(fake_logits, real=True) * losses.gan_weight
-        self.discriminator.requires_grad_(True)
-        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}, sr.detach()
-
-    def _discriminator_loss(self, pairs: dict, sr: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        view = self._discriminator_view
-        with self._autocast():  # plain GT (not sharpened) is the real example
-            real = gan_loss(self.discriminator(view(pairs["gt"])), real=True)
-            fake = gan_loss(self.discriminator(view(sr)), real=False)
-        return real + fake, {"d_real": real.detach(), "d_fake": fake.detach()}
-
-    # ---------------------------------------------------------------------- the loop
-    def _everyone_finite(self, local_ok: bool) -> bool:
-        """True when the loss was finite on every process: all skip a bad step together."""
-        ok = torch.tensor([float(local_ok)], device=self.device)
-        return bool(self.accelerator.reduce(ok, reduction="sum").item() == self.world)
-
-    def _non_finite_report(self, terms: set[str]) -> str:
-        """'rank R: term, term; ...' for every process that had a non-finite loss term (a
-        collective call: every process makes it, after the same ``_everyone_finite``)."""
-        reports = [(self.rank, sorted(terms))]
-        if self.world > 1:
-            from accelerate.utils import gather_object
-
-            reports = gather_object(reports)
-        return "; ".join(f"rank {rank}: {', '.join(names)}" for rank, names in sorted(reports) if names)
-
-    @staticmethod
-    def _read_terms(loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[dict[str, float], set[str]]:
-        """The loss terms as floats, in one transfer from the device, and the names of the
-        non-finite ones ('total' when only their sum is)."""
-        values = torch.stack([loss.detach().float(), *(v.float() for v in parts.values())]).tolist()
-        floats = dict(zip(parts, values[1:]))
-        bad = {name for name, value in floats.items() if not math.isfinite(value)}
-        return floats, bad or ({"total"} if not math.isfinite(values[0]) else set())
-
-    def _apply(self, optimizer, scaler, model) -> None:
-        scaler.unscale_(optimizer)
-        if self.config.train.grad_clip > 0:
-            self.accelerator.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+    def micro_batches(self, batches) -> Iterator[MicroBatch]:
+        """The micro-batches of the next iteration, made (degraded, pooled) as they are used."""
+        accumulation = self.config.train.grad_accumulation
+        for micro in range(accumulation):
+            micro_step = self.counters.iteration * accumulation + micro
+            random = torch.Generator(device=self.device).manual_seed(
+                step_seed(self.config.seed, 4, micro_step, self.rank)
+            )
+            yield MicroBatch(self._make_pairs(next(batches), micro_step), random)
 
     def train_iteration(self, batches) -> dict[str, float]:
-        accum = self.config.train.grad_accumulation
-        logs: dict[str, float] = {}
-        bad: set[str] = set()
-        sr_list, pairs_list = [], []
-        for micro in range(accum):
-            micro_step = self.counters.iteration * accum + micro
-            pairs = self._make_pairs(next(batches), micro_step)
-            sync = self.accelerator.no_sync(self.generator) if micro < accum - 1 else contextlib.nullcontext()
-            with sync:
-                if self.gan:
-                    loss, parts, sr = self._gan_generator_loss(pairs)
-                    sr_list.append(sr)
-                    pairs_list.append(pairs)
-                else:
-                    loss, parts = self._net_loss(pairs, micro_step)
-                floats, terms = self._read_terms(loss, parts)
-                bad |= terms
-                self.accelerator.backward(self.scalers[0].scale(loss / accum))
-            for k, v in floats.items():
-                logs[k] = logs.get(k, 0.0) + v / accum
-        if not self._everyone_finite(not bad):
-            return self._skip_bad_step(self._non_finite_report(bad))
-        self._apply(self.optimizer_g, self.scalers[0], self.generator)
-        if self.gan:
-            d_bad: set[str] = set()
-            for micro, (pairs, sr) in enumerate(zip(pairs_list, sr_list)):
-                sync = self.accelerator.no_sync(self.discriminator) if micro < accum - 1 else contextlib.nullcontext()
-                with sync:
-                    loss_d, parts = self._discriminator_loss(pairs, sr)
-                    floats, terms = self._read_terms(loss_d, parts)
-                    d_bad |= terms
-                    self.accelerator.backward(self.scalers[1].scale(loss_d / accum))
-                for k, v in floats.items():
-                    logs[k] = logs.get(k, 0.0) + v / accum
-            if self._everyone_finite(not d_bad):
-                self._apply(self.optimizer_d, self.scalers[1], self.discriminator)
-            else:
-                self.optimizer_d.zero_grad(set_to_none=True)
-                self.echo(f"iteration {self.counters.iteration + 1}: non-finite discriminator loss "
-                          f"({self._non_finite_report(d_bad)}), discriminator step skipped")
+        result = self.step(self.parts, self.micro_batches(batches), self.config.train.grad_accumulation)
+        if result.skipped:
+            return self._skip_bad_step(result.skipped)
+        if result.discriminator_skipped:
+            self.echo(
+                f"iteration {self.counters.iteration + 1}: non-finite discriminator loss "
+                f"({result.discriminator_skipped}), discriminator step skipped"
+            )
         for scheduler in self.schedulers:
             scheduler.step()
-        self.ema.update(self.accelerator.unwrap_model(self.generator))
         self.counters.bad_steps = 0
-        return logs
+        return result.losses
 
     def _skip_bad_step(self, report: str) -> dict[str, float]:
-        for optimizer in (self.optimizer_g, self.optimizer_d):
-            if optimizer is not None:
-                optimizer.zero_grad(set_to_none=True)
         self.counters.bad_steps += 1
         limit = self.config.train.max_bad_steps
         iteration = self.counters.iteration + 1
-        self.echo(f"iteration {iteration}: non-finite loss ({report}), step skipped "
-                  f"({self.counters.bad_steps} in a row, stopping at {limit})")
+        self.echo(
+            f"iteration {iteration}: non-finite loss ({report}), step skipped "
+            f"({self.counters.bad_steps} in a row, stopping at {limit})"
+        )
         if self.counters.bad_steps >= limit:
             latest = checkpoints.latest_complete(self.states_dir)
-            saved = f"the last good checkpoint is {latest.path}" if latest else "no checkpoint was written yet"
-            raise TrainingError(f"the loss was NaN or infinite for {limit} iterations in a row at iteration "
-                                f"{iteration} ({report}); {saved}. Lower train.optimizer.lr, set "
-                                f"train.grad_clip, or use bf16 instead of fp16.")
+            saved = (
+                f"the last good checkpoint is {latest.path}" if latest else "no checkpoint was written yet"
+            )
+            raise TrainingError(
+                f"the loss was NaN or infinite for {limit} iterations in a row at iteration "
+                f"{iteration} ({report}); {saved}. Lower train.optimizer.lr, set "
+                f"train.grad_clip, or use bf16 instead of fp16."
+            )
         return {"skipped": 1.0}
 
     def run(self) -> Path:
@@ -698,8 +622,14 @@ class Trainer:
         t = self.config.train
         start = self.counters.iteration
         batches = self._loader(start * t.grad_accumulation, t.iterations * t.grad_accumulation)
-        progress = tqdm(total=t.iterations, initial=start, disable=not self.accelerator.is_local_main_process,
-                        desc=f"{self.config.name} [{t.stage}]", dynamic_ncols=True, file=sys.stdout)
+        progress = tqdm(
+            total=t.iterations,
+            initial=start,
+            disable=not self.accelerator.is_local_main_process,
+            desc=f"{self.config.name} [{t.stage}]",
+            dynamic_ncols=True,
+            file=sys.stdout,
+        )
         self.generator.train()
         while self.counters.iteration < t.iterations:
             logs = self.train_iteration(batches)
@@ -744,10 +674,14 @@ class Trainer:
             out_dir.mkdir(parents=True, exist_ok=True)
             for name, image in result.images.items():
                 _save_png(image, out_dir / f"{checkpoints.checkpoint_name(iteration)}_{name}.png")
-            log_images(self.accelerator.trackers, {f"val/{k}": v for k, v in result.images.items()}, iteration)
+            log_images(
+                self.accelerator.trackers, {f"val/{k}": v for k, v in result.images.items()}, iteration
+            )
             self.accelerator.log(result.metrics, step=iteration)
             summary = ", ".join(f"{k.split('/')[-1]} {val:.3f}" for k, val in result.metrics.items())
-            tqdm.write(f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}", file=sys.stdout)
+            tqdm.write(
+                f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}", file=sys.stdout
+            )
         self.accelerator.wait_for_everyone()
 
 
