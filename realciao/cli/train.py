@@ -17,31 +17,49 @@ import sys
 
 from realciao.cli import fail
 from realciao.errors import RealciaoError
+from realciao.logs import show_messages
 
 PROG = "train_realciao.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-opt", "--options", required=True, help="options YAML file (see options/)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an option, e.g. --set train.iterations=100 (repeatable)")
-    parser.add_argument("--auto-resume", action="store_true", help="continue from the latest complete checkpoint")
-    parser.add_argument("--allow-changed-options", action="store_true",
-                        help="resume although options that change the model or the data plan differ (recorded)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an option, e.g. --set train.iterations=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--auto-resume", action="store_true", help="continue from the latest complete checkpoint"
+    )
+    parser.add_argument(
+        "--allow-changed-options",
+        action="store_true",
+        help="resume although options that change the model or the data plan differ (recorded)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_messages()
     try:
         from realciao.train.config import load_config
 
         config = load_config(args.options, args.set)
         from realciao.train.trainer import Trainer, main_process_exit
 
-        trainer = Trainer(config, auto_resume=args.auto_resume, config_path=args.options,
-                          allow_changed_options=args.allow_changed_options)
+        trainer = Trainer(
+            config,
+            auto_resume=args.auto_resume,
+            config_path=args.options,
+            allow_changed_options=args.allow_changed_options,
+        )
         release = trainer.run()
     except RealciaoError as error:
         return fail(PROG, error)

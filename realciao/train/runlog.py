@@ -1,111 +1,108 @@
 """``experiments/NAME/train.log``: what the run was (options, versions, device, world size)
-and every line it printed, kept beside its checkpoints.
+and every message it gave, kept beside its checkpoints.
 
-While a run is going, the main process's ``sys.stdout`` and ``sys.stderr`` are teed into the
-log, and warnings (unreadable images, skipped pairs) are logged as they are shown, even where
-a caller records them instead of printing (pytest); forked DataLoader workers inherit both. Only complete lines are written; a progress
-bar redrawn with carriage returns leaves its last state, as on a terminal. Each start, fresh
-or resumed, appends a header, so one log covers the whole run across resumes.
+On the main process the log is a handler on realciao's logger tree (``realciao.logs``), so
+each message reaches it as it reaches the terminal. Three more things are kept that are not
+messages: a header for each start, fresh or resumed (one log covers the whole run across
+resumes); the warnings shown meanwhile (unreadable images, skipped pairs), also where a
+caller records them instead of showing them (pytest), and in forked DataLoader workers,
+which inherit the hook; and the progress bar's last state, as a terminal shows it.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import logging
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TextIO
 
 import yaml
+from accelerate.logging import MultiProcessAdapter
+from tqdm import tqdm
+
+from realciao.logs import log_to_file, stop_logging_to
 
 
-class _Tee(io.TextIOBase):
-    """A text stream that writes through to ``stream`` and keeps complete lines for ``log``."""
+class ProcessLogger(MultiProcessAdapter):
+    """Accelerate's multi-process logger (only the main process speaks unless a call passes
+    ``main_process_only=False``) without the "[RANK N]" it puts before every message: lines read
+    as they always have; a message every process gives names its rank itself."""
 
-    def __init__(self, stream: TextIO, log: RunLog):
-        self.stream, self.log, self.pending = stream, log, ""
+    def process(self, msg, kwargs):
+        kwargs.setdefault("stacklevel", 2)
+        return msg, kwargs
 
-    def write(self, text: str) -> int:
-        self.stream.write(text)
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if not self.log.muted:
-                self.log.line(line.rsplit("\r", 1)[-1])  # what a terminal shows after carriage returns
-        return len(text)
 
-    def flush(self) -> None:
-        self.stream.flush()
+def get_logger(name: str) -> ProcessLogger:
+    """Accelerate's ``get_logger`` for ``name`` (e.g. ``__name__``), as a ``ProcessLogger``."""
+    return ProcessLogger(logging.getLogger(name), {})
 
-    def isatty(self) -> bool:
-        return self.stream.isatty()
 
-    def fileno(self) -> int:
-        return self.stream.fileno()
+class ProgressBar(tqdm):
+    """A tqdm bar that remembers the text it last drew."""
 
-    @property
-    def encoding(self):
-        return getattr(self.stream, "encoding", "utf-8")
+    shown = ""
+
+    def display(self, msg: str | None = None, pos: int | None = None):
+        self.shown = msg if msg is not None else self.__str__()
+        return super().display(self.shown, pos)
 
 
 class RunLog:
     """The log file of one experiment; ``path`` None (processes other than the main one) keeps nothing."""
 
     def __init__(self, path: Path | None):
-        self.path = path
-        self._file = None
-        self._tees: list[tuple[str, _Tee]] = []
+        self.handler: logging.Handler | None = None
         self._shown_by = None  # the warnings.showwarning this log wraps, while it does
-        self.muted = False  # a warning being shown was logged already
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1)
+            self.handler = log_to_file(path)
 
     def line(self, text: str) -> None:
+        """A line for train.log alone (not shown on the terminal)."""
         text = text.rstrip()
-        if self._file is not None and text:
-            self._file.write(text + "\n")
+        if self.handler is not None and text:
+            self.handler.handle(
+                logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"})
+            )
 
     def header(self, resumed: bool, options: dict, facts: dict[str, str]) -> None:
         """The start of a session: when, fresh or resumed, the facts of the run, the options."""
-        if self._file is None:
-            return
-        self._file.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed' if resumed else 'started'} ===\n")
-        for key, value in facts.items():
-            self._file.write(f"{key}: {value}\n")
-        self._file.write("options:\n")
-        self._file.write("".join(f"  {row}\n" for row in yaml.safe_dump(options, sort_keys=False).splitlines()))
+        rows = [
+            f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed' if resumed else 'started'} ===",
+            *(f"{key}: {value}" for key, value in facts.items()),
+            "options:",
+            *(f"  {row}" for row in yaml.safe_dump(options, sort_keys=False).splitlines()),
+        ]
+        self.line("\n".join(rows))
 
-    def tee(self) -> None:
-        """From now on, lines written to sys.stdout and sys.stderr are kept too."""
-        if self._file is None or self._tees:
+    def keep_warnings(self) -> None:
+        """From now on, warnings shown (or recorded) are kept too."""
+        if self.handler is None or self._shown_by is not None:
             return
-        for name in ("stdout", "stderr"):
-            tee = _Tee(getattr(sys, name), self)
-            setattr(sys, name, tee)
-            self._tees.append((name, tee))
         self._shown_by = warnings.showwarning
         warnings.showwarning = self._show_warning
 
     def _show_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
         for row in warnings.formatwarning(message, category, filename, lineno, line).splitlines():
             self.line(row)
-        self.muted = True
+        self._shown_by(message, category, filename, lineno, file, line)
+
+    @contextlib.contextmanager
+    def progress(self, **options):
+        """A progress bar on stdout whose last state train.log keeps (messages shown meanwhile
+        clear it and draw it again below them: ``realciao.logs``)."""
+        bar = ProgressBar(file=sys.stdout, dynamic_ncols=True, **options)
         try:
-            self._shown_by(message, category, filename, lineno, file, line)
+            yield bar
+            bar.close()
         finally:
-            self.muted = False
+            self.line(bar.shown)
 
     def close(self, error: BaseException | None = None) -> None:
-        """Stop teeing (restoring the streams) and close; ``error``: a last line ``error: ...``."""
-        for name, tee in self._tees:
-            if tee.pending:
-                self.line(tee.pending.rsplit("\r", 1)[-1])
-                tee.pending = ""
-            if getattr(sys, name) is tee:
-                setattr(sys, name, tee.stream)
-        self._tees = []
+        """Stop keeping warnings and close; ``error``: a last line ``error: ...``."""
         if self._shown_by is not None and warnings.showwarning == self._show_warning:
             warnings.showwarning = self._shown_by
         self._shown_by = None
@@ -114,9 +111,9 @@ class RunLog:
 
             text = str(error) if isinstance(error, RealciaoError) else f"{type(error).__name__}: {error}"
             self.line(f"error: {' '.join(text.split())}")
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self.handler is not None:
+            stop_logging_to(self.handler)
+            self.handler = None
 
 
 def versions() -> str:

@@ -23,7 +23,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from realciao.allocator import keep_freed_memory
 from realciao.archs import build_generator
@@ -51,9 +50,11 @@ from realciao.train.ema import ModelEMA
 from realciao.train.losses import DISCRIMINATOR_MULTIPLE, LossSet
 from realciao.train.optim import build_optimizer, build_scheduler
 from realciao.train.pool import PairPool
-from realciao.train.runlog import RunLog, flat_options, versions
+from realciao.train.runlog import RunLog, flat_options, get_logger, versions
 from realciao.train.steps import MicroBatch, StepParts, training_probe
 from realciao.train.validation import validate
+
+LOGGER = get_logger(__name__)  # messages for the user: the main process's, unless a call says otherwise
 
 
 class TrainingError(RealciaoError, RuntimeError):
@@ -203,9 +204,9 @@ class Trainer:
                 "world size": str(self.world),
             },
         )
-        self.log.tee()
+        self.log.keep_warnings()
         threads = configure_threads(t.threads)
-        self.echo(f"threads: {threads.count} ({threads.reason})")
+        LOGGER.info(f"threads: {threads.count} ({threads.reason})")
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on the step's buffers, see allocator.py
         self.run_info = {
@@ -220,7 +221,7 @@ class Trainer:
         self.recipe = load_recipe(config.data.recipe)
         mismatch = scale_mismatch(self.recipe, config.data)
         if mismatch:
-            self.echo(f"warning: {mismatch}")
+            LOGGER.info(f"warning: {mismatch}")  # on stdout, as it always was
         self.sources = gather_sources(config.data)
         self.pairs = paired_sources(config.data) if config.data.paired_probability > 0 else []
         self.pair_groups = pair_groups(self.pairs, config.data.lr_patch)
@@ -285,10 +286,6 @@ class Trainer:
                 config={"options_file": config_path, **flat_options(config.model_dump())},
                 init_kwargs=init_kwargs,
             )
-
-    def echo(self, text: str) -> None:
-        """A line for the user, printed once (main process); train.log keeps it too."""
-        self.accelerator.print(text, flush=True)
 
     def _device_text(self) -> str:
         if self.device.type == "cuda":
@@ -364,7 +361,7 @@ class Trainer:
                 log.write(
                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n"
                 )
-        self.accelerator.print(
+        LOGGER.info(
             f"resuming with changed options (recorded in {self.dir / 'option_changes.log'}): "
             f"{'; '.join(changed)}"
         )
@@ -378,11 +375,11 @@ class Trainer:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 recorded = json.loads(saved_run.read_text()).get("precision")
                 if recorded in PRECISIONS:
-                    self.echo(f"precision: {recorded} (auto, as the run being resumed)")
+                    LOGGER.info(f"precision: {recorded} (auto, as the run being resumed)")
                     return recorded
         probe = training_probe(generator, self.config.data, self.device) if asked == AUTO else None
         decision = decide_precision(asked, self.device, probe)
-        self.echo(f"precision: {decision.describe()}")
+        LOGGER.info(f"precision: {decision.describe()}")
         return decision.precision
 
     def _build_generator(self) -> torch.nn.Module:
@@ -432,11 +429,9 @@ class Trainer:
                 if (p := checkpoints.checkpoint_problem(f))
             ]
         ):
-            self.accelerator.print(f"--auto-resume: skipping a damaged checkpoint: {problem}")
+            LOGGER.info(f"--auto-resume: skipping a damaged checkpoint: {problem}")
         if choice is None:
-            self.accelerator.print(
-                f"--auto-resume: no complete checkpoint in {self.states_dir}, starting from scratch"
-            )
+            LOGGER.info(f"--auto-resume: no complete checkpoint in {self.states_dir}, starting from scratch")
             return
         path = choice.path
         load = checkpoints.load_tree
@@ -464,7 +459,7 @@ class Trainer:
         torch.set_rng_state(extras["rng"]["torch"])
         if torch.cuda.is_available() and extras["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(extras["rng"]["cuda"])
-        self.accelerator.print(f"resumed from {path} (iteration {self.counters.iteration})")
+        LOGGER.info(f"resumed from {path} (iteration {self.counters.iteration})")
 
     def save_checkpoint(self) -> None:
         iteration = self.counters.iteration
@@ -571,7 +566,7 @@ class Trainer:
         if result.skipped:
             return self._skip_bad_step(result.skipped)
         if result.discriminator_skipped:
-            self.echo(
+            LOGGER.info(
                 f"iteration {self.counters.iteration + 1}: non-finite discriminator loss "
                 f"({result.discriminator_skipped}), discriminator step skipped"
             )
@@ -584,7 +579,7 @@ class Trainer:
         self.counters.bad_steps += 1
         limit = self.config.train.max_bad_steps
         iteration = self.counters.iteration + 1
-        self.echo(
+        LOGGER.info(
             f"iteration {iteration}: non-finite loss ({report}), step skipped "
             f"({self.counters.bad_steps} in a row, stopping at {limit})"
         )
@@ -602,7 +597,7 @@ class Trainer:
 
     def run(self) -> Path:
         """Train to ``train.iterations``; returns the release weights' path. train.log gets every
-        line printed meanwhile, and the error that stopped the run, if one did."""
+        message meanwhile, and the error that stopped the run, if one did."""
         try:
             release = self._run()
         except BaseException as error:
@@ -613,8 +608,8 @@ class Trainer:
         return release
 
     def close(self) -> None:
-        """For a trainer stepped by hand instead of ``run``: stop keeping printed lines in
-        train.log and release the experiment folder (``run`` does both at its end)."""
+        """For a trainer stepped by hand instead of ``run``: close train.log and release the
+        experiment folder (``run`` does both at its end)."""
         self.log.close()
         self.lock.release()
 
@@ -622,34 +617,29 @@ class Trainer:
         t = self.config.train
         start = self.counters.iteration
         batches = self._loader(start * t.grad_accumulation, t.iterations * t.grad_accumulation)
-        progress = tqdm(
+        progress = self.log.progress(
             total=t.iterations,
             initial=start,
-            disable=not self.accelerator.is_local_main_process,
             desc=f"{self.config.name} [{t.stage}]",
-            dynamic_ncols=True,
-            file=sys.stdout,
+            disable=not self.accelerator.is_local_main_process,
         )
         self.generator.train()
-        while self.counters.iteration < t.iterations:
-            logs = self.train_iteration(batches)
-            if "skipped" in logs:
-                # the skipped batch is consumed; the iteration counter moves on so the data stream stays aligned
-                self.counters.iteration += 1
-                progress.update(1)
-                continue
-            self.counters.iteration += 1
-            iteration = self.counters.iteration
-            progress.update(1)
-            if iteration % t.log_every == 0 or iteration == t.iterations:
-                logs["lr"] = self.schedulers[0].get_last_lr()[0]
-                progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
-                self.accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=iteration)
-            if iteration % self.config.checkpoint.every == 0 or iteration == t.iterations:
-                self.save_checkpoint()
-            if iteration % self.config.validation.every == 0 or iteration == t.iterations:
-                self.run_validation(iteration)
-        progress.close()
+        with progress as bar:
+            while self.counters.iteration < t.iterations:
+                logs = self.train_iteration(batches)
+                self.counters.iteration += 1  # a skipped batch is consumed too: the data stream stays aligned
+                iteration = self.counters.iteration
+                bar.update(1)
+                if "skipped" in logs:
+                    continue
+                if iteration % t.log_every == 0 or iteration == t.iterations:
+                    logs["lr"] = self.schedulers[0].get_last_lr()[0]
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+                    self.accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=iteration)
+                if iteration % self.config.checkpoint.every == 0 or iteration == t.iterations:
+                    self.save_checkpoint()
+                if iteration % self.config.validation.every == 0 or iteration == t.iterations:
+                    self.run_validation(iteration)
         release = self.dir / "net_g_ema.safetensors"
         if self.accelerator.is_main_process:
             # written beside, then renamed: a kill leaves a hidden .tmp file (removed at the next start)
@@ -657,9 +647,9 @@ class Trainer:
             save_generator(self.ema.module, pending)
             checkpoints.crash_point("release", self.counters.iteration)
             os.replace(pending, release)
-        # every rank prints its own: equal fingerprints show the processes stayed in step
+        # every rank shows its own: equal fingerprints show the processes stayed in step
         fingerprint = weights_fingerprint(self.accelerator.unwrap_model(self.generator))
-        print(f"rank {self.rank}: generator weights fingerprint {fingerprint}", flush=True)
+        LOGGER.info(f"rank {self.rank}: generator weights fingerprint {fingerprint}", main_process_only=False)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         self.lock.release()
@@ -679,9 +669,7 @@ class Trainer:
             )
             self.accelerator.log(result.metrics, step=iteration)
             summary = ", ".join(f"{k.split('/')[-1]} {val:.3f}" for k, val in result.metrics.items())
-            tqdm.write(
-                f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}", file=sys.stdout
-            )
+            LOGGER.info(f"validation at {iteration} ({time.perf_counter() - start:.0f} s): {summary}")
         self.accelerator.wait_for_everyone()
 
 
