@@ -261,7 +261,7 @@ def test_validation_images_and_metrics_reach_tensorboard(tmp_path, keep_threads)
 def test_trackers_get_images_in_their_own_form():
     from types import SimpleNamespace
 
-    from realciao.train.trainer import log_images
+    from realciao.train.validation import log_images
 
     calls = {}
 

@@ -36,8 +36,23 @@ from realciao.train.augment import apply_pipeline, build_pipeline
 from realciao.train.config import DataOptions
 
 # scikit-image photos that ship with it (no download); `coffee` is held out for validation
-BUILTIN_TRAIN = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-                 "stereo_left", "stereo_right", "camera", "brick", "grass", "gravel", "moon", "coins", "clock")
+BUILTIN_TRAIN = (
+    "astronaut",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "stereo_left",
+    "stereo_right",
+    "camera",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "coins",
+    "clock",
+)
 BUILTIN_VALIDATION = ("coffee",)
 
 
@@ -124,7 +139,9 @@ def gather_sources(options: DataOptions) -> list[ImageSource]:
     folders = [Path(f) for f in options.hr_folders]
     if options.meta_info:
         if not folders:
-            raise DataError(f"{options.meta_info}: data.meta_info needs data.hr_folders (paths are relative to the first)")
+            raise DataError(
+                f"{options.meta_info}: data.meta_info needs data.hr_folders (paths are relative to the first)"
+            )
         files = meta_info_files(Path(options.meta_info), folders[0])
         sources += [ImageSource(str(p), (lambda p=p: read_rgb(p))) for p in files]
     else:
@@ -160,8 +177,10 @@ def pair_size_problem(lr_size: tuple[int, int], hr_size: tuple[int, int], scale:
         return f"HR {hr_text} is smaller than LR {lr_text}"
     if scale is not None and any(abs(hr - lr * scale) > 1 for hr, lr in zip(hr_size, lr_size)):
         expected = "x".join(f"{side * scale:g}" for side in lr_size)
-        return (f"HR {hr_text} is not LR {lr_text} x {scale:g} = {expected} within one pixel on each axis "
-                f"(data.paired_scale)")
+        return (
+            f"HR {hr_text} is not LR {lr_text} x {scale:g} = {expected} within one pixel on each axis "
+            f"(data.paired_scale)"
+        )
     return ""
 
 
@@ -171,25 +190,38 @@ def paired_sources(options: DataOptions) -> list[RealPair]:
     hr_files = {p.stem: p for p in list_image_files(Path(options.paired_hr_folder))}
     common = sorted(set(lr_files) & set(hr_files))
     if not common:
-        raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no images with matching names")
+        raise DataError(
+            f"{options.paired_lr_folder} and {options.paired_hr_folder}: no images with matching names"
+        )
     pairs = []
     for name in common:
         lr_path, hr_path = lr_files[name], hr_files[name]
         try:
             lr_size, hr_size = upright_size(lr_path), upright_size(hr_path)
         except Exception as error:  # any decoder failure: skip the pair, keep training
-            warnings.warn(f"skipping real pair {name} ({lr_path}, {hr_path}): cannot read its size ({error})", stacklevel=2)
+            warnings.warn(
+                f"skipping real pair {name} ({lr_path}, {hr_path}): cannot read its size ({error})",
+                stacklevel=2,
+            )
             continue
         problem = pair_size_problem(lr_size, hr_size, options.paired_scale)
         if problem:
             warnings.warn(f"skipping real pair {name} ({lr_path}, {hr_path}): {problem}", stacklevel=2)
             continue
         ratio = (hr_size[0] / lr_size[0], hr_size[1] / lr_size[1])
-        pairs.append(RealPair(name, ImageSource(str(lr_path), (lambda p=lr_path: read_rgb(p))),
-                              ImageSource(str(hr_path), (lambda p=hr_path: read_rgb(p))), ratio))
+        pairs.append(
+            RealPair(
+                name,
+                ImageSource(str(lr_path), (lambda p=lr_path: read_rgb(p))),
+                ImageSource(str(hr_path), (lambda p=hr_path: read_rgb(p))),
+                ratio,
+            )
+        )
     if not pairs:
-        raise DataError(f"{options.paired_lr_folder} and {options.paired_hr_folder}: no usable real pair; "
-                        "see the warnings above")
+        raise DataError(
+            f"{options.paired_lr_folder} and {options.paired_hr_folder}: no usable real pair; "
+            "see the warnings above"
+        )
     return pairs
 
 
@@ -241,8 +273,15 @@ class CropTask:
     paired: bool = False
 
 
-def batch_plan(options: DataOptions, seed: int, micro_step: int, rank: int, world: int, num_images: int,
-               pair_groups: PairGroups = ()) -> list[CropTask]:
+def batch_plan(
+    options: DataOptions,
+    seed: int,
+    micro_step: int,
+    rank: int,
+    world: int,
+    num_images: int,
+    pair_groups: PairGroups = (),
+) -> list[CropTask]:
     """The tasks of micro-batch ``micro_step`` on ``rank``: an epoch-wise permutation of the
     images (shared by all ranks, each taking its own slice) and one scale for the batch. A
     paired batch draws a group of real pairs (by how many pairs it holds) and takes its GT size."""
@@ -282,19 +321,58 @@ class PlannedBatches(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
+def planned_loader(
+    dataset: CropDataset,
+    options: DataOptions,
+    seed: int,
+    rank: int,
+    world: int,
+    pair_groups: PairGroups,
+    start: int,
+    stop: int,
+    gt_multiple: int = 1,
+    pin_memory: bool = False,
+):
+    """An iterator over the collated micro-batches ``start`` to ``stop`` of this process's plan.
+    ``gt_multiple``: synthetic batches' GT sides rounded to a multiple of it (whole-patch losses
+    take what the discriminator takes); a real pair's GT must cover its LR patch exactly, so it
+    keeps its size and the discriminator sees a crop."""
+
+    def plan(step: int) -> list[CropTask]:
+        tasks = batch_plan(options, seed, step, rank, world, len(dataset.sources), pair_groups)
+        if gt_multiple > 1 and not tasks[0].paired:
+            size = tuple(max(gt_multiple, round(s / gt_multiple) * gt_multiple) for s in tasks[0].gt_size)
+            tasks = [CropTask(t.index, size, t.seed, t.paired) for t in tasks]
+        return tasks
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=PlannedBatches(plan, start, stop),
+        collate_fn=collate,
+        num_workers=options.num_workers,
+        persistent_workers=False,
+        pin_memory=pin_memory,
+    )
+    return iter(loader)
+
+
 # ---------------------------------------------------------------------------- the crops
 def random_crop(image: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A size crop at a random place; images smaller than the crop are reflect-padded first."""
     h, w = size
     pad_h, pad_w = max(0, h - image.shape[0]), max(0, w - image.shape[1])
     if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+        image = np.pad(
+            image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge"
+        )
     top = int(rng.integers(image.shape[0] - h + 1))
     left = int(rng.integers(image.shape[1] - w + 1))
     return image[top : top + h, left : left + w]
 
 
-def augment(images: list[np.ndarray], rng: np.random.Generator, hflip: bool, rotate: bool) -> list[np.ndarray]:
+def augment(
+    images: list[np.ndarray], rng: np.random.Generator, hflip: bool, rotate: bool
+) -> list[np.ndarray]:
     """The same flips and 90-degree rotation for every image of a pair."""
     flip_h = hflip and rng.random() < 0.5
     flip_v = rotate and rng.random() < 0.5
@@ -318,8 +396,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class CropDataset(Dataset):
     """Maps a ``CropTask`` to ``{"gt": (3,H,W)}`` (plus ``"lq"`` for real pairs)."""
 
-    def __init__(self, options: DataOptions, sources: list[ImageSource], pairs: list[RealPair] | None = None,
-                 cache_builtin: bool = True):
+    def __init__(
+        self,
+        options: DataOptions,
+        sources: list[ImageSource],
+        pairs: list[RealPair] | None = None,
+        cache_builtin: bool = True,
+    ):
         self.options = options
         self.sources = sources
         self.pairs = pairs or []
@@ -376,9 +459,12 @@ class CropDataset(Dataset):
             dy, dx = content_shift(lr, hr)
             if max(abs(dy), abs(dx)) > limit:
                 self._bad.add(pair.name)
-                warnings.warn(f"skipping real pair {pair.name} ({pair.lr.label}, {pair.hr.label}): its content is "
-                              f"shifted by {dy:+.2f}, {dx:+.2f} LR pixels (rows, columns) between LR and HR, more "
-                              f"than data.paired_max_shift = {limit:g}", stacklevel=3)
+                warnings.warn(
+                    f"skipping real pair {pair.name} ({pair.lr.label}, {pair.hr.label}): its content is "
+                    f"shifted by {dy:+.2f}, {dx:+.2f} LR pixels (rows, columns) between LR and HR, more "
+                    f"than data.paired_max_shift = {limit:g}",
+                    stacklevel=3,
+                )
                 return None
             self._aligned.add(pair.name)
         return lr, hr
@@ -402,14 +488,23 @@ class CropDataset(Dataset):
             gt_h, gt_w = task.gt_size
             hr_top, hr_left = round(top * ratio_h), round(left * ratio_w)
             if hr.shape[0] < hr_top + gt_h or hr.shape[1] < hr_left + gt_w:
-                hr = np.pad(hr, ((0, max(0, hr_top + gt_h - hr.shape[0])), (0, max(0, hr_left + gt_w - hr.shape[1])), (0, 0)),
-                            mode="edge")
+                hr = np.pad(
+                    hr,
+                    (
+                        (0, max(0, hr_top + gt_h - hr.shape[0])),
+                        (0, max(0, hr_left + gt_w - hr.shape[1])),
+                        (0, 0),
+                    ),
+                    mode="edge",
+                )
             lr_crop = lr[top : top + patch, left : left + patch]
             hr_crop = hr[hr_top : hr_top + gt_h, hr_left : hr_left + gt_w]
             lr_crop, hr_crop = self._augment([lr_crop, hr_crop], rng)
             return {"gt": to_tensor(hr_crop), "lq": to_tensor(lr_crop)}
-        raise DataError(f"no real LR/HR pair with a {task.gt_size[0]}x{task.gt_size[1]} GT crop could be used; "
-                        "see the warnings above")
+        raise DataError(
+            f"no real LR/HR pair with a {task.gt_size[0]}x{task.gt_size[1]} GT crop could be used; "
+            "see the warnings above"
+        )
 
     def __len__(self) -> int:
         return len(self.sources)

@@ -1,4 +1,6 @@
-"""Training checkpoints that nothing can corrupt and nothing can use to run code.
+"""A training run's state on disk: its checkpoints, which nothing can corrupt and nothing can
+use to run code, the experiment lock, and the checks a start makes (fresh or resumed, the
+same plan as the run it resumes).
 
 A checkpoint is a folder ``states/iter_XXXXXXXX``:
 
@@ -15,17 +17,21 @@ mid-write never replaces a good checkpoint. Resume takes the newest complete che
 says which damaged ones it passed over; pruning never deletes the newest complete one.
 
 The experiment folder is locked (``.lock``, an OS lock that dies with its process) by the
-run that writes into it, so a second run into the same folder is refused.
+run that writes into it, so a second run into the same folder is refused. A resumed run must
+have the options that decide the model and the data plan of the run it resumes (recorded in
+``options.json`` and ``run.json``), unless the user allows the change (``option_changes.log``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +40,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from realciao.checkpoint import save_generator
 from realciao.errors import RealciaoError
-from realciao.files import default_file_mode
+from realciao.files import TEMPORARY_SUFFIX, default_file_mode, remove_stale, temporary_name
+from realciao.train.runlog import get_logger
+
+LOGGER = get_logger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^iter_(\d{8})$")
 TEMPORARY_PREFIX = ".tmp-"
@@ -48,6 +58,11 @@ PAUSE_ENV = "REALCIAO_PAUSE_AT"
 
 class StateError(RealciaoError):
     """A checkpoint or experiment folder that cannot be used; the message names the file."""
+
+
+class TrainingError(RealciaoError, RuntimeError):
+    """Training cannot start or go on (a refused start or resume, losses that stayed
+    non-finite); the message says why and what is saved."""
 
 
 def crash_point(point: str, iteration: int) -> None:
@@ -88,7 +103,9 @@ def flatten(tree: Any) -> tuple[dict[str, torch.Tensor], Any]:
             return {"__float__": repr(node)}
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
-        raise TypeError(f"cannot store a {type(node).__name__} in a checkpoint (only tensors and plain values)")
+        raise TypeError(
+            f"cannot store a {type(node).__name__} in a checkpoint (only tensors and plain values)"
+        )
 
     return tensors, visit(tree)
 
@@ -143,7 +160,11 @@ def checkpoint_folders(states_dir: Path) -> list[tuple[int, Path]]:
     """Published checkpoint folders (temporary ones ignored), oldest first."""
     if not states_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in states_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in states_dir.iterdir()
+        if (m := CHECKPOINT_PATTERN.match(p.name)) and p.is_dir()
+    ]
     return sorted(found)
 
 
@@ -212,7 +233,7 @@ def prune(states_dir: Path, models_dir: Path, keep_last: int) -> None:
     folders = checkpoint_folders(states_dir)
     complete = [(i, p) for i, p in folders if checkpoint_problem(p) is None]
     if complete:
-        kept = {p for _, p in complete[-max(1, keep_last):]}
+        kept = {p for _, p in complete[-max(1, keep_last) :]}
         newest = complete[-1][0]
         for iteration, folder in folders:
             if folder in kept or iteration > newest:
@@ -276,3 +297,290 @@ def _lock(handle) -> None:
         # a POSIX record lock, not flock: it belongs to this process alone, so data-loader
         # workers forked from it do not keep holding it after a kill -9 of the trainer
         fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def lock_experiment(accelerator, folder: Path, stale_in: tuple[Path, ...] = ()) -> ExperimentLock:
+    """The main process locks the experiment folder before anything is written (and removes the
+    temporary files a killed run left in ``stale_in``); every process stops together when
+    another run holds it."""
+    lock = ExperimentLock(folder)
+    problem = ""
+    if accelerator.is_main_process:
+        try:
+            lock.acquire()
+            for stale in stale_in:
+                remove_stale(stale)
+        except StateError as error:
+            problem = str(error)
+    problem = agree(accelerator, problem)
+    if problem:
+        raise TrainingError(problem)
+    return lock
+
+
+def agree(accelerator, message: str) -> str:
+    """The main process's message, on every process."""
+    if accelerator.num_processes == 1:
+        return message
+    from accelerate.utils import broadcast_object_list
+
+    box = [message]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+# ---------------------------------------------------------------------------------------
+# A start: fresh or resumed, and the same plan as the run it resumes
+# ---------------------------------------------------------------------------------------
+
+
+def check_fresh_start(folder: Path, auto_resume: bool) -> None:
+    """A run into a folder that holds checkpoints must be asked to resume them."""
+    folders = checkpoint_folders(folder / "states")
+    if folders and not auto_resume:
+        raise TrainingError(
+            f"{folder} already holds checkpoints (latest {folders[-1][1].name}): pass --auto-resume to continue "
+            f"that run, or choose another name (--set name=...)"
+        )
+
+
+def run_facts(config, world: int) -> dict:
+    """What decides a run beside its options (``run.json``): the world size and the content of
+    the files the options name (a recipe or augment file edited in place changes the plan too)."""
+    from realciao.degradations.recipe import resolve_recipe_path
+
+    augment = config.data.augment  # an inline pipeline is in the options already
+    return {
+        "world_size": world,
+        "recipe_sha256": hashlib.sha256(resolve_recipe_path(config.data.recipe).read_bytes()).hexdigest()[
+            :16
+        ],
+        "augment_sha256": hashlib.sha256(Path(augment).read_bytes()).hexdigest()[:16]
+        if isinstance(augment, str)
+        else None,
+    }
+
+
+# options that decide the model or the data plan: a resumed run must have the same ones
+PLAN_KEYS = (
+    "seed",
+    "generator.name",
+    "generator.options",
+    "generator.pretrained",
+    "data.hr_folders",
+    "data.builtin_samples",
+    "data.meta_info",
+    "data.lmdb",
+    "data.paired_lr_folder",
+    "data.paired_hr_folder",
+    "data.paired_probability",
+    "data.paired_scale",
+    "data.lr_patch",
+    "data.scale_min",
+    "data.scale_max",
+    "data.per_axis_scale",
+    "data.batch_size",
+    "data.hflip",
+    "data.rotate",
+    "data.augment",
+    "data.paired_max_shift",
+    "data.recipe",
+    "data.pool_size",
+    "data.queries_per_patch",
+    "train.stage",
+    "train.grad_accumulation",
+    "discriminator.channels",
+    "discriminator.skip_connection",
+)
+
+
+def plan_options(options: dict, run: dict) -> dict:
+    """The model- and data-plan-deciding values of an options dump, plus the world size and
+    the recipe's content (a recipe file edited in place changes the plan too)."""
+    values = {}
+    for key in PLAN_KEYS:
+        node = options
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values[key] = node
+    values["world size"] = run.get("world_size")
+    values["recipe content (sha256)"] = run.get("recipe_sha256")
+    values["augment file content (sha256)"] = run.get("augment_sha256")
+    return values
+
+
+def check_plan(accelerator, folder: Path, config, run: dict, allow_changed: bool) -> None:
+    """Options that change the model or the data plan must be those of the checkpointed run;
+    with ``allow_changed`` a change is recorded in ``option_changes.log`` instead."""
+    saved_options, saved_run = folder / "options.json", folder / "run.json"
+    if not saved_options.is_file():
+        return  # nothing was checkpointed yet
+    try:
+        before = plan_options(
+            json.loads(saved_options.read_text()),
+            json.loads(saved_run.read_text()) if saved_run.is_file() else {},
+        )
+    except (OSError, ValueError) as error:
+        raise TrainingError(
+            f"{saved_options}: unreadable ({error}); it records the run being resumed"
+        ) from error
+    now = plan_options(config.model_dump(), run)
+    changed = [
+        f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(before) | set(now))
+        if before.get(key) != now.get(key) and key in before
+    ]
+    if not changed:
+        return
+    if not allow_changed:
+        raise TrainingError(
+            f"--auto-resume: options that change the model or the data plan differ from the "
+            f"checkpointed run ({'; '.join(changed)}); restore them, or pass "
+            f"--allow-changed-options to resume anyway (the change is recorded)"
+        )
+    if accelerator.is_main_process:
+        with open(folder / "option_changes.log", "a") as log:
+            log.write(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changed options: {'; '.join(changed)}\n"
+            )
+    LOGGER.info(
+        f"resuming with changed options (recorded in {folder / 'option_changes.log'}): {'; '.join(changed)}"
+    )
+
+
+def recorded_precision(folder: Path) -> str | None:
+    """The precision the run in ``folder`` trained in (``run.json``), None when unknown."""
+    try:
+        return json.loads((folder / "run.json").read_text()).get("precision")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_run_record(folder: Path, config, run: dict) -> None:
+    """``options.json`` and ``run.json``: what the next resume checks its plan against."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "options.json").write_text(config.model_dump_json(indent=2))
+    (folder / "run.json").write_text(json.dumps(run, indent=2))
+
+
+# ---------------------------------------------------------------------------------------
+# A run's checkpoints: what they hold, writing, resuming, the release weights
+# ---------------------------------------------------------------------------------------
+
+
+class Counters:
+    """Progress checkpointed with the models: iteration and bad-step streak."""
+
+    def __init__(self):
+        self.iteration = 0
+        self.bad_steps = 0
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iteration, "bad_steps": self.bad_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.bad_steps = state["iteration"], state["bad_steps"]
+
+
+@dataclass
+class RunState:
+    """What a checkpoint holds. Written once, by the main process: the generator (unwrapped
+    from its DDP wrapper), its EMA, the optimisers, the discriminator, the schedulers and the
+    counters. Written by every process, its own ``rank_N``: its pair pool, gradient scalers
+    and RNG state."""
+
+    generator: torch.nn.Module
+    ema: Any
+    optimizer_g: torch.optim.Optimizer
+    schedulers: list
+    counters: Counters
+    pool: Any
+    scalers: list
+    discriminator: torch.nn.Module | None = None
+    optimizer_d: torch.optim.Optimizer | None = None
+
+    def shared(self) -> dict[str, Any]:
+        """The main process's parts by file name, in the order they are written and read."""
+        parts = {"generator": self.generator, "ema": self.ema, "optimizer_g": self.optimizer_g}
+        if self.discriminator is not None:
+            parts.update(discriminator=self.discriminator, optimizer_d=self.optimizer_d)
+        return {**parts, "schedulers": self.schedulers, "counters": self.counters}
+
+
+def save_checkpoint(accelerator, run: RunState, states_dir: Path, models_dir: Path, keep_last: int) -> None:
+    """Checkpoint ``run`` at its iteration: every file under a temporary name, the manifest last,
+    then published (and the generator's weights of the iteration beside, in ``models_dir``)."""
+    iteration = run.counters.iteration
+    temporary = temporary_dir(states_dir, iteration)
+    main = accelerator.is_main_process
+    accelerator.wait_for_everyone()
+    if main:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    if main:
+        for name, part in run.shared().items():
+            state = [p.state_dict() for p in part] if isinstance(part, list) else part.state_dict()
+            save_tree(state, temporary / f"{name}.safetensors")
+    crash_point("inside-temporary", iteration)
+    rng = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    own = {"pool": run.pool.state_dict(), "scalers": [s.state_dict() for s in run.scalers], "rng": rng}
+    save_tree(own, temporary / f"rank_{accelerator.process_index}.safetensors")
+    accelerator.wait_for_everyone()
+    if main:
+        write_manifest(temporary)
+        name = checkpoint_name(iteration)
+        save_generator(run.generator, models_dir / f"net_g_{name}.safetensors")
+        save_generator(run.ema.module, models_dir / f"net_g_ema_{name}.safetensors")
+        crash_point("before-rename", iteration)
+        publish(temporary, iteration)
+        prune(states_dir, models_dir, keep_last)
+    accelerator.wait_for_everyone()
+
+
+def resume(accelerator, run: RunState, states_dir: Path, device: torch.device) -> None:
+    """Load the newest complete checkpoint into ``run`` (saying which damaged ones it passed
+    over); without one the run starts from scratch."""
+    choice = latest_complete(states_dir)
+    damaged = (
+        choice.skipped
+        if choice
+        else [p for _, f in checkpoint_folders(states_dir) if (p := checkpoint_problem(f))]
+    )
+    for problem in damaged:
+        LOGGER.info(f"--auto-resume: skipping a damaged checkpoint: {problem}")
+    if choice is None:
+        LOGGER.info(f"--auto-resume: no complete checkpoint in {states_dir}, starting from scratch")
+        return
+    path = choice.path
+    for name, part in run.shared().items():
+        state = load_tree(path / f"{name}.safetensors")
+        for one, one_state in zip(part, state) if isinstance(part, list) else [(part, state)]:
+            one.load_state_dict(one_state)
+    own = path / f"rank_{accelerator.process_index}.safetensors"
+    if not own.is_file():
+        raise TrainingError(
+            f"{own}: missing; the checkpoint was written by {len(list(path.glob('rank_*')))} "
+            f"process(es), this run has {accelerator.num_processes}"
+        )
+    extras = load_tree(own)
+    run.pool.load_state_dict(extras["pool"], device)
+    for scaler, scaler_state in zip(run.scalers, extras["scalers"]):
+        scaler.load_state_dict(scaler_state)
+    torch.set_rng_state(extras["rng"]["torch"])
+    if torch.cuda.is_available() and extras["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(extras["rng"]["cuda"])
+    LOGGER.info(f"resumed from {path} (iteration {run.counters.iteration})")
+
+
+def write_release(model: torch.nn.Module, path: Path, iteration: int) -> Path:
+    """The release weights: written beside, then renamed, so a kill leaves a hidden .tmp file
+    (removed at the next start), never a half-written release."""
+    pending = path.with_name(f"{temporary_name(path)}release{TEMPORARY_SUFFIX}")
+    save_generator(model, pending)
+    crash_point("release", iteration)
+    os.replace(pending, path)
+    return path

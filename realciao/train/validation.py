@@ -108,3 +108,25 @@ def real_photo_metrics(model, options: ValidationOptions, device, images: dict) 
         if index < options.save_images:
             images[f"real_{path.stem}"] = sr[0]
     return {f"val/{name}_real": float(np.mean(v)) for name, v in scores.items() if v}
+
+
+def log_images(trackers, images: dict[str, torch.Tensor], step: int) -> None:
+    """Validation images, (3, H, W) in [0, 1], to every tracker in the form it takes:
+    TensorBoard a (1, 3, H, W) batch, Weights & Biases a list of H x W x 3 uint8 arrays."""
+    if not images:
+        return
+    for tracker in trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({k: v.clamp(0, 1)[None] for k, v in images.items()}, step=step)
+        elif tracker.name == "wandb":
+            tracker.log_images({k: [to_uint8(v)] for k, v in images.items()}, step=step)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(to_uint8(image)).save(path)
