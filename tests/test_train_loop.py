@@ -351,6 +351,12 @@ def launch(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Pop
     )
 
 
+def crashing(point: str, script: list[str]) -> list[str]:
+    """``script`` (python train_realciao.py ARGS) killed, or paused, at ``point`` (POINT:ITERATION[:SECONDS])
+    by tests/crash_run.py."""
+    return [sys.executable, "-m", "tests.crash_run", point, "--", *script[2:]]
+
+
 def final_weights(run_dir: Path, iteration: int) -> dict[str, torch.Tensor]:
     name = f"iter_{iteration:08d}"
     return {
@@ -481,7 +487,7 @@ def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, refe
         "--set",
         f"output_dir={tmp_path}",
     ]
-    killed = launch(script, env={"REALCIAO_CRASH_AT": f"{point}:{iteration}"})
+    killed = launch(crashing(f"{point}:{iteration}", script))
     assert killed.wait(timeout=600) == -signal.SIGKILL, killed.stdout.read()
     run_dir = tmp_path / name
     if point == "release":
@@ -508,7 +514,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, re
         "--set",
         f"output_dir={tmp_path}",
     ]
-    killed = launch(script, env={"REALCIAO_CRASH_AT": "before-rename:15"})
+    killed = launch(crashing("before-rename:15", script))
     assert killed.wait(timeout=600) == -signal.SIGKILL
     states = tmp_path / "damaged" / "states"
     (states / "iter_00000010" / "optimizer_g.safetensors").write_bytes(b"")  # an empty optimizer file
@@ -531,7 +537,7 @@ def test_a_second_run_into_the_same_experiment_is_refused_and_the_first_stays_ex
         str(path),
         *[a for o in overrides for a in ("--set", o)],
     ]
-    first = launch(script, env={"REALCIAO_PAUSE_AT": "inside-temporary:5:20"})  # holds the folder a while
+    first = launch(crashing("inside-temporary:5:20", script))  # holds the folder a while
     states = tmp_path / "busy" / "states"
     deadline = time.time() + 300
     while not list(states.glob(".tmp-iter_00000005/*")) and time.time() < deadline and first.poll() is None:
@@ -609,7 +615,7 @@ def test_resume_with_albumentations_and_real_pairs_ends_bitwise_equal(tmp_path):
     )
     script = [sys.executable, "train_realciao.py", "-opt", str(path)]
     whole = launch([*script, "--set", "name=whole"])
-    killed = launch([*script, "--set", "name=killed"], env={"REALCIAO_CRASH_AT": "before-rename:10"})
+    killed = launch(crashing("before-rename:10", [*script, "--set", "name=killed"]))
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
     assert killed.wait(timeout=600) == -signal.SIGKILL, killed.stdout.read()
     resumed = launch([*script, "--set", "name=killed", "--auto-resume"])

@@ -13,7 +13,6 @@ import time
 import pytest
 import torch
 
-from realciao.train import state
 from realciao.train.state import (
     ExperimentLock,
     StateError,
@@ -50,12 +49,12 @@ def test_state_trees_round_trip_without_pickle(tmp_path):
     fresh = torch.optim.AdamW(model.parameters(), lr=0.5)
     fresh.load_state_dict(back["optimizer"])
     assert fresh.param_groups[0]["betas"] == (0.8, 0.9) and fresh.param_groups[0]["lr"] == 0.01
-    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
     assert (tmp_path / "s.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
     with pytest.raises(TypeError, match="cannot store a object"):
         save_tree({"x": object()}, tmp_path / "bad.safetensors")
-
-
 
 
 def test_a_pickle_in_place_of_a_state_file_is_refused_without_running(tmp_path):
@@ -78,13 +77,23 @@ def test_publish_replaces_and_only_manifested_complete_folders_count(tmp_path):
     assert [i for i, _ in checkpoint_folders(states)] == [5, 10]
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda f: (f / "generator.safetensors").write_bytes(b""), "generator.safetensors: 0 bytes, the manifest records"),
-    (lambda f: (f / "generator.safetensors").unlink(), "generator.safetensors: missing"),
-    (lambda f: (f / "manifest.json").unlink(), "manifest.json: missing or unreadable"),
-    (lambda f: (f / "generator.safetensors").write_bytes(b"x" * (f / "generator.safetensors").stat().st_size),
-     "generator.safetensors: unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (
+            lambda f: (f / "generator.safetensors").write_bytes(b""),
+            "generator.safetensors: 0 bytes, the manifest records",
+        ),
+        (lambda f: (f / "generator.safetensors").unlink(), "generator.safetensors: missing"),
+        (lambda f: (f / "manifest.json").unlink(), "manifest.json: missing or unreadable"),
+        (
+            lambda f: (f / "generator.safetensors").write_bytes(
+                b"x" * (f / "generator.safetensors").stat().st_size
+            ),
+            "generator.safetensors: unreadable",
+        ),
+    ],
+)
 def test_damage_is_found_and_the_previous_complete_checkpoint_is_chosen(tmp_path, damage, message):
     states = tmp_path / "states"
     make_checkpoint(states, 5)
@@ -106,8 +115,10 @@ def test_prune_keeps_the_newest_complete_and_never_the_only_one(tmp_path):
     prune(states, models, keep_last=1)
     # 10 is the newest complete: kept with its model file; the damaged newer one is kept for inspection
     assert [i for i, _ in checkpoint_folders(states)] == [10, 15]
-    assert sorted(p.name for p in models.iterdir()) == ["net_g_iter_00000010.safetensors",
-                                                         "net_g_iter_00000015.safetensors"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "net_g_iter_00000010.safetensors",
+        "net_g_iter_00000015.safetensors",
+    ]
     assert not list(states.glob(".tmp-*"))
     only_damaged = tmp_path / "alone"
     make_checkpoint(only_damaged, 5)
@@ -119,10 +130,19 @@ def test_prune_keeps_the_newest_complete_and_never_the_only_one(tmp_path):
 def test_the_lock_refuses_a_second_holder_and_names_the_pid(tmp_path):
     first = ExperimentLock(tmp_path / "run")
     first.acquire()
-    holder = subprocess.run([sys.executable, "-c", (
-        "import sys; from pathlib import Path; from realciao.train.state import ExperimentLock, StateError\n"
-        f"try: ExperimentLock(Path({str(tmp_path / 'run')!r})).acquire()\n"
-        "except StateError as e: print(e); sys.exit(3)\n")], capture_output=True, text=True)
+    holder = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from pathlib import Path; from realciao.train.state import ExperimentLock, StateError\n"
+                f"try: ExperimentLock(Path({str(tmp_path / 'run')!r})).acquire()\n"
+                "except StateError as e: print(e); sys.exit(3)\n"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert holder.returncode == 3 and f"PID {os.getpid()}" in holder.stdout
     first.release()
     again = ExperimentLock(tmp_path / "run")
@@ -132,10 +152,18 @@ def test_the_lock_refuses_a_second_holder_and_names_the_pid(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     folder = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from realciao.train.state import ExperimentLock\n"
-        f"lock = ExperimentLock(Path({str(folder)!r})); lock.acquire(); print('locked', flush=True); time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from pathlib import Path; from realciao.train.state import ExperimentLock\n"
+                f"lock = ExperimentLock(Path({str(folder)!r})); lock.acquire(); print('locked', flush=True); time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "locked"
     with pytest.raises(StateError, match=f"PID {child.pid}"):
         ExperimentLock(folder).acquire()
@@ -151,12 +179,21 @@ def test_a_killed_holder_with_a_forked_child_still_running_leaves_no_lock(tmp_pa
     """Data-loader workers are forked from the trainer; they outlive a kill -9 of it for a
     few seconds and must not keep the experiment locked meanwhile."""
     folder = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import os, time; from pathlib import Path; from realciao.train.state import ExperimentLock\n"
-        f"lock = ExperimentLock(Path({str(folder)!r})); lock.acquire()\n"
-        "worker = os.fork()\n"
-        "if worker == 0: time.sleep(30); os._exit(0)\n"
-        "print(worker, flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, time; from pathlib import Path; from realciao.train.state import ExperimentLock\n"
+                f"lock = ExperimentLock(Path({str(folder)!r})); lock.acquire()\n"
+                "worker = os.fork()\n"
+                "if worker == 0: time.sleep(30); os._exit(0)\n"
+                "print(worker, flush=True); time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     worker = int(child.stdout.readline())
     try:
         child.kill()
@@ -168,10 +205,3 @@ def test_a_killed_holder_with_a_forked_child_still_running_leaves_no_lock(tmp_pa
         lock.release()
     finally:
         os.kill(worker, signal.SIGKILL)
-
-
-def test_crash_points_do_nothing_unless_asked(monkeypatch):
-    monkeypatch.delenv(state.CRASH_ENV, raising=False)
-    state.crash_point("prune", 5)  # returns
-    monkeypatch.setenv(state.PAUSE_ENV, "prune:5:0.01")
-    state.crash_point("prune", 5)

@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +50,6 @@ CHECKPOINT_PATTERN = re.compile(r"^iter_(\d{8})$")
 TEMPORARY_PREFIX = ".tmp-"
 MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
-# test hooks: "POINT:ITERATION" kills the process there (SIGKILL); "POINT:ITERATION:SECONDS" pauses it
-CRASH_ENV = "REALCIAO_CRASH_AT"
-PAUSE_ENV = "REALCIAO_PAUSE_AT"
 
 
 class StateError(RealciaoError):
@@ -63,18 +59,6 @@ class StateError(RealciaoError):
 class TrainingError(RealciaoError, RuntimeError):
     """Training cannot start or go on (a refused start or resume, losses that stayed
     non-finite); the message says why and what is saved."""
-
-
-def crash_point(point: str, iteration: int) -> None:
-    """Where the tests kill a run (``REALCIAO_CRASH_AT=POINT:ITERATION``) to prove what survives,
-    or pause it (``REALCIAO_PAUSE_AT=POINT:ITERATION:SECONDS``) to try a second run beside it."""
-    if os.environ.get(CRASH_ENV) == f"{point}:{iteration}":
-        os.kill(os.getpid(), signal.SIGKILL)
-    pause = os.environ.get(PAUSE_ENV, "").rsplit(":", 1)
-    if len(pause) == 2 and pause[0] == f"{point}:{iteration}":
-        import time
-
-        time.sleep(float(pause[1]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,14 +220,17 @@ def prune(states_dir: Path, models_dir: Path, keep_last: int) -> None:
         kept = {p for _, p in complete[-max(1, keep_last) :]}
         newest = complete[-1][0]
         for iteration, folder in folders:
-            if folder in kept or iteration > newest:
-                continue
-            crash_point("prune", iteration)
-            shutil.rmtree(folder, ignore_errors=True)
-            for model_file in models_dir.glob(f"*_{checkpoint_name(iteration)}.safetensors"):
-                model_file.unlink(missing_ok=True)
+            if folder not in kept and iteration <= newest:
+                remove_checkpoint(folder, models_dir, iteration)
     for leftover in states_dir.glob(f"{TEMPORARY_PREFIX}*"):  # from a crash mid-write
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_checkpoint(folder: Path, models_dir: Path, iteration: int) -> None:
+    """A checkpoint folder and the generator files of its iteration."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for model_file in models_dir.glob(f"*_{checkpoint_name(iteration)}.safetensors"):
+        model_file.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -522,7 +509,6 @@ def save_checkpoint(accelerator, run: RunState, states_dir: Path, models_dir: Pa
         for name, part in run.shared().items():
             state = [p.state_dict() for p in part] if isinstance(part, list) else part.state_dict()
             save_tree(state, temporary / f"{name}.safetensors")
-    crash_point("inside-temporary", iteration)
     rng = {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -535,7 +521,6 @@ def save_checkpoint(accelerator, run: RunState, states_dir: Path, models_dir: Pa
         name = checkpoint_name(iteration)
         save_generator(run.generator, models_dir / f"net_g_{name}.safetensors")
         save_generator(run.ema.module, models_dir / f"net_g_ema_{name}.safetensors")
-        crash_point("before-rename", iteration)
         publish(temporary, iteration)
         prune(states_dir, models_dir, keep_last)
     accelerator.wait_for_everyone()
@@ -576,11 +561,10 @@ def resume(accelerator, run: RunState, states_dir: Path, device: torch.device) -
     LOGGER.info(f"resumed from {path} (iteration {run.counters.iteration})")
 
 
-def write_release(model: torch.nn.Module, path: Path, iteration: int) -> Path:
+def write_release(model: torch.nn.Module, path: Path) -> Path:
     """The release weights: written beside, then renamed, so a kill leaves a hidden .tmp file
     (removed at the next start), never a half-written release."""
     pending = path.with_name(f"{temporary_name(path)}release{TEMPORARY_SUFFIX}")
     save_generator(model, pending)
-    crash_point("release", iteration)
     os.replace(pending, path)
     return path

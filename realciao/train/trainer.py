@@ -311,7 +311,7 @@ class Trainer:
                     self.run_validation(iteration)
         release = self.dir / "net_g_ema.safetensors"
         if self.accelerator.is_main_process:
-            state.write_release(self.ema.module, release, self.counters.iteration)
+            state.write_release(self.ema.module, release)
         # every rank shows its own: equal fingerprints show the processes stayed in step
         fingerprint = weights_fingerprint(self.accelerator.unwrap_model(self.generator))
         LOGGER.info(f"rank {self.rank}: generator weights fingerprint {fingerprint}", main_process_only=False)
