@@ -9,13 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
+from typing import Annotated
 
 import pytest
 import torch
+from pydantic import Field
 
+from realciao.train.config import PLAN, TrainConfig, plan_fields
 from realciao.train.state import (
     ExperimentLock,
     StateError,
+    TrainingError,
+    check_plan,
     checkpoint_folders,
     checkpoint_problem,
     latest_complete,
@@ -25,7 +31,9 @@ from realciao.train.state import (
     save_tree,
     temporary_dir,
     write_manifest,
+    write_run_record,
 )
+from realciao.typed import Typed
 from tests.crafted import RunsCode
 
 
@@ -205,3 +213,85 @@ def test_a_killed_holder_with_a_forked_child_still_running_leaves_no_lock(tmp_pa
         lock.release()
     finally:
         os.kill(worker, signal.SIGKILL)
+
+
+# --- the options that decide the plan: marked on the typed config, checked on resume ------------------
+
+# the string list of config fields trainer.py kept before the fields were marked (PLAN_KEYS)
+PREVIOUSLY_LISTED = (
+    "seed",
+    "generator.name",
+    "generator.options",
+    "generator.pretrained",
+    "data.hr_folders",
+    "data.builtin_samples",
+    "data.meta_info",
+    "data.lmdb",
+    "data.paired_lr_folder",
+    "data.paired_hr_folder",
+    "data.paired_probability",
+    "data.paired_scale",
+    "data.lr_patch",
+    "data.scale_min",
+    "data.scale_max",
+    "data.per_axis_scale",
+    "data.batch_size",
+    "data.hflip",
+    "data.rotate",
+    "data.augment",
+    "data.paired_max_shift",
+    "data.recipe",
+    "data.pool_size",
+    "data.queries_per_patch",
+    "train.stage",
+    "train.grad_accumulation",
+    "discriminator.channels",
+    "discriminator.skip_connection",
+)
+MAIN_PROCESS = SimpleNamespace(is_main_process=True)  # what check_plan asks of the accelerator
+RUN = {"world_size": 1, "recipe_sha256": "0123456789abcdef", "augment_sha256": None}
+
+
+class Inner(Typed):
+    marked: Annotated[int, PLAN] = 1
+    free: int = 2
+
+
+class Outer(Typed):
+    inner: Inner = Field(default_factory=Inner)
+    top: Annotated[str, PLAN] = "a"
+
+
+class RenamedConfig(TrainConfig):
+    """A plan option under a name the recorded run does not have (renamed, or new)."""
+
+    crop_seed: Annotated[int, PLAN] = 7
+
+
+def config(model=TrainConfig, **data):
+    return model.model_validate({"data": {"builtin_samples": True, "batch_size": 2, **data}})
+
+
+def test_every_previously_listed_plan_option_is_marked_on_the_config():
+    assert set(plan_fields(TrainConfig)) == set(PREVIOUSLY_LISTED)
+    assert len(plan_fields(TrainConfig)) == len(PREVIOUSLY_LISTED)
+
+
+def test_marked_fields_are_found_at_any_depth_and_unmarked_ones_left_out():
+    assert plan_fields(Outer) == ["inner.marked", "top"]
+
+
+def test_a_changed_marked_option_refuses_the_resume_by_its_name_and_an_unmarked_one_does_not(tmp_path):
+    write_run_record(tmp_path, config(), RUN)
+    with pytest.raises(TrainingError, match=r"data\.batch_size: 2 -> 3.*--allow-changed-options"):
+        check_plan(MAIN_PROCESS, tmp_path, config(batch_size=3), RUN, allow_changed=False)
+    check_plan(
+        MAIN_PROCESS, tmp_path, config(num_workers=2), RUN, allow_changed=False
+    )  # not marked: free to change
+    assert not (tmp_path / "option_changes.log").exists()
+
+
+def test_a_marked_option_the_recorded_run_lacks_refuses_the_resume_by_its_name(tmp_path):
+    write_run_record(tmp_path, config(), RUN)
+    with pytest.raises(TrainingError, match=r"crop_seed: None -> 7"):
+        check_plan(MAIN_PROCESS, tmp_path, config(RenamedConfig), RUN, allow_changed=False)

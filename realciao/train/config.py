@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from realciao.devices import AUTO, PRECISIONS
 from realciao.typed import Typed, TypedFileError, apply_overrides, read_yaml, validate_data
@@ -24,6 +24,9 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Precision = Literal[(*PRECISIONS, AUTO)]  # the one vocabulary (realciao.devices), plus auto
+# marks an option that decides the model or the data plan: a resumed run must have the value of the
+# run it resumes (``plan_fields``; realciao.train.state.check_plan). Shown in the schema as "plan": true.
+PLAN = Field(json_schema_extra={"plan": True})
 TRACKERS = ("tensorboard", "wandb")  # Accelerate's names
 
 # pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
@@ -40,11 +43,11 @@ class ConfigError(TypedFileError):
 
 
 class GeneratorOptions(Typed):
-    name: str = "edsr-baseline-ciaosr"
+    name: Annotated[str, PLAN] = "edsr-baseline-ciaosr"
     """Registered generator: edsr-baseline-ciaosr, rdn-ciaosr, swinir-ciaosr (or one registered by a plugin)."""
-    options: dict = Field(default_factory=dict)
+    options: Annotated[dict, PLAN] = Field(default_factory=dict)
     """Overrides of the generator's configuration, e.g. {channels: 32, num_blocks: 4, mlp_hidden: [64, 64]}."""
-    pretrained: Optional[str] = None
+    pretrained: Annotated[Optional[str], PLAN] = None
     """A realciao .safetensors or official CiaoSR checkpoint to start from (sizes come from the file)."""
     allow_pickle: bool = False
     """Allow a .pth/.pt `pretrained` file that needs full unpickling (it can run code: only for files you trust)."""
@@ -53,47 +56,47 @@ class GeneratorOptions(Typed):
 
 
 class DataOptions(Typed):
-    hr_folders: list[str] = Field(default_factory=list)
+    hr_folders: Annotated[list[str], PLAN] = Field(default_factory=list)
     """Folders of clean HR images, searched recursively."""
-    builtin_samples: bool = False
+    builtin_samples: Annotated[bool, PLAN] = False
     """Train on scikit-image's bundled photos (no download)."""
-    meta_info: Optional[str] = None
+    meta_info: Annotated[Optional[str], PLAN] = None
     """Text file of image paths relative to the first HR folder, one a line."""
-    lmdb: Optional[str] = None
+    lmdb: Annotated[Optional[str], PLAN] = None
     """BasicSR-style LMDB folder (data.mdb + meta_info.txt)."""
-    paired_lr_folder: Optional[str] = None
+    paired_lr_folder: Annotated[Optional[str], PLAN] = None
     """Real LR images named like their HR counterparts."""
-    paired_hr_folder: Optional[str] = None
+    paired_hr_folder: Annotated[Optional[str], PLAN] = None
     """Real HR images of the pairs."""
-    paired_probability: Probability = 0.0
+    paired_probability: Annotated[Probability, PLAN] = 0.0
     """Chance that a batch is drawn from the real pairs."""
-    paired_scale: Optional[PositiveFloat] = None
+    paired_scale: Annotated[Optional[PositiveFloat], PLAN] = None
     """Expected HR size / LR size of every real pair; a pair whose HR is not within one pixel of LR x this on each axis is skipped. null: any ratio. Each pair's ratio (per axis) always comes from its sizes."""
-    paired_max_shift: Optional[NonNegativeFloat] = 0.5
+    paired_max_shift: Annotated[Optional[NonNegativeFloat], PLAN] = 0.5
     """Largest content shift, in LR pixels, between a real pair's LR and its HR downscaled to the LR's size (phase correlation on luminance); a pair beyond it is skipped. null: no check."""
-    lr_patch: PositiveInt = 48
+    lr_patch: Annotated[PositiveInt, PLAN] = 48
     """LR patch side in pixels."""
-    scale_min: PositiveFloat = 1.0
+    scale_min: Annotated[PositiveFloat, PLAN] = 1.0
     """Smallest training scale (GT size / LR size)."""
-    scale_max: PositiveFloat = 4.0
+    scale_max: Annotated[PositiveFloat, PLAN] = 4.0
     """Largest training scale."""
-    per_axis_scale: bool = False
+    per_axis_scale: Annotated[bool, PLAN] = False
     """Draw the height and width scales independently."""
-    batch_size: PositiveInt = 16
+    batch_size: Annotated[PositiveInt, PLAN] = 16
     """Patches per batch, per process."""
     num_workers: Annotated[int, Field(ge=0)] = 0
     """DataLoader worker processes (0: load in the training process)."""
-    hflip: bool = True
+    hflip: Annotated[bool, PLAN] = True
     """Random horizontal flips."""
-    rotate: bool = True
+    rotate: Annotated[bool, PLAN] = True
     """Random vertical flips and transposes (90-degree rotations)."""
-    augment: Optional[dict | str] = None
+    augment: Annotated[Optional[dict | str], PLAN] = None
     """An albumentations pipeline for the HR crops (both images of a real pair get the same draw), after the flips: its serialised form (A.to_dict) inline, or the path of a YAML/JSON file written by A.save. Transforms must keep the crop size."""
-    recipe: str = "realesrgan"
+    recipe: Annotated[str, PLAN] = "realesrgan"
     """Degradation recipe: a shipped name (realesrgan, bsrgan, phone_camera, bicubic) or a path to a YAML file."""
-    pool_size: Annotated[int, Field(ge=0)] = 0
+    pool_size: Annotated[int, Field(ge=0), PLAN] = 0
     """Training pairs kept to mix batches; 0 turns the pool off."""
-    queries_per_patch: PositiveInt = 2304
+    queries_per_patch: Annotated[PositiveInt, PLAN] = 2304
     """Sampled HR pixels per patch in the Net stage."""
 
     @field_validator("augment", mode="before")
@@ -183,9 +186,9 @@ class LossOptions(Typed):
 
 
 class DiscriminatorOptions(Typed):
-    channels: PositiveInt = 64
+    channels: Annotated[PositiveInt, PLAN] = 64
     """Base width of the U-Net discriminator."""
-    skip_connection: bool = True
+    skip_connection: Annotated[bool, PLAN] = True
     """U-Net skip connections."""
     pretrained: Optional[str] = None
     """A Real-ESRGAN U-Net discriminator to start from (.safetensors, or .pth)."""
@@ -198,7 +201,7 @@ class DiscriminatorOptions(Typed):
 
 
 class TrainOptions(Typed):
-    stage: Literal["net", "gan"] = "net"
+    stage: Annotated[Literal["net", "gan"], PLAN] = "net"
     """net: L1 on sampled pixels; gan: L1 + perceptual + GAN on whole rendered patches."""
     iterations: PositiveInt = 1000
     """Optimiser steps in the run."""
@@ -210,7 +213,7 @@ class TrainOptions(Typed):
     """Decay of the generator's exponential moving average (the release weights)."""
     grad_clip: NonNegativeFloat = 0.0
     """Maximum gradient norm; 0 turns clipping off."""
-    grad_accumulation: PositiveInt = 1
+    grad_accumulation: Annotated[PositiveInt, PLAN] = 1
     """Micro-batches per optimiser step."""
     mixed_precision: Precision = "fp32"
     """fp32, bf16 (CPU and GPU), fp16 (GPU, one gradient scaler per optimiser) or auto (the fastest of the precisions the device runs, timed once on a forward and backward pass of the generator at the run's shapes and cached per machine; a reduced precision only when more than 5 % faster than fp32; a resumed run keeps the precision it started with)."""
@@ -280,7 +283,7 @@ class TrainConfig(Typed):
     """The experiment's name: its folder is output_dir/name."""
     output_dir: str = "experiments"
     """Where experiment folders go."""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0), PLAN] = 0
     """Seed of every random draw (data order, crops, degradations, initialisation)."""
     generator: GeneratorOptions = Field(default_factory=GeneratorOptions)
     data: DataOptions = Field(default_factory=DataOptions)
@@ -301,6 +304,17 @@ class TrainConfig(Typed):
     @property
     def experiment_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+def plan_fields(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
+    """The dotted keys of the options marked ``PLAN`` in ``model`` and the models it nests, in order."""
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("plan"):
+            keys.append(prefix + name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += plan_fields(field.annotation, f"{prefix}{name}.")
+    return keys
 
 
 def check_generator(config: TrainConfig, file: str) -> None:

@@ -348,44 +348,11 @@ def run_facts(config, world: int) -> dict:
     }
 
 
-# options that decide the model or the data plan: a resumed run must have the same ones
-PLAN_KEYS = (
-    "seed",
-    "generator.name",
-    "generator.options",
-    "generator.pretrained",
-    "data.hr_folders",
-    "data.builtin_samples",
-    "data.meta_info",
-    "data.lmdb",
-    "data.paired_lr_folder",
-    "data.paired_hr_folder",
-    "data.paired_probability",
-    "data.paired_scale",
-    "data.lr_patch",
-    "data.scale_min",
-    "data.scale_max",
-    "data.per_axis_scale",
-    "data.batch_size",
-    "data.hflip",
-    "data.rotate",
-    "data.augment",
-    "data.paired_max_shift",
-    "data.recipe",
-    "data.pool_size",
-    "data.queries_per_patch",
-    "train.stage",
-    "train.grad_accumulation",
-    "discriminator.channels",
-    "discriminator.skip_connection",
-)
-
-
-def plan_options(options: dict, run: dict) -> dict:
-    """The model- and data-plan-deciding values of an options dump, plus the world size and
-    the recipe's content (a recipe file edited in place changes the plan too)."""
+def plan_options(options: dict, run: dict, keys: list[str]) -> dict:
+    """The values of the plan-deciding ``keys`` (``config.plan_fields``) in an options dump (None
+    where it has none), plus the world size and the content of the recipe and augment files."""
     values = {}
-    for key in PLAN_KEYS:
+    for key in keys:
         node = options
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
@@ -397,21 +364,26 @@ def plan_options(options: dict, run: dict) -> dict:
 
 
 def check_plan(accelerator, folder: Path, config, run: dict, allow_changed: bool) -> None:
-    """Options that change the model or the data plan must be those of the checkpointed run;
-    with ``allow_changed`` a change is recorded in ``option_changes.log`` instead."""
+    """Options that change the model or the data plan (marked ``PLAN`` on the config's type)
+    must be those of the checkpointed run; with ``allow_changed`` a change is recorded in
+    ``option_changes.log`` instead."""
+    from realciao.train.config import plan_fields
+
     saved_options, saved_run = folder / "options.json", folder / "run.json"
     if not saved_options.is_file():
         return  # nothing was checkpointed yet
+    keys = plan_fields(type(config))
     try:
         before = plan_options(
             json.loads(saved_options.read_text()),
             json.loads(saved_run.read_text()) if saved_run.is_file() else {},
+            keys,
         )
     except (OSError, ValueError) as error:
         raise TrainingError(
             f"{saved_options}: unreadable ({error}); it records the run being resumed"
         ) from error
-    now = plan_options(config.model_dump(), run)
+    now = plan_options(config.model_dump(), run, keys)
     changed = [
         f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
         for key in sorted(set(before) | set(now))
