@@ -31,9 +31,22 @@ TRACKERS = ("tensorboard", "wandb")  # Accelerate's names
 
 # pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
 VGG_LAYERS = {
-    "conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10, "conv3_2": 12, "conv3_3": 14,
-    "conv3_4": 16, "conv4_1": 19, "conv4_2": 21, "conv4_3": 23, "conv4_4": 25, "conv5_1": 28, "conv5_2": 30,
-    "conv5_3": 32, "conv5_4": 34,
+    "conv1_1": 0,
+    "conv1_2": 2,
+    "conv2_1": 5,
+    "conv2_2": 7,
+    "conv3_1": 10,
+    "conv3_2": 12,
+    "conv3_3": 14,
+    "conv3_4": 16,
+    "conv4_1": 19,
+    "conv4_2": 21,
+    "conv4_3": 23,
+    "conv4_4": 25,
+    "conv5_1": 28,
+    "conv5_2": 30,
+    "conv5_3": 32,
+    "conv5_4": 34,
 }
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "options" / "schema.json"
 
@@ -103,8 +116,10 @@ class DataOptions(Typed):
     @classmethod
     def _pipeline_or_path(cls, value):
         if value is not None and not isinstance(value, (dict, str)):
-            raise ValueError(f"expected an albumentations pipeline (its serialised form, a mapping) or the path of "
-                             f"a YAML/JSON file written by A.save, got {value!r:.60}")
+            raise ValueError(
+                f"expected an albumentations pipeline (its serialised form, a mapping) or the path of "
+                f"a YAML/JSON file written by A.save, got {value!r:.60}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -114,7 +129,9 @@ class DataOptions(Typed):
         if self.paired_probability > 0 and not (self.paired_lr_folder and self.paired_hr_folder):
             raise ValueError("paired_probability: expected paired_lr_folder and paired_hr_folder with it")
         if not (self.hr_folders or self.builtin_samples or self.lmdb):
-            raise ValueError("hr_folders: expected training images: give hr_folders, lmdb or builtin_samples: true")
+            raise ValueError(
+                "hr_folders: expected training images: give hr_folders, lmdb or builtin_samples: true"
+            )
         return self
 
 
@@ -123,7 +140,10 @@ class OptimizerOptions(Typed):
     """Any torch.optim optimiser: Adam, AdamW, SGD, RMSprop, NAdam, RAdam..."""
     lr: PositiveFloat = 1e-4
     """Learning rate (the base of the schedule)."""
-    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.99]
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [
+        0.9,
+        0.99,
+    ]
     """The two betas of Adam-like optimisers, each in [0, 1)."""
     weight_decay: NonNegativeFloat = 0.0
     """Weight decay (decoupled for AdamW)."""
@@ -169,7 +189,13 @@ class LossOptions(Typed):
     perceptual_weight: NonNegativeFloat = 1.0
     """Weight of the VGG19 perceptual loss (GAN stage)."""
     perceptual_layers: dict[str, NonNegativeFloat] = Field(
-        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+        default_factory=lambda: {
+            "conv1_2": 0.1,
+            "conv2_2": 0.1,
+            "conv3_4": 1.0,
+            "conv4_4": 1.0,
+            "conv5_4": 1.0,
+        }
     )
     """Pre-ReLU VGG19 layers and their weights."""
     vgg_weights: Optional[str] = None
@@ -181,7 +207,9 @@ class LossOptions(Typed):
     def _known_layers(self) -> LossOptions:
         unknown = sorted(set(self.perceptual_layers) - set(VGG_LAYERS))
         if unknown:
-            raise ValueError(f"perceptual_layers: expected layers among {list(VGG_LAYERS)}, got {unknown[0]!r}")
+            raise ValueError(
+                f"perceptual_layers: expected layers among {list(VGG_LAYERS)}, got {unknown[0]!r}"
+            )
         return self
 
 
@@ -239,7 +267,9 @@ class LoggingOptions(Typed):
             raise ValueError(f"trackers: expected each tracker once, got {self.trackers}")
         for name in self.trackers:
             if importlib.util.find_spec(name) is None:
-                raise ValueError(f"trackers: {name} is not installed: pip install {name}, or remove it from logging.trackers")
+                raise ValueError(
+                    f"trackers: {name} is not installed: pip install {name}, or remove it from logging.trackers"
+                )
         return self
 
 
@@ -369,8 +399,11 @@ def _file_problem(path: str) -> str | None:
 
 
 def _folder_problem(path: str) -> str | None:
-    return None if Path(path).is_dir() else ("is a file, not a folder" if Path(path).exists() else
-                                             "folder does not exist")
+    return (
+        None
+        if Path(path).is_dir()
+        else ("is a file, not a folder" if Path(path).exists() else "folder does not exist")
+    )
 
 
 def named_paths(config: TrainConfig) -> list[tuple[str, str, Callable[[str], str | None]]]:
@@ -383,13 +416,18 @@ def named_paths(config: TrainConfig) -> list[tuple[str, str, Callable[[str], str
     # with meta_info, the first HR folder is the root of the listed paths: it need only exist
     hr_check = _folder_problem if d.meta_info else image_folder_problem
     paths = [(f"data.hr_folders[{i}]", folder, hr_check) for i, folder in enumerate(d.hr_folders)]
-    paths += [("data.meta_info", d.meta_info, _file_problem), ("data.lmdb", d.lmdb, lmdb_problem),
-              ("generator.pretrained", config.generator.pretrained, _file_problem),
-              ("validation.hr_folder", v.hr_folder, image_folder_problem),
-              ("validation.real_lr_folder", v.real_lr_folder, image_folder_problem)]
+    paths += [
+        ("data.meta_info", d.meta_info, _file_problem),
+        ("data.lmdb", d.lmdb, lmdb_problem),
+        ("generator.pretrained", config.generator.pretrained, _file_problem),
+        ("validation.hr_folder", v.hr_folder, image_folder_problem),
+        ("validation.real_lr_folder", v.real_lr_folder, image_folder_problem),
+    ]
     if d.paired_probability > 0:
-        paths += [("data.paired_lr_folder", d.paired_lr_folder, image_folder_problem),
-                  ("data.paired_hr_folder", d.paired_hr_folder, image_folder_problem)]
+        paths += [
+            ("data.paired_lr_folder", d.paired_lr_folder, image_folder_problem),
+            ("data.paired_hr_folder", d.paired_hr_folder, image_folder_problem),
+        ]
     if v.real_lr_folder:
         paths.append(("validation.niqe_params", v.niqe_params, _file_problem))
     if stage_gan:
@@ -419,12 +457,18 @@ def check_vgg_cache(config: TrainConfig, file: str) -> None:
     or downloads into it when online; offline, a missing file is known now."""
     from realciao.train.losses import missing_vgg_message, online_allowed, torchvision_cache_path
 
-    needed = config.train.stage == "gan" and config.losses.perceptual_weight > 0 and not config.losses.vgg_weights
+    needed = (
+        config.train.stage == "gan" and config.losses.perceptual_weight > 0 and not config.losses.vgg_weights
+    )
     if needed and not online_allowed() and not torchvision_cache_path().is_file():
-        raise ConfigError(file, "losses.vgg_weights", missing_vgg_message(torchvision_cache_path(), "file not found"))
+        raise ConfigError(
+            file, "losses.vgg_weights", missing_vgg_message(torchvision_cache_path(), "file not found")
+        )
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> TrainConfig:
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, check_files: bool = True
+) -> TrainConfig:
     """The options file at ``path`` with ``--set`` overrides, fully checked; ``check_files``:
     also every file and folder it names (off for reading an options file on another machine)."""
     file = str(path)

@@ -35,7 +35,9 @@ def bicubic_lr(hr: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
 def paired_images(options: ValidationOptions) -> list[tuple[str, torch.Tensor]]:
     images = []
     if options.builtin_sample:
-        images += [(f"builtin_{n}", torch.from_numpy(builtin_image(n)).permute(2, 0, 1)) for n in BUILTIN_VALIDATION]
+        images += [
+            (f"builtin_{n}", torch.from_numpy(builtin_image(n)).permute(2, 0, 1)) for n in BUILTIN_VALIDATION
+        ]
     if options.hr_folder:
         for path in list_image_files(Path(options.hr_folder))[: options.max_images]:
             try:
@@ -81,8 +83,9 @@ def validate(model: torch.nn.Module, options: ValidationOptions, device: torch.d
             if found:
                 result.metrics[f"val/{key}_x{scale:g}"] = float(np.mean(found))
         if recipe is not None and pairs:
-            result.metrics[f"val/psnr_margin_x{scale:g}"] = (result.metrics[f"val/psnr_x{scale:g}"]
-                                                             - result.metrics[f"val/bicubic_psnr_x{scale:g}"])
+            result.metrics[f"val/psnr_margin_x{scale:g}"] = (
+                result.metrics[f"val/psnr_x{scale:g}"] - result.metrics[f"val/bicubic_psnr_x{scale:g}"]
+            )
     if options.real_lr_folder:
         result.metrics.update(real_photo_metrics(model, options, device, result.images))
     return result
