@@ -33,8 +33,9 @@ def real_esrgan_layout(channels: int, num_blocks: int, growth: int, seed: int = 
     generator = torch.Generator().manual_seed(seed)
 
     def conv(key: str, out: int, inp: int) -> dict[str, torch.Tensor]:
-        return {f"{key}.weight": torch.randn(out, inp, 3, 3, generator=generator),
-                f"{key}.bias": torch.randn(out, generator=generator)}
+        # trained-like magnitudes: unit-variance weights would overflow through the dense blocks
+        return {f"{key}.weight": torch.randn(out, inp, 3, 3, generator=generator) * 0.02,
+                f"{key}.bias": torch.randn(out, generator=generator) * 0.02}
 
     state = conv("conv_first", channels, 3)
     for block in range(num_blocks):

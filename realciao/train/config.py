@@ -57,11 +57,13 @@ class ConfigError(TypedFileError):
 
 class GeneratorOptions(Typed):
     name: Annotated[str, PLAN] = "edsr-baseline-ciaosr"
-    """Registered generator: edsr-baseline-ciaosr, rdn-ciaosr, swinir-ciaosr (or one registered by a plugin)."""
+    """Registered generator: edsr-baseline-ciaosr, rdn-ciaosr, swinir-ciaosr, rrdb-ciaosr (or one registered by a plugin)."""
     options: Annotated[dict, PLAN] = Field(default_factory=dict)
     """Overrides of the generator's configuration, e.g. {channels: 32, num_blocks: 4, mlp_hidden: [64, 64]}."""
     pretrained: Annotated[Optional[str], PLAN] = None
     """A realciao .safetensors or official CiaoSR checkpoint to start from (sizes come from the file)."""
+    encoder_weights: Annotated[Optional[str], PLAN] = None
+    """An ESRGAN-family RRDBNet checkpoint (Real-ESRGAN x4plus, BSRGAN, RealSR...) whose trunk starts an rrdb-ciaosr encoder; the upsampler starts fresh. Not with `pretrained`."""
     allow_pickle: bool = False
     """Allow a .pth/.pt `pretrained` file that needs full unpickling (it can run code: only for files you trust)."""
     zero_init_residual: bool = True
@@ -239,6 +241,10 @@ class TrainOptions(Typed):
     """The generator's learning-rate schedule."""
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
     """Decay of the generator's exponential moving average (the release weights)."""
+    freeze: Annotated[Optional[list[Literal["encoder"]]], PLAN] = None
+    """Parts of the generator left as they start: [encoder] trains only the upsampler (e.g. on a trunk from `generator.encoder_weights`); null: none."""
+    encoder_lr: Annotated[Optional[PositiveFloat], PLAN] = None
+    """The encoder's own learning rate (the schedule scales it as it scales `optimizer.lr`); null: `optimizer.lr`."""
     grad_clip: NonNegativeFloat = 0.0
     """Maximum gradient norm; 0 turns clipping off."""
     grad_accumulation: Annotated[PositiveInt, PLAN] = 1
@@ -357,6 +363,16 @@ def check_generator(config: TrainConfig, file: str) -> None:
     name = config.generator.name
     if name not in GENERATORS:
         raise ConfigError(file, "generator.name", f"expected one of {sorted(GENERATORS)}, got {name!r}")
+    if config.generator.encoder_weights:
+        from realciao.archs import ENCODERS
+        from realciao.archs.rrdb import RRDBEncoder
+
+        if config.generator.pretrained:
+            raise ConfigError(file, "generator.encoder_weights", "expected no encoder_weights beside generator."
+                              "pretrained (a pretrained generator brings its own encoder)")
+        if not issubclass(ENCODERS[GENERATORS[name]], RRDBEncoder):
+            raise ConfigError(file, "generator.encoder_weights", f"only an RRDB encoder (rrdb-ciaosr) starts from "
+                              f"an ESRGAN-family trunk, got generator.name {name}")
     if config.generator.pretrained:
         return  # sizes come from the file
     try:
@@ -420,6 +436,7 @@ def named_paths(config: TrainConfig) -> list[tuple[str, str, Callable[[str], str
         ("data.meta_info", d.meta_info, _file_problem),
         ("data.lmdb", d.lmdb, lmdb_problem),
         ("generator.pretrained", config.generator.pretrained, _file_problem),
+        ("generator.encoder_weights", config.generator.encoder_weights, _file_problem),
         ("validation.hr_folder", v.hr_folder, image_folder_problem),
         ("validation.real_lr_folder", v.real_lr_folder, image_folder_problem),
     ]

@@ -59,6 +59,23 @@ def check_optimizer_options(options) -> None:
                              f"got {value!r}")
 
 
+def trainable_groups(generator: torch.nn.Module, freeze: list[str] | None, encoder_lr: float | None) -> list:
+    """The generator's parameters as the optimiser sees them: a frozen encoder left out (and
+    needing no gradients, so backward stops at the upsampler); the encoder in a group of its
+    own when it has its own learning rate. Without either, the plain parameter list."""
+    encoder, freeze = list(generator.encoder.parameters()), freeze or []
+    if "encoder" in freeze:
+        for parameter in encoder:
+            parameter.requires_grad_(False)
+    if "encoder" not in freeze and encoder_lr is None:
+        return list(generator.parameters())
+    owned = {id(p) for p in encoder}
+    rest = [p for p in generator.parameters() if id(p) not in owned]
+    if "encoder" in freeze:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": encoder, "lr": encoder_lr}]  # group 0 carries optimizer.lr
+
+
 def build_optimizer(parameters, options) -> torch.optim.Optimizer:
     cls = optimizer_class(options.type)
     accepted = inspect.signature(cls).parameters

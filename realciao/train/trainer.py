@@ -36,7 +36,7 @@ from realciao.train.config import DataOptions, DiscriminatorOptions, GeneratorOp
 from realciao.train.data import CropDataset, gather_sources, pair_groups, paired_sources, planned_loader
 from realciao.train.ema import ModelEMA
 from realciao.train.losses import DISCRIMINATOR_MULTIPLE, LossSet
-from realciao.train.optim import build_optimizer, build_scheduler
+from realciao.train.optim import build_optimizer, build_scheduler, trainable_groups
 from realciao.train.pool import PairPool
 from realciao.train.runlog import RunLog, flat_options, get_logger, versions
 from realciao.train.state import TrainingError
@@ -115,7 +115,7 @@ class Trainer:
         self.precision = training_precision(t.mixed_precision, generator, config.data, self.device, recorded)
         self.run_info["precision"] = self.precision
         self.ema = ModelEMA(generator, t.ema_decay)
-        optimizer_g = build_optimizer(generator.parameters(), t.optimizer)
+        optimizer_g = build_optimizer(trainable_groups(generator, t.freeze, t.encoder_lr), t.optimizer)
         self.schedulers = [build_scheduler(optimizer_g, t.schedule, t.iterations)]
         self.losses = LossSet(
             config.losses, t.stage, self.device
@@ -362,7 +362,7 @@ def initial_generator(options: GeneratorOptions, seed: int, device: torch.device
                 f"but generator.name is {options.name}"
             )
     else:
-        model = build_generator(options.name, **options.options)
+        model = build_generator(options.name, encoder_weights=options.encoder_weights, **options.options)
         if options.zero_init_residual:
             last = model.upsampler.imnet_q.linears[-1]
             torch.nn.init.zeros_(last.weight)
