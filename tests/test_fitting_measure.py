@@ -19,7 +19,7 @@ from realciao.fitting.measure import (
     MEASUREMENTS,
     blur_sigma,
     fit_jpeg_quality,
-    jpeg_quality_from_pixels,
+    jpeg_blockiness,
     jpeg_quality_from_tables,
     luminance,
     measure_image,
@@ -127,7 +127,9 @@ def dqt_tables(data: bytes) -> list[list[int]]:
                 wide, offset = segment[offset] >> 4, offset + 1
                 size = 128 if wide else 64
                 raw = segment[offset : offset + size]
-                entries = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, 128, 2)] if wide else list(raw)
+                entries = (
+                    [int.from_bytes(raw[i : i + 2], "big") for i in range(0, 128, 2)] if wide else list(raw)
+                )
                 tables.append(entries)
                 offset += size
         position += 2 + length
@@ -183,16 +185,16 @@ def test_malformed_tables_are_refused():
 def test_blockiness_rises_as_quality_falls(photos, name):
     image = smooth_texture() if name == "texture" else photos[name]
     qualities = (95, 75, 50, 30, 10)
-    blockiness = [jpeg_quality_from_pixels(decode(save_jpeg(image, quality))[0]) for quality in qualities]
+    blockiness = [jpeg_blockiness(decode(save_jpeg(image, quality))[0]) for quality in qualities]
     assert np.all(np.diff(blockiness) > 0), blockiness
-    assert 0.95 < jpeg_quality_from_pixels(image) < 1.1
+    assert 0.95 < jpeg_blockiness(image) < 1.1
     assert blockiness[-1] > 2
 
 
 def test_blockiness_finds_the_grid_of_a_cropped_jpeg(photos):
     decoded, _ = decode(save_jpeg(photos["astronaut"], 30))
-    aligned = jpeg_quality_from_pixels(decoded[8:264, 8:264])
-    assert jpeg_quality_from_pixels(decoded[3:259, 5:261]) == pytest.approx(aligned, rel=0.1)
+    aligned = jpeg_blockiness(decoded[8:264, 8:264])
+    assert jpeg_blockiness(decoded[3:259, 5:261]) == pytest.approx(aligned, rel=0.1)
 
 
 # noise
@@ -255,7 +257,7 @@ def test_images_smaller_than_a_measurement_needs_get_nan(photos):
     assert all(math.isnan(value) for name, value in narrow.items() if name != "noise_sigma")
     small = measure_image(photos["astronaut"][200:232, 200:232])
     assert all(not math.isnan(value) for name, value in small.items() if name != "jpeg_quality")
-    for function in (jpeg_quality_from_pixels, blur_sigma, mscn_shape, mscn_variance, mscn_pair_shape):
+    for function in (jpeg_blockiness, blur_sigma, mscn_shape, mscn_variance, mscn_pair_shape):
         assert math.isnan(function(photos["camera"][:31, :100])), function.__name__
     assert math.isnan(noise_sigma(photos["camera"][:15, :15]))
 

@@ -24,6 +24,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from realciao.metrics import brisque
+
 BT601_WEIGHTS = (0.299, 0.587, 0.114)
 TABLE_ORDERS = ("auto", "natural", "zigzag")
 
@@ -39,27 +41,53 @@ class Measurement:
 
 
 MEASUREMENTS = (
-    Measurement("jpeg_quality", "IJG quality 1..100", 1,
-                "quality that libjpeg would write the file's quantisation tables at; the closest one "
-                "for non-IJG (camera) tables; NaN without tables (PNG, synthesised LR)"),
-    Measurement("jpeg_blockiness", "ratio, 1 = no 8x8 grid", 32,
-                "luminance steps across the strongest 8x8 grid over steps inside blocks; rises as "
-                "JPEG quality falls"),
-    Measurement("noise_sigma", "8-bit levels", 16,
-                "standard deviation of white noise on luminance (finest diagonal Haar band, "
-                "flattest half of the image, sigma-clipped)"),
-    Measurement("blur_sigma", "pixels", 32,
-                "Gaussian blur of the strongest edges, from how much a re-blur lowers their "
-                "gradient; 0.5-0.8 for a sharp photo, rises with blur"),
-    Measurement("mscn_shape", "GGD shape", 32,
-                "shape of a generalised Gaussian fitted to the MSCN coefficients (BRISQUE's "
-                "first feature): 2 = Gaussian; lower (peakier) with blur and JPEG, higher with noise"),
-    Measurement("mscn_variance", "MSCN units squared", 32,
-                "mean square of the MSCN coefficients: low for smooth (blurred) images, "
-                "towards 0.8 for noise"),
-    Measurement("mscn_pair_shape", "AGGD shape", 32,
-                "shape of an asymmetric generalised Gaussian fitted to products of horizontally "
-                "adjacent MSCN coefficients (BRISQUE's pairwise feature)"),
+    Measurement(
+        "jpeg_quality",
+        "IJG quality 1..100",
+        1,
+        "quality that libjpeg would write the file's quantisation tables at; the closest one "
+        "for non-IJG (camera) tables; NaN without tables (PNG, synthesised LR)",
+    ),
+    Measurement(
+        "jpeg_blockiness",
+        "ratio, 1 = no 8x8 grid",
+        32,
+        "luminance steps across the strongest 8x8 grid over steps inside blocks; rises as JPEG quality falls",
+    ),
+    Measurement(
+        "noise_sigma",
+        "8-bit levels",
+        16,
+        "standard deviation of white noise on luminance (finest diagonal Haar band, "
+        "flattest half of the image, sigma-clipped)",
+    ),
+    Measurement(
+        "blur_sigma",
+        "pixels",
+        32,
+        "Gaussian blur of the strongest edges, from how much a re-blur lowers their "
+        "gradient; 0.5-0.8 for a sharp photo, rises with blur",
+    ),
+    Measurement(
+        "mscn_shape",
+        "GGD shape",
+        32,
+        "shape of a generalised Gaussian fitted to the MSCN coefficients (BRISQUE's "
+        "first feature): 2 = Gaussian; lower (peakier) with blur and JPEG, higher with noise",
+    ),
+    Measurement(
+        "mscn_variance",
+        "MSCN units squared",
+        32,
+        "mean square of the MSCN coefficients: low for smooth (blurred) images, towards 0.8 for noise",
+    ),
+    Measurement(
+        "mscn_pair_shape",
+        "AGGD shape",
+        32,
+        "shape of an asymmetric generalised Gaussian fitted to products of horizontally "
+        "adjacent MSCN coefficients (BRISQUE's pairwise feature)",
+    ),
 )
 _MIN_SIDE = {measurement.name: measurement.min_side for measurement in MEASUREMENTS}
 
@@ -235,7 +263,7 @@ def jpeg_quality_from_tables(quantization_tables, closest: bool = False, order: 
 # JPEG blockiness from pixels
 
 
-def jpeg_quality_from_pixels(image: np.ndarray) -> float:
+def jpeg_blockiness(image: np.ndarray) -> float:
     """JPEG blockiness of the decoded pixels: a statistic, not a quality.
 
     The mean absolute luminance step between neighbouring pixels across the 8 x 8 block
@@ -270,7 +298,9 @@ _MAD_TO_SIGMA = 1 / 0.6744897501960817  # 1 / (Gaussian's 75 % quantile)
 _CLIP = 3.0  # sigma clipping of the detail coefficients
 _CLIPPED_LEVELS = (0.5, 254.5)  # a 2 x 2 block touching these luminance levels is saturated
 # E[x^2 | |x| < k sigma] / sigma^2 for a Gaussian: corrects the clipped second moment
-_CLIPPED_VARIANCE = 1 - 2 * _CLIP * math.exp(-(_CLIP**2) / 2) / math.sqrt(2 * math.pi) / math.erf(_CLIP / math.sqrt(2))
+_CLIPPED_VARIANCE = 1 - 2 * _CLIP * math.exp(-(_CLIP**2) / 2) / math.sqrt(2 * math.pi) / math.erf(
+    _CLIP / math.sqrt(2)
+)
 
 
 def noise_sigma(image: np.ndarray) -> float:
@@ -391,75 +421,40 @@ def _blur_sigma(y: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# MSCN statistics (BRISQUE / NIQE)
+# MSCN statistics: BRISQUE's coefficients and fits (realciao.metrics.brisque), inside the border
 
-_MSCN_SIGMA = 7 / 6
-_MSCN_C = 1.0  # on the 0..255 scale, as BRISQUE
+# BRISQUE's 7 x 7 window reads up to 3 px into the zero padding around the image (MATLAB's
+# filter2), so the coefficients there measure the padding: a 64 px LR crop would have 18 % of
+# them. The measurements compare crops of every size, so they keep the interior only.
+_MSCN_BORDER = 3
 _MSCN_FLAT = 1e-6  # mean |coefficient| below this is float rounding of a flat image: no shape
 
 
-@lru_cache(maxsize=1)
-def _mscn_window() -> np.ndarray:
-    taps = np.exp(-(np.arange(-3, 4) ** 2) / (2 * _MSCN_SIGMA**2))
-    return taps / taps.sum()
-
-
-def mscn_coefficients(image: np.ndarray) -> np.ndarray:
-    """(H, W) float64 mean-subtracted contrast-normalised luminance (I - mu) / (sigma + 1):
-    local mean and standard deviation over a 7 x 7 Gaussian window (sigma 7/6, edge pixels
-    replicated), on 8-bit levels, as BRISQUE and NIQE compute them."""
-    return _mscn(luminance(image))
-
-
 def _mscn(y: np.ndarray) -> np.ndarray:
-    y = y.astype(np.float64)
-    window = _mscn_window()
-    mean = cv2.sepFilter2D(y, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
-    square = cv2.sepFilter2D(y * y, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
-    deviation = np.sqrt(np.abs(square - mean * mean))
-    return (y - mean) / (deviation + _MSCN_C)
+    border = _MSCN_BORDER
+    return brisque.mscn(y.astype(np.float64))[border:-border, border:-border]
 
 
-@lru_cache(maxsize=1)
-def _shape_grid() -> tuple[np.ndarray, np.ndarray]:
-    """GGD shapes 0.2..10 and rho(shape) = Gamma(1/a) Gamma(3/a) / Gamma(2/a)^2 = E[x^2] / E[|x|]^2
-    (decreasing in the shape)."""
-    shapes = np.arange(200, 10001) / 1000.0
-    log_rho = [math.lgamma(1 / a) + math.lgamma(3 / a) - 2 * math.lgamma(2 / a) for a in shapes]
-    return shapes, np.exp(np.asarray(log_rho))
+def _ggd_fit(coefficients: np.ndarray) -> tuple[float, float]:
+    """(shape, variance) of BRISQUE's GGD fit; no shape (NaN) for a flat image."""
+    shape, variance = brisque.fit_ggd(coefficients)
+    return (math.nan if float(np.abs(coefficients).mean()) < _MSCN_FLAT else shape), variance
 
 
-def _ggd_shape(x: np.ndarray) -> float:
-    mean_abs = float(np.abs(x).mean())
-    if mean_abs < _MSCN_FLAT:
+def _aggd_shape(products: np.ndarray) -> float:
+    """Shape of BRISQUE's AGGD fit; NaN for a flat image (or products all of one sign)."""
+    if float(np.abs(products).mean()) < _MSCN_FLAT**2:
         return math.nan
-    shapes, rho = _shape_grid()
-    return float(np.interp(float((x * x).mean()) / mean_abs**2, rho[::-1], shapes[::-1]))
-
-
-def _aggd_shape(x: np.ndarray) -> float:
-    """Shape of an asymmetric GGD by BRISQUE's moment matching."""
-    negative = x < 0
-    count_left, count_right = int(negative.sum()), int((x > 0).sum())
-    if count_left == 0 or count_right == 0 or float(np.abs(x).mean()) < _MSCN_FLAT**2:
-        return math.nan
-    squares = x * x
-    left = math.sqrt(float(squares[negative].sum()) / count_left)
-    right = math.sqrt(float(squares.sum() - squares[negative].sum()) / count_right)
-    gamma = left / right
-    r_hat = float(np.abs(x).mean()) ** 2 / float(squares.mean())
-    r_norm = r_hat * (gamma**3 + 1) * (gamma + 1) / (gamma**2 + 1) ** 2
-    shapes, rho = _shape_grid()
-    return float(np.interp(r_norm, 1 / rho, shapes))
+    return brisque.fit_aggd(products)[0]
 
 
 def mscn_shape(image: np.ndarray) -> float:
-    """Shape of a generalised Gaussian fitted to the MSCN coefficients (moment matching,
-    0.2..10; 2 = Gaussian, 1 = Laplacian): about 1.4-1.7 for clean photos, lower (peakier)
+    """Shape of a generalised Gaussian fitted to the MSCN coefficients (BRISQUE's moment
+    matching, 0.2..10 in steps of 0.001; 2 = Gaussian, 1 = Laplacian): about 1.4-1.7 for clean photos, lower (peakier)
     with blur and strong JPEG, which flatten many windows, higher (towards 3) with noise,
     which makes every window look alike. NaN below 32 px or for a flat image."""
     y = luminance(image)
-    return math.nan if _too_small(y, "mscn_shape") else _ggd_shape(_mscn(y))
+    return math.nan if _too_small(y, "mscn_shape") else _ggd_fit(_mscn(y))[0]
 
 
 def mscn_variance(image: np.ndarray) -> float:
@@ -467,12 +462,13 @@ def mscn_variance(image: np.ndarray) -> float:
     for clean photos, falling with blur and JPEG (in flat windows the constant 1 dominates the
     local deviation), rising towards 0.7-0.8 with noise. NaN below 32 px."""
     y = luminance(image)
-    return math.nan if _too_small(y, "mscn_variance") else float(np.mean(_mscn(y) ** 2))
+    return math.nan if _too_small(y, "mscn_variance") else _ggd_fit(_mscn(y))[1]
 
 
 def mscn_pair_shape(image: np.ndarray) -> float:
     """Shape (0.2..10) of an asymmetric generalised Gaussian fitted to the products of
-    horizontally adjacent MSCN coefficients (BRISQUE's pairwise feature): about 0.55-0.6 for
+    horizontally adjacent MSCN coefficients (BRISQUE's pairwise feature, without its
+    wrap-around from the last column to the first): about 0.55-0.6 for
     clean photos, lower with blur and JPEG, towards 1 with noise. NaN below 32 px or for a
     flat image."""
     y = luminance(image)
@@ -502,9 +498,12 @@ def measure_image(image: np.ndarray, jpeg_tables=None) -> dict[str, float]:
     values["jpeg_blockiness"] = math.nan if "jpeg_blockiness" in small else _blockiness(y)
     values["noise_sigma"] = math.nan if "noise_sigma" in small else _noise_sigma(y)
     values["blur_sigma"] = math.nan if "blur_sigma" in small else _blur_sigma(y)
-    coefficients = None if small >= {"mscn_shape", "mscn_variance", "mscn_pair_shape"} else _mscn(y)
-    values["mscn_shape"] = math.nan if "mscn_shape" in small else _ggd_shape(coefficients)
-    values["mscn_variance"] = math.nan if "mscn_variance" in small else float(np.mean(coefficients**2))
+    shape, variance = math.nan, math.nan
+    if not small >= {"mscn_shape", "mscn_variance", "mscn_pair_shape"}:
+        coefficients = _mscn(y)
+        shape, variance = _ggd_fit(coefficients)
+    values["mscn_shape"] = math.nan if "mscn_shape" in small else shape
+    values["mscn_variance"] = math.nan if "mscn_variance" in small else variance
     values["mscn_pair_shape"] = (
         math.nan if "mscn_pair_shape" in small else _aggd_shape(_horizontal_products(coefficients))
     )

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from realciao.files import atomic_write
-from realciao.fitting.measure import blur_sigma, fit_jpeg_quality, jpeg_quality_from_pixels, noise_sigma
+from realciao.fitting.measure import blur_sigma, fit_jpeg_quality, jpeg_blockiness, noise_sigma
 from realciao.fitting.samples import jpeg_tables
 from realciao.imageio import array_to_pil, read_image, to_float_rgb
 from realciao.prepare.runner import PrepareError, RunSummary, TaskResult, read_guarded, run_tasks
@@ -90,7 +90,9 @@ def verdict(quality: ImageQuality, limits: Thresholds) -> ImageQuality:
         reasons.append(f"noise {quality.noise_sigma:.1f} > {limits.max_noise:g} levels")
     if quality.blur_sigma > limits.max_blur:
         reasons.append(f"blur {quality.blur_sigma:.2f} > {limits.max_blur:g} px")
-    return ImageQuality(**{**quality.__dict__, "verdict": "reject" if reasons else "keep", "reasons": "; ".join(reasons)})
+    return ImageQuality(
+        **{**quality.__dict__, "verdict": "reject" if reasons else "keep", "reasons": "; ".join(reasons)}
+    )
 
 
 def measure_file(path: Path, limits: Thresholds) -> TaskResult:
@@ -100,9 +102,14 @@ def measure_file(path: Path, limits: Thresholds) -> TaskResult:
         image = to_float_rgb(read_image(path).pixels)
         tables = jpeg_tables(path)
         quality = ImageQuality(
-            str(path), image.shape[1], image.shape[0],
+            str(path),
+            image.shape[1],
+            image.shape[0],
             fit_jpeg_quality(tables).quality if tables is not None else math.nan,
-            jpeg_quality_from_pixels(image), white_noise_sigma(image), blur_sigma(image))
+            jpeg_blockiness(image),
+            white_noise_sigma(image),
+            blur_sigma(image),
+        )
         return TaskResult(path, verdict(quality, limits))
 
     return read_guarded(path, work)
@@ -115,13 +122,23 @@ def read_report(path: Path) -> dict[str, ImageQuality]:
             rows = list(csv.DictReader(handle))
         return {row["path"]: _row(row) for row in rows}
     except (OSError, KeyError, ValueError, TypeError) as error:
-        raise PrepareError(f"{path}: cannot resume from this report ({error}); pass --overwrite to start again") from error
+        raise PrepareError(
+            f"{path}: cannot resume from this report ({error}); pass --overwrite to start again"
+        ) from error
 
 
 def _row(row: dict[str, str]) -> ImageQuality:
-    numbers = {name: float(row[name]) for name in ("jpeg_quality", "jpeg_blockiness", "noise_sigma", "blur_sigma")}
-    return ImageQuality(row["path"], int(row["width"]), int(row["height"]), **numbers, verdict=row["verdict"],
-                        reasons=row["reasons"])
+    numbers = {
+        name: float(row[name]) for name in ("jpeg_quality", "jpeg_blockiness", "noise_sigma", "blur_sigma")
+    }
+    return ImageQuality(
+        row["path"],
+        int(row["width"]),
+        int(row["height"]),
+        **numbers,
+        verdict=row["verdict"],
+        reasons=row["reasons"],
+    )
 
 
 def write_report(path: Path, rows: Sequence[ImageQuality]) -> None:
@@ -149,11 +166,15 @@ def write_html(folder: Path, rows: Sequence[ImageQuality], limits: Thresholds) -
     rejected = [row for row in rows if row.verdict == "reject"]
     items = "\n".join(
         f'<figure><img src="{thumbnail(Path(row.path))}" alt=""><figcaption><b>{html.escape(row.path)}</b><br>'
-        f"{row.width}x{row.height}; {html.escape(row.reasons)}</figcaption></figure>" for row in rejected)
+        f"{row.width}x{row.height}; {html.escape(row.reasons)}</figcaption></figure>"
+        for row in rejected
+    )
     limits_text = ", ".join(f"{field.name} {getattr(limits, field.name):g}" for field in fields(limits))
-    page = (f"<!doctype html><meta charset='utf-8'><title>GT check</title><style>figure{{display:inline-block;"
-            f"width:270px;vertical-align:top;margin:6px}}img{{max-width:256px}}</style><h1>GT check: {len(rejected)} of "
-            f"{len(rows)} rejected</h1><p>Thresholds: {html.escape(limits_text)}</p>{items}")
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>GT check</title><style>figure{{display:inline-block;"
+        f"width:270px;vertical-align:top;margin:6px}}img{{max-width:256px}}</style><h1>GT check: {len(rejected)} of "
+        f"{len(rows)} rejected</h1><p>Thresholds: {html.escape(limits_text)}</p>{items}"
+    )
     path = folder / "index.html"
     atomic_write(path, page.encode())
     return path
@@ -174,8 +195,13 @@ def move_rejects(rows: Sequence[ImageQuality], folders: Sequence[tuple[Path, Pat
     return moved
 
 
-def check_images(images: list[tuple[Path, Path]], limits: Thresholds, workers: int, done: dict[str, ImageQuality],
-                 progress: bool = True) -> tuple[list[ImageQuality], RunSummary]:
+def check_images(
+    images: list[tuple[Path, Path]],
+    limits: Thresholds,
+    workers: int,
+    done: dict[str, ImageQuality],
+    progress: bool = True,
+) -> tuple[list[ImageQuality], RunSummary]:
     """Measure the images not in ``done`` (an earlier report) and give every row in input order."""
     todo = [path for path, _ in images if str(path) not in done]
     summary = run_tasks(functools.partial(measure_file, limits=limits), todo, workers, "check", progress)
