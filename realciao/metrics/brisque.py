@@ -11,7 +11,8 @@ The LIVE release (``brisquescore.m``, ``brisque_feature.m``, libsvm's ``svm-scal
   ``sigma = sqrt(abs(E[x^2] - mu^2))``, ``(img - mu) ./ (sigma + 1)``;
 - GGD fit of the coefficients, AGGD fits of their products with the four ``circshift``
   neighbours, shapes searched over 0.2:0.001:10 with the release's formulas;
-- the same at half size, ``imresize(img, 0.5)`` (bicubic, antialiased, on the doubles);
+- the same at half size, ``imresize(img, 0.5)`` (bicubic, antialiased, on the doubles:
+  ``realciao.bicubic.matlab_rescale``);
 - the 36 features written with ``%f`` (6 decimals), scaled to [-1, 1] by ``svm-scale``
   with the ``allrange`` ranges and written with ``%g`` (6 significant digits), then the RBF
   epsilon-SVR ``sum_i coef_i * exp(-gamma * ||x - sv_i||^2) - rho`` (evaluated in numpy).
@@ -45,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import sparse, special
+from scipy import special
 
+from realciao.bicubic import matlab_rescale
 from realciao.errors import RealciaoError
 
 NUM_FEATURES = 36
@@ -398,33 +400,10 @@ def scale_features(grey: np.ndarray) -> list[float]:
     return features
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    a = np.abs(x)
-    near = (1.5 * a**3 - 2.5 * a**2 + 1) * (a <= 1)
-    far = (-0.5 * a**3 + 2.5 * a**2 - 4 * a + 2) * ((a > 1) & (a <= 2))
-    return near + far
-
-
-def _half_matrix(length: int) -> sparse.csr_matrix:
-    """MATLAB imresize(.., 0.5) along one axis (bicubic, antialiased, mirrored edges). Its
-    weights are dyadic fractions summing to exactly 1, so flat areas stay exactly flat."""
-    scale, width = 0.5, 4.0 / 0.5  # the cubic kernel, stretched by 1/scale to antialias
-    out = math.ceil(length * scale)
-    centres = np.arange(1, out + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinates
-    first = np.floor(centres - width / 2)
-    taps = first[:, None] + np.arange(math.ceil(width) + 2)[None, :]
-    weights = scale * _cubic(scale * (centres[:, None] - taps))
-    weights /= weights.sum(axis=1, keepdims=True)
-    mirrored = np.concatenate([np.arange(length), np.arange(length)[::-1]])
-    columns = mirrored[np.mod(taps.astype(np.int64) - 1, 2 * length)]
-    rows = np.repeat(np.arange(out), taps.shape[1])
-    return sparse.csr_matrix((weights.ravel(), (rows, columns.ravel())), shape=(out, length))
-
-
 def half_size(grey: np.ndarray) -> np.ndarray:
-    """``imresize(grey, 0.5)`` as MATLAB does it (size rounded up, no quantisation)."""
-    rows = _half_matrix(grey.shape[0]) @ grey
-    return np.asarray((_half_matrix(grey.shape[1]) @ rows.T).T)
+    """``imresize(grey, 0.5)`` as MATLAB does it (size rounded up, no quantisation). Its weights
+    are dyadic fractions summing to exactly 1, so flat areas stay exactly flat."""
+    return matlab_rescale(torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float64)), 0.5).numpy()
 
 
 def brisque_features(grey: np.ndarray) -> np.ndarray:
