@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 
 from realciao.archs.ciaosr import CiaoSR
+from realciao.color import luma_tensor
 from realciao.errors import RealciaoError
 from realciao.imageio import array_to_pil, pil_to_array
 from realciao.onnx_models import OnnxUpscaler, upscale_colour
 from realciao.tiling import TiledUpscaler, TileReport, default_tile
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 
 
@@ -111,7 +111,7 @@ def resize_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def grey_from_rgb(image: torch.Tensor) -> torch.Tensor:
-    return (image * image.new_tensor(LUMA)).sum(-1, keepdim=True)
+    return luma_tensor(image, -1)
 
 
 def upscale_array(

@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from realciao.color import BT601_LUMA
+
 # IJG (Annex K) tables, rows = vertical frequency, columns = horizontal frequency.
 _LUMA_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
@@ -33,7 +35,7 @@ _CHROMA_TABLE = (
 ) + ((99,) * 8,) * 4
 
 _RGB_TO_YCBCR = (
-    (0.299, 0.587, 0.114),
+    BT601_LUMA,
     (-0.168736, -0.331264, 0.5),
     (0.5, -0.418688, -0.081312),
 )
@@ -137,7 +139,9 @@ def jpeg_compress(
     transform = block_dct_matrix(x.device, x.dtype)
     luma = _code_plane(luma, luma_table, transform)
     half_h, half_w = chroma.shape[-2:]
-    chroma = _code_plane(chroma.reshape(batch * 2, half_h, half_w), chroma_table.repeat_interleave(2, 0), transform)
+    chroma = _code_plane(
+        chroma.reshape(batch * 2, half_h, half_w), chroma_table.repeat_interleave(2, 0), transform
+    )
     chroma = chroma.view(batch, 2, half_h, half_w).repeat_interleave(2, -2).repeat_interleave(2, -1) - 128
 
     to_rgb = torch.tensor(_YCBCR_TO_RGB, device=x.device, dtype=x.dtype)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torchvision.transforms.functional import rgb_to_grayscale
 
 from realciao.degradations.sampling import randn
-
-# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale (used by the reference).
-_LUMA = (0.2989, 0.587, 0.114)
 
 # Colour modes per sample.
 COLOR, GRAY, CORRELATED = 0, 1, 2
@@ -49,8 +47,9 @@ def random_channel_mixing(
 
 
 def to_gray(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1, keepdim=True)
+    """(B, 3, H, W) -> (B, 1, H, W) by the reference's own conversion: torchvision's, whose
+    weight for red is rounded to four digits (``realciao.color`` has the BT.601 weights)."""
+    return rgb_to_grayscale(images)
 
 
 def distinct_levels(images: torch.Tensor) -> torch.Tensor:

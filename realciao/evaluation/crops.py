@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realciao.color import luma
+
 CROP_PLACES = 2  # places per report image
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def detail_map(lr: np.ndarray) -> np.ndarray:
     """(h, w) detail of an (h, w, 3) float image in [0, 1]."""
-    grey = lr.astype(np.float32) @ LUMA
+    grey = luma(lr.astype(np.float32))
     padded = np.pad(grey, 1, mode="edge")
-    blurred = sum(padded[i:i + grey.shape[0], j:j + grey.shape[1]] for i in range(3) for j in range(3)) / 9
+    blurred = (
+        sum(padded[i : i + grey.shape[0], j : j + grey.shape[1]] for i in range(3) for j in range(3)) / 9
+    )
     gy, gx = np.gradient(blurred)
     return np.hypot(gx, gy)
 
@@ -31,12 +34,17 @@ def detail_map(lr: np.ndarray) -> np.ndarray:
 def window_sums(values: np.ndarray, height: int, width: int) -> np.ndarray:
     """Sum of ``values`` over every height x width window, indexed by its top-left pixel."""
     integral = np.pad(values.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    return (integral[height:, width:] - integral[:-height, width:] - integral[height:, :-width]
-            + integral[:-height, :-width])
+    return (
+        integral[height:, width:]
+        - integral[:-height, width:]
+        - integral[height:, :-width]
+        + integral[:-height, :-width]
+    )
 
 
-def detail_places(lr: np.ndarray, out_size: tuple[int, int], crop: int, count: int = CROP_PLACES
-                  ) -> list[tuple[int, int, int, int]]:
+def detail_places(
+    lr: np.ndarray, out_size: tuple[int, int], crop: int, count: int = CROP_PLACES
+) -> list[tuple[int, int, int, int]]:
     """Up to ``count`` boxes (top, left, height, width) in output pixels, most detailed first,
     a crop apart; each ``crop`` x ``crop`` or the whole output where it is smaller."""
     h, w = lr.shape[:2]
@@ -57,7 +65,7 @@ def detail_places(lr: np.ndarray, out_size: tuple[int, int], crop: int, count: i
         left = min(out_w - box_w, round(c * out_w / w))
         places.append((top, left, box_h, box_w))
         # the next place keeps at least a crop's width or height of gap: a different part of the image
-        score[max(0, r - 2 * win_h + 1):r + 2 * win_h, max(0, c - 2 * win_w + 1):c + 2 * win_w] = -np.inf
+        score[max(0, r - 2 * win_h + 1) : r + 2 * win_h, max(0, c - 2 * win_w + 1) : c + 2 * win_w] = -np.inf
     return places
 
 
@@ -76,7 +84,7 @@ def save_crop(image: torch.Tensor, box, path: Path) -> str:
     from PIL import Image
 
     top, left, height, width = box
-    pixels = image[0, :, top:top + height, left:left + width].permute(1, 2, 0).float().numpy()
+    pixels = image[0, :, top : top + height, left : left + width].permute(1, 2, 0).float().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.round(pixels * 255).clip(0, 255).astype(np.uint8)).save(path)
     return path.name

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from realciao.bicubic import matlab_resize
+from realciao.color import luma_tensor
 from realciao.degradations import degrade_image, load_recipe
 from realciao.errors import RealciaoError
 from realciao.evaluation.crops import detail_places, lr_view, save_crop
@@ -31,8 +32,6 @@ from realciao.evaluation.methods import CiaoSRMethod, Method, PeerMethod, RunSet
 from realciao.imageio import ImageReadError, is_grey, list_images, read_image, to_float_rgb
 from realciao.metrics import iqa, psnr, quantize_8bit, ssim
 from realciao.upscaling import target_size
-
-LUMA = (0.299, 0.587, 0.114)  # grey level of a colour output, for grey ground truth
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,11 @@ class Protocol:
 PROTOCOLS = {
     # CiaoSR (CVPR 2023), real-world comparison: RealSRSet and DPED-style phone photos at x4
     # and x8, no-reference metrics; fixed-scale models by the apply-again convention at x8
-    "realworld": Protocol((4.0, 8.0), ("niqe", "brisque", "piqe"),
-                          "the CiaoSR paper's real-world protocol: x4 and x8, NIQE, BRISQUE and PIQE"),
+    "realworld": Protocol(
+        (4.0, 8.0),
+        ("niqe", "brisque", "piqe"),
+        "the CiaoSR paper's real-world protocol: x4 and x8, NIQE, BRISQUE and PIQE",
+    ),
 }
 
 
@@ -127,7 +129,10 @@ def current_shard() -> Shard:
     from accelerate import PartialState
 
     # like Accelerator, honour ACCELERATE_USE_CPU (PartialState alone does not read it)
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    cpu = (
+        os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        or not torch.cuda.is_available()
+    )
     state = PartialState(cpu=cpu)
     return Shard(state.process_index, state.num_processes, state.device)
 
@@ -241,8 +246,16 @@ class Task:
     governor: object = None  # realciao.devices.ThreadGovernor: fewer threads while other processes hold cores
 
 
-def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, image: str, index: int,
-                  kind: str, entry: dict | None) -> None:
+def score_methods(
+    task: Task,
+    lr: np.ndarray,
+    size: tuple[int, int],
+    measure,
+    image: str,
+    index: int,
+    kind: str,
+    entry: dict | None,
+) -> None:
     """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
     keep its row, its time, how it was made and (with an ``entry``) its report crops."""
     for method_index, method in enumerate(task.methods):
@@ -253,10 +266,19 @@ def score_methods(task: Task, lr: np.ndarray, size: tuple[int, int], measure, im
         # on which pyiqa's colour conversion (a matmul over a permuted view) runs ~60x slower
         sr = method.upscale(lr, size, task.settings.run).contiguous()
         if tuple(sr.shape[-2:]) != tuple(size):  # every method's promise; a wrong size would score
-            raise EvaluationError(f"{method.name} made {sr.shape[-1]}x{sr.shape[-2]} for {image}, "
-                                  f"not the {size[1]}x{size[0]} asked for")
-        row = {"dataset": task.dataset, "kind": kind, "scale": task.scale, "method": method.name, "image": image,
-               "output": f"{size[1]}x{size[0]}", "_order": (task.index, index, method_index)}
+            raise EvaluationError(
+                f"{method.name} made {sr.shape[-1]}x{sr.shape[-2]} for {image}, "
+                f"not the {size[1]}x{size[0]} asked for"
+            )
+        row = {
+            "dataset": task.dataset,
+            "kind": kind,
+            "scale": task.scale,
+            "method": method.name,
+            "image": image,
+            "output": f"{size[1]}x{size[0]}",
+            "_order": (task.index, index, method_index),
+        }
         notes: list[str] = []
         measure(sr, row, notes)
         row["note"] = "; ".join(notes)
@@ -273,7 +295,13 @@ def report_entry(task: Task, image: str, index: int, lr: np.ndarray, size: tuple
     and the LR under them; every method's crop is added as it is made."""
     if index >= task.settings.report_images or task.settings.crop == 0:
         return None
-    entry = {"dataset": task.dataset, "scale": task.scale, "image": image, "places": [], "_order": (task.index, index)}
+    entry = {
+        "dataset": task.dataset,
+        "scale": task.scale,
+        "image": image,
+        "places": [],
+        "_order": (task.index, index),
+    }
     for place, box in enumerate(detail_places(lr, size, task.settings.crop), start=1):
         entry["places"].append({"box": list(box), "crops": {}})
         save_crops(task, entry, "LR (nearest)", lr_view(lr, size, box), only=place - 1)
@@ -286,8 +314,16 @@ def save_crops(task: Task, entry: dict, label: str, image: torch.Tensor, only: i
         if only is not None and place != only:
             continue
         box = (0, 0, *spot["box"][2:]) if only is not None else spot["box"]  # an LR view is the box itself
-        name = "_".join(safe_name(part) for part in (entry["dataset"], f"x{entry['scale']:g}", entry["image"],
-                                                      f"p{place + 1}", "LR" if label.startswith("LR") else label))
+        name = "_".join(
+            safe_name(part)
+            for part in (
+                entry["dataset"],
+                f"x{entry['scale']:g}",
+                entry["image"],
+                f"p{place + 1}",
+                "LR" if label.startswith("LR") else label,
+            )
+        )
         spot["crops"][label] = save_crop(image, box, task.crop_dir / f"{name}.png")
 
 
@@ -309,11 +345,14 @@ def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Sh
                 measure_metric(metric, sr, row, notes)
 
         score_methods(task, lr, size, measure, path.stem, index, "real", entry)
-        task.echo(f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})")
+        task.echo(
+            f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})"
+        )
 
 
-def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metrics: list[iqa.Metric],
-                    shard: Shard) -> None:
+def evaluate_paired(
+    task: Task, hr_folder: Path, lr_folder: Path | None, fr_metrics: list[iqa.Metric], shard: Shard
+) -> None:
     settings = task.settings
     files = image_files(hr_folder, "--paired")[: settings.max_images or None]
     lr_files = {p.stem: p for p in image_files(lr_folder, "--lr-folder")} if lr_folder is not None else None
@@ -341,8 +380,10 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
             continue
         hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
         if min(lr_size) < 1 or hr_size[0] > hr_full.shape[-2] or hr_size[1] > hr_full.shape[-1]:
-            task.results.note(f"skipped {path}: HR {tuple(hr_full.shape[-2:])} too small for LR {lr_size} "
-                              f"at x{scale:g}", task.echo)
+            task.results.note(
+                f"skipped {path}: HR {tuple(hr_full.shape[-2:])} too small for LR {lr_size} at x{scale:g}",
+                task.echo,
+            )
             continue
         hr = hr_full[:, : hr_size[0], : hr_size[1]]
         if lr_t is None:
@@ -360,10 +401,12 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
         def measure(sr, row, notes, hr=hr, hr_size=hr_size, grey=grey):  # this image's values, bound now
             if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
                 row[f"psnr{suffix}"] = row[f"ssim{suffix}"] = float("nan")
-                notes.append(f"not measurable: psnr/ssim: image {hr_size[1]}x{hr_size[0]} too small for shave {shave}")
+                notes.append(
+                    f"not measurable: psnr/ssim: image {hr_size[1]}x{hr_size[0]} too small for shave {shave}"
+                )
             elif y_channel and grey:
                 # MATLAB's protocol measures a grey image on its own levels (no rgb2ycbcr)
-                sr_grey = quantize_8bit((sr * sr.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True))
+                sr_grey = quantize_8bit(luma_tensor(sr))  # a colour output's grey levels
                 row["psnr"] = psnr(sr_grey, hr[:, :1], shave, y_channel=False)
                 row["ssim"] = ssim(sr_grey, hr[:, :1], shave, y_channel=False)
             else:
@@ -373,7 +416,9 @@ def evaluate_paired(task: Task, hr_folder: Path, lr_folder: Path | None, fr_metr
                 measure_metric(metric, sr, row, notes, hr)
 
         score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry)
-        task.echo(f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})")
+        task.echo(
+            f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -393,7 +438,11 @@ def check_settings(settings: EvaluationSettings) -> None:
     for scale in settings.scales:
         if not (scale > 0 and math.isfinite(scale)):
             raise EvaluationError(f"--scale: expected a positive number, got {scale:g}")
-    for label, folders in (("--real", settings.real), ("--paired", settings.paired), ("--lr-folder", settings.lr_folders)):
+    for label, folders in (
+        ("--real", settings.real),
+        ("--paired", settings.paired),
+        ("--lr-folder", settings.lr_folders),
+    ):
         for folder in folders:
             image_files(folder, label)  # a missing or empty folder is an error before any work
 
@@ -409,7 +458,9 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
                     raise
                 results.note(f"{name} unavailable: {error}", echo)
         if not nr_metrics:
-            raise EvaluationError("no no-reference metric is available; see the notes above (weights missing)")
+            raise EvaluationError(
+                "no no-reference metric is available; see the notes above (weights missing)"
+            )
     fr_metrics = []
     if settings.paired and settings.lpips:
         try:
@@ -452,14 +503,20 @@ def peer_probe(method: PeerMethod):
     def run(precision: str) -> None:
         peer.upscale(lr, size, tile=0, margin=None, precision=method.precision_for(precision, True))
 
-    return PrecisionProbe(f"peer {peer.name} x{peer.scale}, model {model_digest(peer.descriptor.model)}, 32x32", run)
+    return PrecisionProbe(
+        f"peer {peer.name} x{peer.scale}, model {model_digest(peer.descriptor.model)}, 32x32", run
+    )
 
 
-def share_of_images(folders: list[tuple[Path, Path | None, str]], settings: EvaluationSettings, shard: Shard) -> int:
+def share_of_images(
+    folders: list[tuple[Path, Path | None, str]], settings: EvaluationSettings, shard: Shard
+) -> int:
     """Images this process evaluates, over every folder and scale."""
     count = 0
     for folder, _, kind in folders:
-        files = len(image_files(folder, "--real" if kind == "real" else "--paired")[: settings.max_images or None])
+        files = len(
+            image_files(folder, "--real" if kind == "real" else "--paired")[: settings.max_images or None]
+        )
         count += sum(shard.mine(index) for index in range(files))
     return count * len(settings.scales)
 
@@ -479,12 +536,16 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     device = shard.device if shard.world > 1 and settings.device == "auto" else choose_device(settings.device)
     if device.type == "cpu":
         keep_freed_memory()  # the same chunk buffers every image: no page faults on them, see allocator.py
-    methods = load_methods(settings.models, settings.allow_pickle, device)  # an unusable model: before any weights
+    methods = load_methods(
+        settings.models, settings.allow_pickle, device
+    )  # an unusable model: before any weights
     asked = settings.run.precision
     probe = precision_probe(methods, settings.scales[0]) if asked == AUTO else None
     decision = decide_precision(asked, device, probe)
     precision = decision.precision
-    settings = replace(settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO))
+    settings = replace(
+        settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO)
+    )
     if shard.rank == 0:
         echo(start_line(device, decision, settings.threads, shard.world))
     results = Results()
@@ -495,8 +556,10 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     crop_dir = settings.output / "crops"
     recipe = load_recipe(settings.degrade) if settings.degrade else None
     folders = [(folder, None, "real") for folder in settings.real]
-    folders += [(folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
-                for i, folder in enumerate(settings.paired)]
+    folders += [
+        (folder, settings.lr_folders[i] if settings.lr_folders else None, "paired")
+        for i, folder in enumerate(settings.paired)
+    ]
     progress = Progress(share_of_images(folders, settings, shard))
     index = 0
     governor = ThreadGovernor(settings.threads) if settings.threads is not None and shard.world == 1 else None
@@ -506,8 +569,19 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
             if kind == "paired" and recipe is not None:
                 dataset = f"{dataset}-{recipe.name}"
             for scale in settings.scales:
-                task = Task(index, dataset, scale, methods, settings, results, crop_dir, echo, progress,
-                            recipe if kind == "paired" else None, governor)
+                task = Task(
+                    index,
+                    dataset,
+                    scale,
+                    methods,
+                    settings,
+                    results,
+                    crop_dir,
+                    echo,
+                    progress,
+                    recipe if kind == "paired" else None,
+                    governor,
+                )
                 if kind == "real":
                     evaluate_real(task, folder, nr_metrics, shard)
                 else:

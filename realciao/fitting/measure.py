@@ -24,9 +24,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from realciao.color import luma
 from realciao.metrics import brisque
 
-BT601_WEIGHTS = (0.299, 0.587, 0.114)
 TABLE_ORDERS = ("auto", "natural", "zigzag")
 
 
@@ -104,8 +104,7 @@ def luminance(image: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         return array.astype(np.float32) * np.float32(255)
     if array.ndim == 3 and array.shape[2] == 3:
-        weights = np.asarray(BT601_WEIGHTS, dtype=np.float32) * np.float32(255)
-        return array.astype(np.float32, copy=False) @ weights
+        return luma(array.astype(np.float32, copy=False), 255)
     raise ValueError(f"expected an (H, W) grey or (H, W, 3) RGB image, got shape {array.shape}")
 
 

@@ -49,6 +49,7 @@ import torch
 from scipy import special
 
 from realciao.bicubic import matlab_rescale
+from realciao.color import MATLAB_RGB2GRAY
 from realciao.errors import RealciaoError
 
 NUM_FEATURES = 36
@@ -76,8 +77,7 @@ LIVE_FEATURE_MAX = (
     0.40243, 0.996, 0.098323, 0.531903, 0.369589, 0.99, 0.098658, 0.530092, 0.370399,
 )  # fmt: skip
 
-# MATLAB's rgb2gray: the first row of the inverse of the NTSC (YIQ) matrix
-_GREY_WEIGHTS = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+_GREY_WEIGHTS = np.array(MATLAB_RGB2GRAY)
 # exp(-x^2 / (2 (7/6)^2)) for x = -3..3, divided by its sum: the 1-D factor of
 # fspecial('gaussian', 7, 7/6). Written out so that no platform's exp changes a last bit
 # (they decide flat areas, see the module docstring). Added left to right in floating point

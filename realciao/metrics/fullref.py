@@ -8,14 +8,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+from realciao.color import STUDIO_Y, luma_tensor
+
 
 def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) Y in [16, 235] on the 0..255 scale."""
-    weights = image.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
-    return (image * weights).sum(1, keepdim=True) + 16.0
+    return luma_tensor(image, 1, STUDIO_Y) + 16.0
 
 
-def _prepare(sr: torch.Tensor, hr: torch.Tensor, shave: int, y_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepare(
+    sr: torch.Tensor, hr: torch.Tensor, shave: int, y_channel: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     if sr.shape != hr.shape:
         raise ValueError(f"images differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
     sr, hr = sr.double(), hr.double()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from realciao.color import luma
 from realciao.errors import RealciaoError
 from realciao.imageio import (
     decode_image,
@@ -250,9 +251,8 @@ def content_shift(lr: np.ndarray, hr: np.ndarray, max_side: int = 512) -> tuple[
     down = cv2.resize(np.ascontiguousarray(hr, dtype=np.float32), (w, h), interpolation=cv2.INTER_AREA)
     top, left = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
     window = (slice(top, top + max_side), slice(left, left + max_side))
-    luma = np.array([0.299, 0.587, 0.114], np.float32)
-    a = np.ascontiguousarray(lr[window] @ luma, dtype=np.float64)
-    b = np.ascontiguousarray(down[window] @ luma, dtype=np.float64)
+    a = np.ascontiguousarray(luma(lr[window]), dtype=np.float64)
+    b = np.ascontiguousarray(luma(down[window]), dtype=np.float64)
     hann = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_64F)
     (dx, dy), _ = cv2.phaseCorrelate(b, a, hann)
     return float(dy), float(dx)

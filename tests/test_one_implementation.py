@@ -1,0 +1,39 @@
+"""Each piece of shared numerics is written once: a second copy in the package or its scripts fails here.
+
+The search is textual on purpose: a copy pasted under another name still carries its constants.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import realciao
+
+PACKAGE = Path(realciao.__file__).parent
+SOURCES = sorted([*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "scripts").rglob("*.py")])
+
+
+def places(pattern: str, allowed: set[str]) -> list[str]:
+    """file:line of every match of ``pattern`` outside the files named in ``allowed`` (relative to the repo)."""
+    found = []
+    for path in SOURCES:
+        name = path.relative_to(PACKAGE.parent).as_posix()
+        if name in allowed:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{name}:{number}: {line.strip()}")
+    return found
+
+
+def test_the_sources_are_found():
+    names = {path.relative_to(PACKAGE.parent).as_posix() for path in SOURCES}
+    assert {"realciao/color.py", "realciao/tiling.py", "scripts/bench_generator.py"} <= names
+
+
+def test_luma_weights_are_written_once():
+    """BT.601 (and its studio-range and rounded forms) live in realciao/color.py only."""
+    luma = r"(?<![\d.])(0\.299|0\.2989|0\.587|0\.114|65\.481|128\.553|24\.966)(?!\d)"
+    assert places(luma, {"realciao/color.py"}) == []
+    assert re.search(luma, (PACKAGE / "color.py").read_text())  # the pattern does find them
