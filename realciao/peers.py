@@ -33,7 +33,7 @@ from spandrel import ImageModelDescriptor, ModelLoader, ModelTiling, SizeRequire
 from realciao.bicubic import matlab_resize
 from realciao.devices import autocast, autocast_dtype, available_memory, check_precision, without_autocast
 from realciao.errors import RealciaoError
-from realciao.tiling import split_cores
+from realciao.tiling import plan_axis
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 SUFFIXES = PICKLE_SUFFIXES + (".safetensors",)
@@ -88,12 +88,6 @@ class PeerOutput:
     tiles: int  # model calls, over all passes
     fp32_fallbacks: int = 0  # tiles recomputed in fp32 because reduced precision gave NaN
     resized: bool = False  # whether MATLAB bicubic made the final size
-
-
-@dataclass(frozen=True)
-class _AxisTile:
-    core: tuple[int, int]  # [start, stop) input pixels whose output this tile writes
-    window: tuple[int, int]  # [start, stop) input pixels the model sees (core + margin)
 
 
 class PeerModel:
@@ -262,19 +256,6 @@ class PeerModel:
             raise PeerError(
                 f"{self.path}: spandrel marks {self.name} as not running in fp16; use bf16 or fp32"
             )
-
-
-def plan_axis(length: int, tile: int | None, margin: int, align: int = 1) -> list[_AxisTile]:
-    """Near-equal cores of at most ``tile`` covering 0..length, each with ``margin`` pixels of
-    context per side; window starts are rounded down to multiples of ``align`` (the model's
-    multiple_of), so pixel-unshuffle and window-attention grids line up with the whole image's."""
-    if not tile or tile <= 0 or tile >= length:
-        return [_AxisTile((0, length), (0, length))]
-    tiles = []
-    for start, stop in split_cores(length, tile):
-        window_start = max(0, start - margin) // align * align
-        tiles.append(_AxisTile((start, stop), (window_start, min(length, stop + margin))))
-    return tiles
 
 
 # ---------------------------------------------------------------------------------------

@@ -87,10 +87,36 @@ def default_tile(model: CiaoSR, scale: float = 4.0, device: torch.device | None 
 
 
 def split_cores(length: int, tile: int) -> list[tuple[int, int]]:
-    """[start, stop) LR ranges of near-equal length <= tile covering 0..length."""
+    """[start, stop) ranges of near-equal length <= tile covering 0..length."""
     count = max(1, -(-length // max(1, tile)))
     bounds = [round(i * length / count) for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class AxisSpan:
+    """One tile along one axis: the pixels whose output it writes, and those the model reads."""
+
+    core: tuple[int, int]  # [start, stop)
+    window: tuple[int, int]  # [start, stop): the core and its context, inside the axis
+
+
+def with_context(core: tuple[int, int], margin: int, length: int, align: int = 1) -> tuple[int, int]:
+    """``core`` widened by ``margin`` on each side, inside 0..length; the start rounded down to
+    a multiple of ``align``."""
+    start, stop = core
+    return max(0, start - margin) // align * align, min(length, stop + margin)
+
+
+def plan_axis(length: int, tile: int | None, margin: int, align: int = 1) -> list[AxisSpan]:
+    """The tile planner of every tiled model run (CiaoSR and peers): near-equal cores of at
+    most ``tile`` covering 0..length (one core, the whole axis, when ``tile`` is 0, None or not
+    smaller than ``length``), each read with ``margin`` pixels of context per side; window
+    starts are rounded down to multiples of ``align`` (a model's multiple_of), so pixel-unshuffle
+    and window-attention grids line up with the whole image's."""
+    if not tile or tile <= 0 or tile >= length:
+        return [AxisSpan((0, length), (0, length))]
+    return [AxisSpan(core, with_context(core, margin, length, align)) for core in split_cores(length, tile)]
 
 
 def axis_decisions(coords: torch.Tensor, step: torch.Tensor, size: int, axis: int) -> torch.Tensor:
@@ -151,22 +177,24 @@ class AxisTile:
     out: tuple[int, int]  # output indices whose own LR pixel lies in the core
 
 
-def plan_axis(frame: AxisFrame, tile: int, margin: int, reach: int = UPSAMPLER_REACH) -> list[AxisTile]:
-    """Tiles along one axis; output index i belongs to the core holding its own LR pixel
-    (as the whole image decides it), so every output is written exactly once."""
+def plan_frame_axis(frame: AxisFrame, tile: int, margin: int, reach: int = UPSAMPLER_REACH) -> list[AxisTile]:
+    """``plan_axis``'s tiles along one axis of a CiaoSR call; output index i belongs to the
+    core holding its own LR pixel (as the whole image decides it), so every output is written
+    exactly once."""
     tiles = []
     own = frame.decisions[0]
-    for start, stop in split_cores(frame.lr_size, tile):
-        out0, out1 = (int(v) for v in np.searchsorted(own, [start, stop], side="left"))
+    for span in plan_axis(frame.lr_size, tile, margin):
+        out0, out1 = (int(v) for v in np.searchsorted(own, span.core, side="left"))
         if out1 <= out0:
             continue  # downscaling can leave a core without outputs
-        encoder = (max(0, start - margin), min(frame.lr_size, stop + margin))
-        upsampler = (max(0, start - min(margin, reach)), min(frame.lr_size, stop + min(margin, reach)))
-        tiles.append(AxisTile(encoder, upsampler, (out0, out1)))
+        upsampler = with_context(span.core, min(margin, reach), frame.lr_size)
+        tiles.append(AxisTile(span.window, upsampler, (out0, out1)))
     return tiles
 
 
-def tile_axis_query(frame: AxisFrame, tile: AxisTile, axis: int, device) -> tuple[torch.Tensor, float, float, int]:
+def tile_axis_query(
+    frame: AxisFrame, tile: AxisTile, axis: int, device
+) -> tuple[torch.Tensor, float, float, int]:
     """Coords (n,), cell, step in the tile's upsampler frame that reproduce the whole image's
     decisions; also how many coords could not be made to agree (0 in practice)."""
     u0, u1 = tile.upsampler
@@ -183,7 +211,9 @@ def tile_axis_query(frame: AxisFrame, tile: AxisTile, axis: int, device) -> tupl
     unresolved = 0
     if bool(wrong.any()):
         index = wrong.nonzero()[:, 0]
-        candidates = torch.from_numpy((target[index.cpu().numpy(), None] + _NUDGES[None, :]).astype(np.float32))
+        candidates = torch.from_numpy(
+            (target[index.cpu().numpy(), None] + _NUDGES[None, :]).astype(np.float32)
+        )
         candidates = candidates.to(device)
         picked = axis_decisions(candidates.reshape(-1), step, size, axis).view(3, *candidates.shape)
         agree = (picked == want[:, index, None]).all(0)
@@ -246,8 +276,8 @@ class TiledUpscaler:
 
     def plan(self, lr_size: tuple[int, int], out_size: tuple[int, int]):
         rows, cols = axis_frames(lr_size, out_size, self.device)
-        row_tiles = plan_axis(rows, self.tile, self.margin, self.reach)
-        return rows, cols, row_tiles, plan_axis(cols, self.tile, self.margin, self.reach)
+        row_tiles = plan_frame_axis(rows, self.tile, self.margin, self.reach)
+        return rows, cols, row_tiles, plan_frame_axis(cols, self.tile, self.margin, self.reach)
 
     @torch.no_grad()
     def __call__(
@@ -314,7 +344,9 @@ class TiledUpscaler:
         pred = self._upsample(feature, lr_normalised, coord, cell, step, self.precision)
         if not bool(torch.isfinite(pred).all()):
             if self.precision == "fp32":
-                raise FloatingPointError("the model produced inf/NaN in fp32: the checkpoint is probably broken")
+                raise FloatingPointError(
+                    "the model produced inf/NaN in fp32: the checkpoint is probably broken"
+                )
             report.fp32_fallbacks += 1  # never a silently black tile: redo it in fp32
             pred = self._upsample(feature, lr_normalised, coord, cell, step, "fp32")
         return denormalise_queries(pred, len(row_coords), len(col_coords))[0].permute(1, 2, 0)

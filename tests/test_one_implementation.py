@@ -37,3 +37,10 @@ def test_luma_weights_are_written_once():
     luma = r"(?<![\d.])(0\.299|0\.2989|0\.587|0\.114|65\.481|128\.553|24\.966)(?!\d)"
     assert places(luma, {"realciao/color.py"}) == []
     assert re.search(luma, (PACKAGE / "color.py").read_text())  # the pattern does find them
+
+
+def test_the_tile_planner_is_written_once():
+    """CiaoSR's tiles and the peers' come from realciao.tiling.plan_axis; no module plans its own."""
+    planner = r"^\s*(def (plan_axis|split_cores|with_context)\b|class _?Axis(Span|Tile)\b)"
+    assert places(planner, {"realciao/tiling.py"}) == []
+    assert re.search(planner, (PACKAGE / "tiling.py").read_text(), re.MULTILINE)

@@ -19,7 +19,8 @@ from spandrel.architectures.SwinIR import SwinIR
 
 from realciao.bicubic import matlab_resize
 from realciao.errors import RealciaoError
-from realciao.peers import FIXED_MARGIN, PeerError, PeerModel, load_peer, plan_axis
+from realciao.peers import FIXED_MARGIN, PeerError, PeerModel, load_peer
+from realciao.tiling import plan_axis
 
 LR_SIZE = (13, 17)
 SIZES = {"x2.5": (33, 43), "x4": (52, 68), "x8": (104, 136)}

@@ -9,7 +9,7 @@ import torch
 from realciao import tiling
 from realciao.archs import build_generator
 from realciao.inference import upscale
-from realciao.tiling import TiledUpscaler, axis_frames, plan_axis, receptive_radius, split_cores
+from realciao.tiling import TiledUpscaler, axis_frames, plan_frame_axis, receptive_radius, split_cores
 
 TINY = {"channels": 8, "num_blocks": 2, "mlp_hidden": [16, 16]}
 
@@ -107,7 +107,7 @@ def test_cores_cover_the_axis_in_balanced_pieces():
 @pytest.mark.parametrize("lr,out", [(37, 111), (40, 100), (52, 143), (50, 20), (7, 7)])
 def test_every_output_index_is_written_by_exactly_one_tile(lr, out):
     rows, _ = axis_frames((lr, 5), (out, 9), torch.device("cpu"))
-    tiles = plan_axis(rows, tile=6, margin=3)
+    tiles = plan_frame_axis(rows, tile=6, margin=3)
     written = np.concatenate([np.arange(*t.out) for t in tiles])
     assert np.array_equal(written, np.arange(out))
     for t in tiles:
