@@ -44,3 +44,17 @@ def test_the_tile_planner_is_written_once():
     planner = r"^\s*(def (plan_axis|split_cores|with_context)\b|class _?Axis(Span|Tile)\b)"
     assert places(planner, {"realciao/tiling.py"}) == []
     assert re.search(planner, (PACKAGE / "tiling.py").read_text(), re.MULTILINE)
+
+
+def test_html_pages_are_written_and_escaped_in_one_place():
+    """Every report page goes through realciao.html_page (write_page, escape, file_link)."""
+    by_hand = r"html\.escape|<!doctype html>"
+    assert places(by_hand, {"realciao/html_page.py"}) == []
+    writers = {
+        path.relative_to(PACKAGE.parent).as_posix() for path in SOURCES if "write_page(" in path.read_text()
+    }
+    assert {
+        "realciao/evaluation/report.py",
+        "realciao/fitting/report.py",
+        "realciao/prepare/quality.py",
+    } <= writers

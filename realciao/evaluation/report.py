@@ -11,7 +11,6 @@ shows is a file beside it).
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from realciao.evaluation.methods import safe_name
 from realciao.evaluation.plots import compose_overview, plot_scores
 from realciao.evaluation.protocols import Results
+from realciao.html_page import escape, file_link, write_page
 
 ID_COLUMNS = ("dataset", "kind", "scale", "method", "image", "output")
 HIGHER_BETTER = ("psnr", "ssim", "psnr_rgb", "ssim_rgb")
@@ -77,7 +77,13 @@ def _fmt(value) -> str:
 def _cell(column: str, value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
-    return f"{value:.2f}" if column.startswith("psnr") else f"{value:.4f}" if column.startswith("ssim") else f"{value:.3f}"
+    return (
+        f"{value:.2f}"
+        if column.startswith("psnr")
+        else f"{value:.4f}"
+        if column.startswith("ssim")
+        else f"{value:.3f}"
+    )
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -118,7 +124,9 @@ def markdown_table(means: list[dict], lower_better: dict[str, bool]) -> str:
     lines = []
     for (dataset, kind, scale), group, columns in _mean_groups(means):
         lines.append(f"### {dataset} x{scale:g} ({kind}, {_count(group[0]['images'])})\n")
-        lines.append("| method | " + " | ".join(f"{c.upper()} ({_direction(c, lower_better)})" for c in columns) + " |")
+        lines.append(
+            "| method | " + " | ".join(f"{c.upper()} ({_direction(c, lower_better)})" for c in columns) + " |"
+        )
         lines.append("| --- |" + " --- |" * len(columns))
         for m in group:
             cells = []
@@ -132,10 +140,14 @@ def markdown_table(means: list[dict], lower_better: dict[str, bool]) -> str:
     return "\n".join(lines)
 
 
-def how_table(methods, made: dict[str, dict[str, list[str]]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def how_table(
+    methods, made: dict[str, dict[str, list[str]]]
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """(scales, [(method, [how at each scale])]): how each method made its outputs."""
     scales = list(dict.fromkeys(scale for m in methods for scale in made.get(m.name, {})))
-    rows = [(m.name, ["; ".join(made.get(m.name, {}).get(scale, [])) or "-" for scale in scales]) for m in methods]
+    rows = [
+        (m.name, ["; ".join(made.get(m.name, {}).get(scale, [])) or "-" for scale in scales]) for m in methods
+    ]
     return scales, rows
 
 
@@ -152,13 +164,28 @@ def write_plots(outdir: Path, rows: list[dict], lower_better: dict[str, bool]) -
         methods = list(dict.fromkeys(r["method"] for r in members))
         by_key = {(r["method"], r["image"]): r for r in members}
         for column in metric_columns(members):
-            series = {m: [float(by_key.get((m, i), {}).get(column, float("nan"))) for i in images] for m in methods}
+            series = {
+                m: [float(by_key.get((m, i), {}).get(column, float("nan"))) for i in images] for m in methods
+            }
             lower = lower_is_better(column, lower_better)
             name = f"{safe_name(dataset)}_x{scale:g}_{safe_name(column)}.png"
-            plot_scores(outdir / "plots" / name, f"{column.upper()} per image, {dataset} x{scale:g}", images,
-                        series, lower)
-            plots.append({"dataset": dataset, "kind": kind, "scale": scale, "metric": column,
-                          "lower_better": lower, "file": f"plots/{name}"})
+            plot_scores(
+                outdir / "plots" / name,
+                f"{column.upper()} per image, {dataset} x{scale:g}",
+                images,
+                series,
+                lower,
+            )
+            plots.append(
+                {
+                    "dataset": dataset,
+                    "kind": kind,
+                    "scale": scale,
+                    "metric": column,
+                    "lower_better": lower,
+                    "file": f"plots/{name}",
+                }
+            )
     return plots
 
 
@@ -167,13 +194,24 @@ def write_overview(outdir: Path, results: Results, plots: list[dict]) -> Path | 
     if not results.crops:
         return None
     entry = results.crops[0]
-    rows = [(f"{entry['image']}, x{entry['scale']:g}, place {i + 1} (most detail first)",
-             {label: outdir / "crops" / name for label, name in place["crops"].items()})
-            for i, place in enumerate(entry["places"])]
-    plot = next((outdir / p["file"] for p in plots if (p["dataset"], p["scale"]) == (entry["dataset"], entry["scale"])),
-                None)
-    return compose_overview(outdir / "overview.png", f"realciao-eval: {entry['dataset']} x{entry['scale']:g}", rows,
-                            plot)
+    rows = [
+        (
+            f"{entry['image']}, x{entry['scale']:g}, place {i + 1} (most detail first)",
+            {label: outdir / "crops" / name for label, name in place["crops"].items()},
+        )
+        for i, place in enumerate(entry["places"])
+    ]
+    plot = next(
+        (
+            outdir / p["file"]
+            for p in plots
+            if (p["dataset"], p["scale"]) == (entry["dataset"], entry["scale"])
+        ),
+        None,
+    )
+    return compose_overview(
+        outdir / "overview.png", f"realciao-eval: {entry['dataset']} x{entry['scale']:g}", rows, plot
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,12 +222,16 @@ def write_overview(outdir: Path, results: Results, plots: list[dict]) -> Path | 
 def settings_line(config: dict) -> str:
     tile = config.get("tile")
     tile_text = "from free memory" if tile is None else "whole image" if tile == 0 else f"{tile} px"
-    return (f"device {config.get('device', '?')}, {config.get('precision', '?')} (asked: "
-            f"{config.get('precision_asked', config.get('precision', '?'))}), {config.get('threads', '?')} thread(s), "
-            f"{config.get('processes', 1)} process(es), tiles {tile_text}")
+    return (
+        f"device {config.get('device', '?')}, {config.get('precision', '?')} (asked: "
+        f"{config.get('precision_asked', config.get('precision', '?'))}), {config.get('threads', '?')} thread(s), "
+        f"{config.get('processes', 1)} process(es), tiles {tile_text}"
+    )
 
 
-def write_markdown(path: Path, results: Results, config: dict, table: str, methods, plots: list[dict]) -> None:
+def write_markdown(
+    path: Path, results: Results, config: dict, table: str, methods, plots: list[dict]
+) -> None:
     scales, how_rows = how_table(methods, results.made)
     lines = ["# realciao-eval results", "", settings_line(config), "", "## Methods", ""]
     lines += [f"- **{m.name}**: {m.description}" for m in methods]
@@ -199,9 +241,11 @@ def write_markdown(path: Path, results: Results, config: dict, table: str, metho
     lines += ["", "## Means", "", table]
     if plots:
         lines += ["## Per-image plots", ""]
-        lines += [f"- {p['dataset']} x{p['scale']:g} {p['metric'].upper()} "
-                  f"({'lower' if p['lower_better'] else 'higher'} is better): [{p['file']}]({quote(p['file'])})"
-                  for p in plots]
+        lines += [
+            f"- {p['dataset']} x{p['scale']:g} {p['metric'].upper()} "
+            f"({'lower' if p['lower_better'] else 'higher'} is better): [{p['file']}]({quote(p['file'])})"
+            for p in plots
+        ]
         lines.append("")
     lines += ["Per-image values: per_image.csv, results.json; crops and plots: report.html.", ""]
     if results.notes:
@@ -209,33 +253,34 @@ def write_markdown(path: Path, results: Results, config: dict, table: str, metho
     path.write_text("\n".join(lines))
 
 
-STYLE = ("body{font-family:sans-serif;margin:16px;color:#1e1e1e} table{border-collapse:collapse;margin:6px 0 14px}"
-         " td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} td:first-child,th:first-child{text-align:left}"
-         " figure{display:inline-block;margin:3px;text-align:center;font-size:12px}"
-         " figure img{width:192px;image-rendering:pixelated} .plot{max-width:100%} .how td{text-align:left}"
-         " details{margin:6px 0}")
-
-
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _src(file: str) -> str:
-    return _e(quote(file))
+STYLE = (
+    "body{font-family:sans-serif;margin:16px;color:#1e1e1e} table{border-collapse:collapse;margin:6px 0 14px}"
+    " td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} td:first-child,th:first-child{text-align:left}"
+    " figure{display:inline-block;margin:3px;text-align:center;font-size:12px}"
+    " figure img{width:192px;image-rendering:pixelated} .plot{max-width:100%} .how td{text-align:left}"
+    " details{margin:6px 0}"
+)
 
 
 def html_means(means: list[dict], lower_better: dict[str, bool]) -> list[str]:
     parts = []
     for (dataset, kind, scale), group, columns in _mean_groups(means):
-        parts.append(f"<h3>{_e(dataset)} x{scale:g} ({kind}, {_count(group[0]['images'])})</h3><table><tr><th>method</th>"
-                     + "".join(f"<th>{_e(c.upper())} ({_direction(c, lower_better)})</th>" for c in columns) + "</tr>")
+        parts.append(
+            f"<h3>{escape(dataset)} x{scale:g} ({kind}, {_count(group[0]['images'])})</h3><table><tr><th>method</th>"
+            + "".join(f"<th>{escape(c.upper())} ({_direction(c, lower_better)})</th>" for c in columns)
+            + "</tr>"
+        )
         best = {c: _best(group, c, lower_is_better(c, lower_better)) for c in columns}
         for m in group:
             cells = []
             for c in columns:
                 text = _cell(c, m[c]) + (f" ({m[f'{c}_n']}/{m['images']})" if f"{c}_n" in m else "")
-                cells.append(f"<td><b>{text}</b></td>" if best[c] is not None and m[c] == best[c] else f"<td>{text}</td>")
-            parts.append(f"<tr><td>{_e(m['method'])}</td>{''.join(cells)}</tr>")
+                cells.append(
+                    f"<td><b>{text}</b></td>"
+                    if best[c] is not None and m[c] == best[c]
+                    else f"<td>{text}</td>"
+                )
+            parts.append(f"<tr><td>{escape(m['method'])}</td>{''.join(cells)}</tr>")
         parts.append("</table>")
     return parts
 
@@ -246,69 +291,103 @@ def html_per_image(rows: list[dict], lower_better: dict[str, bool], plots: list[
         images = list(dict.fromkeys(r["image"] for r in members))
         methods = list(dict.fromkeys(r["method"] for r in members))
         by_key = {(r["method"], r["image"]): r for r in members}
-        parts.append(f"<h3>{_e(dataset)} x{scale:g}</h3>")
+        parts.append(f"<h3>{escape(dataset)} x{scale:g}</h3>")
         for column in metric_columns(members):
-            plot = next((p for p in plots if (p["dataset"], p["scale"], p["metric"]) == (dataset, scale, column)), None)
+            plot = next(
+                (p for p in plots if (p["dataset"], p["scale"], p["metric"]) == (dataset, scale, column)),
+                None,
+            )
             if plot is not None:
-                parts.append(f"<img class='plot' src='{_src(plot['file'])}' alt='{_e(column)} per image'>")
-            parts.append(f"<details><summary>{_e(column.upper())} per image ({_direction(column, lower_better)})"
-                         "</summary><table><tr><th>image</th>" + "".join(f"<th>{_e(m)}</th>" for m in methods) + "</tr>")
+                parts.append(
+                    f"<img class='plot' src='{file_link(plot['file'])}' alt='{escape(column)} per image'>"
+                )
+            parts.append(
+                f"<details><summary>{escape(column.upper())} per image ({_direction(column, lower_better)})"
+                "</summary><table><tr><th>image</th>"
+                + "".join(f"<th>{escape(m)}</th>" for m in methods)
+                + "</tr>"
+            )
             for image in images:
-                cells = "".join(f"<td>{_cell(column, float(by_key.get((m, image), {}).get(column, float('nan'))))}</td>"
-                                for m in methods)
-                parts.append(f"<tr><td>{_e(image)}</td>{cells}</tr>")
+                cells = "".join(
+                    f"<td>{_cell(column, float(by_key.get((m, image), {}).get(column, float('nan'))))}</td>"
+                    for m in methods
+                )
+                parts.append(f"<tr><td>{escape(image)}</td>{cells}</tr>")
             parts.append("</table></details>")
     return parts
 
 
-def write_html(path: Path, results: Results, config: dict, means: list[dict], lower_better: dict[str, bool],
-               methods, plots: list[dict], overview: Path | None) -> None:
+def write_html(
+    path: Path,
+    results: Results,
+    config: dict,
+    means: list[dict],
+    lower_better: dict[str, bool],
+    methods,
+    plots: list[dict],
+    overview: Path | None,
+) -> None:
     scales, how_rows = how_table(methods, results.made)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>realciao-eval report</title>",
-        f"<style>{STYLE}</style></head><body>",
         "<h1>realciao-eval report</h1>",
-        f"<p>{_e(settings_line(config))}. Files: "
-        + ", ".join(f"<a href='{_src(name)}'>{name}</a>" for name in OUTPUT_FILES if name != "report.html") + ".</p>",
+        f"<p>{escape(settings_line(config))}. Files: "
+        + ", ".join(
+            f"<a href='{file_link(name)}'>{name}</a>" for name in OUTPUT_FILES if name != "report.html"
+        )
+        + ".</p>",
         "<h2>Methods</h2><table class='how'><tr><th>method</th><th>model</th>"
-        + "".join(f"<th>{_e(s)}: how the output was made</th>" for s in scales) + "</tr>",
+        + "".join(f"<th>{escape(s)}: how the output was made</th>" for s in scales)
+        + "</tr>",
     ]
     descriptions = {m.name: m.description for m in methods}
     for name, ways in how_rows:
-        parts.append(f"<tr><td><b>{_e(name)}</b></td><td>{_e(descriptions[name])}</td>"
-                     + "".join(f"<td>{_e(w)}</td>" for w in ways) + "</tr>")
+        parts.append(
+            f"<tr><td><b>{escape(name)}</b></td><td>{escape(descriptions[name])}</td>"
+            + "".join(f"<td>{escape(w)}</td>" for w in ways)
+            + "</tr>"
+        )
     parts.append("</table><h2>Means</h2>")
     parts += html_means(means, lower_better)
     parts.append("<h2>Per image</h2>")
     parts += html_per_image(results.rows, lower_better, plots)
     if results.crops:
-        parts.append("<h2>Crops</h2><p>The same places for every method, where the LR image has most detail "
-                     "(mean gradient); the LR is shown with nearest-neighbour pixels.</p>")
+        parts.append(
+            "<h2>Crops</h2><p>The same places for every method, where the LR image has most detail "
+            "(mean gradient); the LR is shown with nearest-neighbour pixels.</p>"
+        )
     for entry in results.crops:
         for place_index, place in enumerate(entry["places"]):
             top, left, height, width = place["box"]
-            parts.append(f"<h3>{_e(entry['dataset'])} x{entry['scale']:g}, {_e(entry['image'])}, place "
-                         f"{place_index + 1}: {width}x{height} at ({left}, {top})</h3><div>")
+            parts.append(
+                f"<h3>{escape(entry['dataset'])} x{entry['scale']:g}, {escape(entry['image'])}, place "
+                f"{place_index + 1}: {width}x{height} at ({left}, {top})</h3><div>"
+            )
             for label, name in place["crops"].items():
-                parts.append(f"<figure><img src='{_src('crops/' + name)}' alt='{_e(label)}'>"
-                             f"<figcaption>{_e(label)}</figcaption></figure>")
+                parts.append(
+                    f"<figure><img src='{file_link('crops/' + name)}' alt='{escape(label)}'>"
+                    f"<figcaption>{escape(label)}</figcaption></figure>"
+                )
             parts.append("</div>")
     if overview is not None:
-        parts.append(f"<h2>Overview</h2><p><img class='plot' src='{_src(overview.name)}' alt='overview'></p>")
+        parts.append(
+            f"<h2>Overview</h2><p><img class='plot' src='{file_link(overview.name)}' alt='overview'></p>"
+        )
     if results.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in results.notes) + "</ul>")
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in results.notes) + "</ul>")
+    write_page(path, "realciao-eval report", STYLE, parts)
 
 
-def write_outputs(outdir: Path, results: Results, config: dict, lower_better: dict[str, bool],
-                  methods) -> dict[str, Path]:
+def write_outputs(
+    outdir: Path, results: Results, config: dict, lower_better: dict[str, bool], methods
+) -> dict[str, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     means = mean_rows(results.rows)
     metric_cols = metric_columns(results.rows)
     paths = {name: outdir / name for name in OUTPUT_FILES}
     write_csv(paths["per_image.csv"], results.rows, [*ID_COLUMNS, *metric_cols, "note"])
-    mean_cols = ["dataset", "kind", "scale", "method", "images"] + [c for c in metric_columns(means) if c != "images"]
+    mean_cols = ["dataset", "kind", "scale", "method", "images"] + [
+        c for c in metric_columns(means) if c != "images"
+    ]
     write_csv(paths["means.csv"], means, mean_cols)
     plots = write_plots(outdir, results.rows, lower_better)
     overview = write_overview(outdir, results, plots)

@@ -5,7 +5,6 @@ every candidate the optimiser tried."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,19 @@ import numpy as np
 from realciao.fitting.fit import FitResult, recipe_header
 from realciao.fitting.measure import MEASUREMENTS
 from realciao.fitting.space import quantities
+from realciao.html_page import escape, file_link, write_page
 
 GRID_COLUMNS = 8
 GRID_ZOOM = 2  # each LR pixel drawn as 2 x 2 (nearest), the same for every row
 _GAP = 4
 _LABEL_WIDTH = 120
 _COLOURS = {"photos": "#555555", "base": "#d95f02", "fitted": "#1b9e77"}
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+    "figure{display:inline-block;margin:4px}img{image-rendering:pixelated}pre{background:#f6f6f6;padding:0.5em;"
+    "overflow-x:auto}"
+)
 
 
 def _row(patches: list[np.ndarray], side: int) -> np.ndarray:
@@ -62,7 +68,9 @@ def _figure(width: float = 5.0, height: float = 3.2):
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def write_histogram(path: Path, name: str, unit: str, sets: dict[str, np.ndarray], terms: dict[str, float]) -> None:
+def write_histogram(
+    path: Path, name: str, unit: str, sets: dict[str, np.ndarray], terms: dict[str, float]
+) -> None:
     figure = _figure()
     axes = figure.add_subplot()
     pooled = np.concatenate([v for v in sets.values() if v.size])
@@ -75,10 +83,24 @@ def write_histogram(path: Path, name: str, unit: str, sets: dict[str, np.ndarray
             continue
         clipped = np.clip(values, low, high)
         if label == "photos":
-            axes.hist(clipped, bins=bins, density=True, color=_COLOURS[label], alpha=0.35, label=f"{label} ({values.size})")
+            axes.hist(
+                clipped,
+                bins=bins,
+                density=True,
+                color=_COLOURS[label],
+                alpha=0.35,
+                label=f"{label} ({values.size})",
+            )
         else:
-            axes.hist(clipped, bins=bins, density=True, histtype="step", linewidth=1.8, color=_COLOURS[label],
-                      label=f"{label} ({values.size}; term {terms.get(label, float('nan')):.2f})")
+            axes.hist(
+                clipped,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=1.8,
+                color=_COLOURS[label],
+                label=f"{label} ({values.size}; term {terms.get(label, float('nan')):.2f})",
+            )
     axes.set_xlabel(f"{name} ({unit}; clipped to the 1-99 % range)")
     axes.set_ylabel("density")
     axes.legend(fontsize=8)
@@ -90,7 +112,12 @@ def write_history(path: Path, result: FitResult) -> None:
     axes = figure.add_subplot()
     history = np.asarray(result.history)
     axes.plot(np.arange(1, history.size + 1), history, ".", color="#999999", label="candidate")
-    axes.plot(np.arange(1, history.size + 1), np.minimum.accumulate(history), color=_COLOURS["fitted"], label="best so far")
+    axes.plot(
+        np.arange(1, history.size + 1),
+        np.minimum.accumulate(history),
+        color=_COLOURS["fitted"],
+        label="best so far",
+    )
     axes.axhline(history[0], color=_COLOURS["base"], linestyle="--", linewidth=1, label="base recipe")
     axes.set_xlabel("candidate")
     axes.set_ylabel("distance")
@@ -104,38 +131,48 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     side = result.photos.patch
-    write_grid(folder / "grid.png", [("photos", result.photos.patches), (f"base: {result.base.name}", result.base_set.patches),
-                                     ("fitted", result.fitted_set.patches)], side)
+    write_grid(
+        folder / "grid.png",
+        [
+            ("photos", result.photos.patches),
+            (f"base: {result.base.name}", result.base_set.patches),
+            ("fitted", result.fitted_set.patches),
+        ],
+        side,
+    )
     write_history(folder / "history.png", result)
     units = {m.name: m.unit for m in MEASUREMENTS}
     rows, figures = [], []
     for name in result.reference.values:
-        sets = {"photos": result.reference.values[name], "base": result.base_set.valid(name),
-                "fitted": result.fitted_set.valid(name)}
+        sets = {
+            "photos": result.reference.values[name],
+            "base": result.base_set.valid(name),
+            "fitted": result.fitted_set.valid(name),
+        }
         terms = {"base": result.base_distance.terms[name], "fitted": result.fitted_distance.terms[name]}
         file = f"hist_{name}.png"
         write_histogram(folder / file, name, units[name], sets, terms)
-        figures.append(f"<figure><img src='{file}' alt='{name}'><figcaption>{html.escape(name)}</figcaption></figure>")
+        figures.append(
+            f"<figure><img src='{file_link(file)}' alt='{escape(name)}'><figcaption>{escape(name)}</figcaption></figure>"
+        )
         cells = "".join(f"<td>{_summary(values)}</td>" for values in sets.values())
-        rows.append(f"<tr><th>{html.escape(name)}</th><td>{html.escape(units[name])}</td>{cells}"
-                    f"<td>{terms['base']:.3f}</td><td>{terms['fitted']:.3f}</td></tr>")
+        rows.append(
+            f"<tr><th>{escape(name)}</th><td>{escape(units[name])}</td>{cells}"
+            f"<td>{terms['base']:.3f}</td><td>{terms['fitted']:.3f}</td></tr>"
+        )
     base_values = {q.name: q for q in quantities(result.base)}
     values = "".join(
-        f"<tr><td>{html.escape(q.label)}</td><td>{html.escape(base_values[q.name].text() if q.name in base_values else '?')}"
-        f"</td><td>{html.escape(q.text())}</td><td>{_margin(result.widened.get(q.name))}</td></tr>"
-        for q in quantities(result.recipe))
+        f"<tr><td>{escape(q.label)}</td><td>{escape(base_values[q.name].text() if q.name in base_values else '?')}"
+        f"</td><td>{escape(q.text())}</td><td>{_margin(result.widened.get(q.name))}</td></tr>"
+        for q in quantities(result.recipe)
+    )
     settings = result.settings
-    recipe_line = f" Recipe: <code>{html.escape(str(recipe_path))}</code>." if recipe_path else ""
+    recipe_line = f" Recipe: <code>{escape(str(recipe_path))}</code>." if recipe_path else ""
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>realciao-fit-recipe report</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-        "figure{display:inline-block;margin:4px}img{image-rendering:pixelated}pre{background:#f6f6f6;padding:0.5em;"
-        "overflow-x:auto}</style></head><body>",
         "<h1>Degradation recipe fitted to photos</h1>",
         f"<p>{result.photos.photos} photos ({len(result.photos)} patches of {side} px) from "
-        f"<code>{html.escape(result.photos.folder)}</code>; base recipe <b>{html.escape(result.base.name)}</b>; "
-        f"synthesised from {html.escape(result.hr_label)} at x{settings.scale:g} ({settings.samples} patches, "
+        f"<code>{escape(result.photos.folder)}</code>; base recipe <b>{escape(result.base.name)}</b>; "
+        f"synthesised from {escape(result.hr_label)} at x{settings.scale:g} ({settings.samples} patches, "
         f"seed {settings.seed}); {settings.budget} candidates searched, {result.evaluations} evaluated in all."
         f"{recipe_line}</p>",
         f"<p>Distance to the photos: base <b>{result.base_distance.total:.3f}</b>, fitted "
@@ -150,19 +187,21 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
         "<img src='grid.png' alt='patches'>",
         "<h2>Measurements</h2><p>median [10 %, 90 %] of each set; the last two columns are the distance's terms.</p>",
         "<table><tr><th>measurement</th><th>unit</th><th>photos</th><th>base</th><th>fitted</th>"
-        "<th>term, base</th><th>term, fitted</th></tr>", *rows, "</table>",
+        "<th>term, base</th><th>term, fitted</th></tr>",
+        *rows,
+        "</table>",
         *figures,
         "<h2>Search</h2><img src='history.png' alt='distance per candidate'>",
         "<h2>Fitted values</h2><table><tr><th>quantity</th><th>base</th><th>fitted</th><th>margin added</th></tr>",
-        values, "</table>",
-        "<h2>Recipe header</h2><pre>", html.escape(recipe_header(result)), "</pre>",
+        values,
+        "</table>",
+        "<h2>Recipe header</h2><pre>",
+        escape(recipe_header(result)),
+        "</pre>",
     ]
     if result.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
-    parts.append("</body></html>")
-    path = folder / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in result.notes) + "</ul>")
+    return write_page(folder / "index.html", "realciao-fit-recipe report", STYLE, parts)
 
 
 def _margin(margin: float | None) -> str:

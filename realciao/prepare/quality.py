@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import html
 import io
 import math
 import shutil
@@ -32,6 +31,7 @@ import numpy as np
 from realciao.files import atomic_write
 from realciao.fitting.measure import blur_sigma, fit_jpeg_quality, jpeg_blockiness, noise_sigma
 from realciao.fitting.samples import jpeg_tables
+from realciao.html_page import escape, write_page
 from realciao.imageio import array_to_pil, read_image, to_float_rgb
 from realciao.prepare.runner import PrepareError, RunSummary, TaskResult, read_guarded, run_tasks
 
@@ -161,23 +161,22 @@ def thumbnail(path: Path, side: int = 256) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+STYLE = "figure{display:inline-block;width:270px;vertical-align:top;margin:6px}img{max-width:256px}"
+
+
 def write_html(folder: Path, rows: Sequence[ImageQuality], limits: Thresholds) -> Path:
     """``folder/index.html``: every rejected image with its measurements and why."""
     rejected = [row for row in rows if row.verdict == "reject"]
-    items = "\n".join(
-        f'<figure><img src="{thumbnail(Path(row.path))}" alt=""><figcaption><b>{html.escape(row.path)}</b><br>'
-        f"{row.width}x{row.height}; {html.escape(row.reasons)}</figcaption></figure>"
+    items = [
+        f'<figure><img src="{escape(thumbnail(Path(row.path)))}" alt=""><figcaption><b>{escape(row.path)}</b><br>'
+        f"{row.width}x{row.height}; {escape(row.reasons)}</figcaption></figure>"
         for row in rejected
-    )
+    ]
     limits_text = ", ".join(f"{field.name} {getattr(limits, field.name):g}" for field in fields(limits))
-    page = (
-        f"<!doctype html><meta charset='utf-8'><title>GT check</title><style>figure{{display:inline-block;"
-        f"width:270px;vertical-align:top;margin:6px}}img{{max-width:256px}}</style><h1>GT check: {len(rejected)} of "
-        f"{len(rows)} rejected</h1><p>Thresholds: {html.escape(limits_text)}</p>{items}"
+    heading = (
+        f"<h1>GT check: {len(rejected)} of {len(rows)} rejected</h1><p>Thresholds: {escape(limits_text)}</p>"
     )
-    path = folder / "index.html"
-    atomic_write(path, page.encode())
-    return path
+    return write_page(folder / "index.html", "GT check", STYLE, [heading, *items])
 
 
 def move_rejects(rows: Sequence[ImageQuality], folders: Sequence[tuple[Path, Path]], target: Path) -> int:
