@@ -13,6 +13,7 @@ from realciao.fitting.fit import FitResult, recipe_header
 from realciao.fitting.measure import MEASUREMENTS
 from realciao.fitting.space import quantities
 from realciao.html_page import escape, file_link, write_page
+from realciao.plotting import chart, pixel_figure, save, show_image, show_text
 
 GRID_COLUMNS = 8
 GRID_ZOOM = 2  # each LR pixel drawn as 2 x 2 (nearest), the same for every row
@@ -41,37 +42,23 @@ def _row(patches: list[np.ndarray], side: int) -> np.ndarray:
 
 def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], side: int) -> None:
     """Rows of patches (uint8, side x side), each labelled on the left."""
-    from PIL import Image, ImageDraw
-
     strips = [_row(patches, side) for _, patches in rows]
     height = sum(s.shape[0] for s in strips) + _GAP * (len(strips) - 1)
     canvas = np.full((height, _LABEL_WIDTH + strips[0].shape[1], 3), 255, dtype=np.uint8)
-    top = 0
-    for strip in strips:
-        canvas[top : top + strip.shape[0], _LABEL_WIDTH:] = strip
-        top += strip.shape[0] + _GAP
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
+    figure = pixel_figure(canvas.shape[1], canvas.shape[0])
     top = 0
     for (label, _), strip in zip(rows, strips):
-        draw.text((6, top + strip.shape[0] // 2 - 6), label, fill=(0, 0, 0))
+        canvas[top : top + strip.shape[0], _LABEL_WIDTH:] = strip
+        show_text(figure, label, 6, top + strip.shape[0] // 2 - 6, size=8)
         top += strip.shape[0] + _GAP
-    image.save(path)
-
-
-def _figure(width: float = 5.0, height: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    show_image(figure, canvas, 0, 0)
+    save(figure, path)
 
 
 def write_histogram(
     path: Path, name: str, unit: str, sets: dict[str, np.ndarray], terms: dict[str, float]
 ) -> None:
-    figure = _figure()
+    figure = chart(5.0, 3.2)
     axes = figure.add_subplot()
     pooled = np.concatenate([v for v in sets.values() if v.size])
     low, high = np.percentile(pooled, [1, 99])
@@ -104,11 +91,11 @@ def write_histogram(
     axes.set_xlabel(f"{name} ({unit}; clipped to the 1-99 % range)")
     axes.set_ylabel("density")
     axes.legend(fontsize=8)
-    figure.savefig(path)
+    save(figure, path)
 
 
 def write_history(path: Path, result: FitResult) -> None:
-    figure = _figure(5.0, 2.8)
+    figure = chart(5.0, 2.8)
     axes = figure.add_subplot()
     history = np.asarray(result.history)
     axes.plot(np.arange(1, history.size + 1), history, ".", color="#999999", label="candidate")
@@ -123,7 +110,7 @@ def write_history(path: Path, result: FitResult) -> None:
     axes.set_ylabel("distance")
     axes.set_ylim(0, max(float(np.percentile(history, 95)), history[0]) * 1.05)
     axes.legend(fontsize=8)
-    figure.savefig(path)
+    save(figure, path)
 
 
 def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path | None = None) -> Path:
