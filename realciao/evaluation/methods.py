@@ -67,8 +67,14 @@ class CiaoSRMethod(Method):
     def upscale(self, lr, size, settings):
         from realciao.upscaling import upscale_image
 
-        out = upscale_image(self.model, lr, size=size, tile=settings.tile, tile_margin=settings.tile_margin,
-                            precision=settings.precision)
+        out = upscale_image(
+            self.model,
+            lr,
+            size=size,
+            tile=settings.tile,
+            tile_margin=settings.tile_margin,
+            precision=settings.precision,
+        )
         self.how = f"one pass to the size asked for, {settings.precision}"
         return quantize_8bit(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float())
 
@@ -93,25 +99,32 @@ class PeerMethod(Method):
     def __init__(self, name: str, peer):
         self.name = name
         self.peer = peer
-        self.description = (f"{peer.path.name}: {peer.name} arch, x{peer.scale}, loaded by spandrel; run at x{peer.scale}, "
-                            f"again on its own output while smaller than the size asked for, then MATLAB bicubic")
+        self.description = (
+            f"{peer.path.name}: {peer.name} arch, x{peer.scale}, loaded by spandrel; run at x{peer.scale}, "
+            f"again on its own output while smaller than the size asked for, then MATLAB bicubic"
+        )
 
     def precision_for(self, precision: str, fallback: bool) -> str:
         """``precision`` when spandrel says the model runs in it; fp32 when ``fallback``; else an error."""
         unable = (precision == "bf16" and not self.peer.supports_bfloat16) or (
-            precision == "fp16" and not self.peer.supports_half)
+            precision == "fp16" and not self.peer.supports_half
+        )
         if not unable:
             return precision
         if fallback:
             return "fp32"
         from realciao.peers import PeerError
 
-        raise PeerError(f"{self.peer.path}: spandrel marks {self.peer.name} as not running in {precision}; "
-                        f"use --precision fp32 or auto")
+        raise PeerError(
+            f"{self.peer.path}: spandrel marks {self.peer.name} as not running in {precision}; "
+            f"use --precision fp32 or auto"
+        )
 
     def upscale(self, lr, size, settings):
         precision = self.precision_for(settings.precision, settings.precision_fallback)
-        out = self.peer.upscale(lr, size, tile=settings.tile, margin=settings.tile_margin, precision=precision)
+        out = self.peer.upscale(
+            lr, size, tile=settings.tile, margin=settings.tile_margin, precision=precision
+        )
         self.how = f"{self.peer.how(out)}, {precision}"
         return quantize_8bit(torch.from_numpy(np.ascontiguousarray(out.image)).permute(2, 0, 1)[None].float())
 
@@ -151,7 +164,9 @@ def load_model(path: str, allow_pickle: bool, device):
         except OnnxModelError as error:
             raise ModelFileError(f"{unsupported} ({str(error).removeprefix(f'{file}: ')})") from None
     if is_torchscript(file):
-        raise ModelFileError(f"{unsupported} (a TorchScript archive, which carries code; save its state dict instead)")
+        raise ModelFileError(
+            f"{unsupported} (a TorchScript archive, which carries code; save its state dict instead)"
+        )
     refused = None
     try:
         metadata, state = read_state(file, allow_pickle, "--allow-pickle")
@@ -166,12 +181,14 @@ def load_model(path: str, allow_pickle: bool, device):
         raise ModelFileError(
             f"{unsupported} without full unpickling: it holds Python objects beyond tensors and plain containers, "
             f"and unpickling them can run code. If it is a CiaoSR checkpoint from a source you trust, pass "
-            f"--allow-pickle (spandrel's models never need it)") from None
+            f"--allow-pickle (spandrel's models never need it)"
+        ) from None
     try:
         return "peer", load_peer(file, device=device)
     except PeerError as error:
-        raise ModelFileError(f"{unsupported} (neither a CiaoSR checkpoint nor a model spandrel loads: "
-                             f"{error.reason})") from None
+        raise ModelFileError(
+            f"{unsupported} (neither a CiaoSR checkpoint nor a model spandrel loads: {error.reason})"
+        ) from None
 
 
 def safe_name(name: str) -> str:

@@ -17,8 +17,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,9 +31,15 @@ from realciao.degradations import degrade_image, load_recipe
 from realciao.errors import RealciaoError
 from realciao.evaluation.crops import detail_places, lr_view, save_crop
 from realciao.evaluation.methods import CiaoSRMethod, Method, PeerMethod, RunSettings, load_methods, safe_name
+from realciao.evaluation.report import write_outputs
+from realciao.evaluation.results import CropEntry, CropPlace, Results, ScoreRow, merge
 from realciao.imageio import ImageReadError, is_grey, list_images, read_image, to_float_rgb
 from realciao.metrics import iqa, psnr, quantize_8bit, ssim
 from realciao.upscaling import target_size
+
+if TYPE_CHECKING:
+    from realciao.degradations.specs import Recipe
+    from realciao.devices import ThreadChoice, ThreadGovernor
 
 
 @dataclass(frozen=True)
@@ -76,30 +84,12 @@ class EvaluationSettings:
     allow_pickle: bool = False
     device: str = "auto"
     run: RunSettings = field(default_factory=RunSettings)  # precision may be "auto" here
-    threads: object = None  # realciao.devices.ThreadChoice the caller applied, for the start line
+    threads: ThreadChoice | None = None  # what the caller applied, for the start line
     max_images: int = 0
     report_images: int = 3
     crop: int = 128
     degrade: str | None = None  # paired LR made by this recipe (restoration benchmark) instead of bicubic
     degrade_seed: int = 0  # image i of a folder is degraded with seed degrade_seed + i
-
-
-@dataclass
-class Results:
-    rows: list[dict] = field(default_factory=list)  # per image
-    notes: list[str] = field(default_factory=list)  # skipped files, unavailable metrics
-    crops: list[dict] = field(default_factory=list)  # report entries
-    seconds: dict[str, float] = field(default_factory=dict)  # per dataset/scale/method
-    made: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # method -> "x4" -> how
-
-    def record_how(self, method: str, scale: float, how: str) -> None:
-        ways = self.made.setdefault(method, {}).setdefault(f"x{scale:g}", [])
-        if how and how not in ways:
-            ways.append(how)
-
-    def note(self, text: str, echo) -> None:
-        self.notes.append(text)
-        echo(f"note: {text}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,7 @@ class Shard:
 
     rank: int = 0
     world: int = 1
-    device: object = None  # this process's device when several share a node
+    device: torch.device | None = None  # this process's device when several share a node
 
     def mine(self, index: int) -> bool:
         return index % self.world == self.rank
@@ -135,27 +125,6 @@ def current_shard() -> Shard:
     )
     state = PartialState(cpu=cpu)
     return Shard(state.process_index, state.num_processes, state.device)
-
-
-def merge(parts: list[Results]) -> Results:
-    """One ``Results`` from every process's share, rows and crops back in the single-process order."""
-    merged = Results()
-    for part in parts:
-        merged.rows += part.rows
-        merged.crops += part.crops
-        merged.notes += part.notes
-        for key, seconds in part.seconds.items():
-            merged.seconds[key] = merged.seconds.get(key, 0.0) + seconds
-        for method, scales in part.made.items():
-            for scale, ways in scales.items():
-                for how in ways:
-                    merged.made.setdefault(method, {}).setdefault(scale, [])
-                    if how not in merged.made[method][scale]:
-                        merged.made[method][scale].append(how)
-    merged.rows.sort(key=lambda row: row.pop("_order"))
-    merged.crops.sort(key=lambda entry: entry.pop("_order"))
-    merged.notes = list(dict.fromkeys(merged.notes))  # notes every process made once
-    return merged
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,11 +166,13 @@ def as_tensor(pixels: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def measure_metric(metric: iqa.Metric, sr: torch.Tensor, row: dict, notes: list[str], hr=None) -> None:
+def measure_metric(
+    metric: iqa.Metric, sr: torch.Tensor, row: ScoreRow, notes: list[str], hr: torch.Tensor | None = None
+) -> None:
     try:
-        row[metric.name] = metric(sr, hr) if metric.full_reference else metric(sr)
+        row.scores[metric.name] = metric(sr, hr) if metric.full_reference else metric(sr)
     except iqa.NotMeasurable as error:
-        row[metric.name] = float("nan")
+        row.scores[metric.name] = float("nan")
         notes.append(f"not measurable: {error}")
 
 
@@ -240,21 +211,21 @@ class Task:
     settings: EvaluationSettings
     results: Results
     crop_dir: Path
-    echo: object
+    echo: Callable[[str], None]
     progress: Progress
-    recipe: object = None  # the degradation recipe of a degraded paired benchmark
-    governor: object = None  # realciao.devices.ThreadGovernor: fewer threads while other processes hold cores
+    recipe: Recipe | None = None  # the degradation recipe of a degraded paired benchmark
+    governor: ThreadGovernor | None = None  # fewer threads while other processes hold cores
 
 
 def score_methods(
     task: Task,
     lr: np.ndarray,
     size: tuple[int, int],
-    measure,
+    measure: Callable[[torch.Tensor, ScoreRow, list[str]], None],
     image: str,
     index: int,
     kind: str,
-    entry: dict | None,
+    entry: CropEntry | None,
 ) -> None:
     """Upscale one image with every method, ``measure(sr, row, notes)`` each output, and
     keep its row, its time, how it was made and (with an ``entry``) its report crops."""
@@ -270,18 +241,11 @@ def score_methods(
                 f"{method.name} made {sr.shape[-1]}x{sr.shape[-2]} for {image}, "
                 f"not the {size[1]}x{size[0]} asked for"
             )
-        row = {
-            "dataset": task.dataset,
-            "kind": kind,
-            "scale": task.scale,
-            "method": method.name,
-            "image": image,
-            "output": f"{size[1]}x{size[0]}",
-            "_order": (task.index, index, method_index),
-        }
+        row = ScoreRow(task.dataset, kind, task.scale, method.name, image, f"{size[1]}x{size[0]}",
+                       (task.index, index, method_index))  # fmt: skip
         notes: list[str] = []
         measure(sr, row, notes)
-        row["note"] = "; ".join(notes)
+        row.note = "; ".join(notes)
         task.results.rows.append(row)
         key = f"{task.dataset}|x{task.scale:g}|{method.name}"
         task.results.seconds[key] = task.results.seconds.get(key, 0.0) + time.perf_counter() - start
@@ -290,41 +254,37 @@ def score_methods(
             save_crops(task, entry, method.name, sr)
 
 
-def report_entry(task: Task, image: str, index: int, lr: np.ndarray, size: tuple[int, int]) -> dict | None:
+def report_entry(
+    task: Task, image: str, index: int, lr: np.ndarray, size: tuple[int, int]
+) -> CropEntry | None:
     """The report's crops of one image (its first ``report_images``): the most detailed places,
     and the LR under them; every method's crop is added as it is made."""
     if index >= task.settings.report_images or task.settings.crop == 0:
         return None
-    entry = {
-        "dataset": task.dataset,
-        "scale": task.scale,
-        "image": image,
-        "places": [],
-        "_order": (task.index, index),
-    }
+    entry = CropEntry(task.dataset, task.scale, image, (task.index, index))
     for place, box in enumerate(detail_places(lr, size, task.settings.crop), start=1):
-        entry["places"].append({"box": list(box), "crops": {}})
+        entry.places.append(CropPlace(list(box)))
         save_crops(task, entry, "LR (nearest)", lr_view(lr, size, box), only=place - 1)
     task.results.crops.append(entry)
     return entry
 
 
-def save_crops(task: Task, entry: dict, label: str, image: torch.Tensor, only: int | None = None) -> None:
-    for place, spot in enumerate(entry["places"]):
-        if only is not None and place != only:
+def save_crops(
+    task: Task, entry: CropEntry, label: str, image: torch.Tensor, only: int | None = None
+) -> None:
+    for index, place in enumerate(entry.places):
+        if only is not None and index != only:
             continue
-        box = (0, 0, *spot["box"][2:]) if only is not None else spot["box"]  # an LR view is the box itself
-        name = "_".join(
-            safe_name(part)
-            for part in (
-                entry["dataset"],
-                f"x{entry['scale']:g}",
-                entry["image"],
-                f"p{place + 1}",
-                "LR" if label.startswith("LR") else label,
-            )
+        box = (0, 0, *place.box[2:]) if only is not None else place.box  # an LR view is the box itself
+        parts = (
+            entry.dataset,
+            f"x{entry.scale:g}",
+            entry.image,
+            f"p{index + 1}",
+            "LR" if label.startswith("LR") else label,
         )
-        spot["crops"][label] = save_crop(image, box, task.crop_dir / f"{name}.png")
+        name = "_".join(safe_name(part) for part in parts)
+        place.crops[label] = save_crop(image, box, task.crop_dir / f"{name}.png")
 
 
 def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Shard) -> None:
@@ -400,18 +360,18 @@ def evaluate_paired(
 
         def measure(sr, row, notes, hr=hr, hr_size=hr_size, grey=grey):  # this image's values, bound now
             if min(hr_size) - 2 * shave < 11:  # SSIM's 11x11 window on the shaved image
-                row[f"psnr{suffix}"] = row[f"ssim{suffix}"] = float("nan")
+                row.scores[f"psnr{suffix}"] = row.scores[f"ssim{suffix}"] = float("nan")
                 notes.append(
                     f"not measurable: psnr/ssim: image {hr_size[1]}x{hr_size[0]} too small for shave {shave}"
                 )
             elif y_channel and grey:
                 # MATLAB's protocol measures a grey image on its own levels (no rgb2ycbcr)
                 sr_grey = quantize_8bit(luma_tensor(sr))  # a colour output's grey levels
-                row["psnr"] = psnr(sr_grey, hr[:, :1], shave, y_channel=False)
-                row["ssim"] = ssim(sr_grey, hr[:, :1], shave, y_channel=False)
+                row.scores["psnr"] = psnr(sr_grey, hr[:, :1], shave, y_channel=False)
+                row.scores["ssim"] = ssim(sr_grey, hr[:, :1], shave, y_channel=False)
             else:
-                row[f"psnr{suffix}"] = psnr(sr, hr, shave, y_channel)
-                row[f"ssim{suffix}"] = ssim(sr, hr, shave, y_channel)
+                row.scores[f"psnr{suffix}"] = psnr(sr, hr, shave, y_channel)
+                row.scores[f"ssim{suffix}"] = ssim(sr, hr, shave, y_channel)
             for metric in fr_metrics:
                 measure_metric(metric, sr, row, notes, hr)
 
@@ -528,7 +488,6 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
     from realciao.allocator import keep_freed_memory
     from realciao.autoprecision import decide_precision
     from realciao.devices import AUTO, ThreadGovernor, choose_device
-    from realciao.evaluation.report import write_outputs
 
     check_settings(settings)
     weights_dir = iqa.resolve_weights_dir(settings.weights_dir)

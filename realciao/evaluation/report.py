@@ -11,57 +11,112 @@ shows is a file beside it).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
-from realciao.evaluation.methods import safe_name
+from realciao.evaluation.methods import Method, safe_name
 from realciao.evaluation.plots import compose_overview, plot_scores
-from realciao.evaluation.protocols import Results
+from realciao.evaluation.results import ID_COLUMNS, Results, ScoreRow
+from realciao.files import atomic_write
 from realciao.html_page import escape, file_link, write_page
 
-ID_COLUMNS = ("dataset", "kind", "scale", "method", "image", "output")
 HIGHER_BETTER = ("psnr", "ssim", "psnr_rgb", "ssim_rgb")
 OUTPUT_FILES = ("per_image.csv", "means.csv", "results.json", "results.md", "report.html")
+MEAN_ID_COLUMNS = ("dataset", "kind", "scale", "method", "images")
 
 
-def metric_columns(rows: list[dict]) -> list[str]:
-    columns = []
-    for row in rows:
-        for key in row:
-            if key not in ID_COLUMNS and key != "note" and not key.startswith("_") and key not in columns:
-                columns.append(key)
-    return columns
+@dataclass
+class MeanRow:
+    """One method's mean of each metric on one (dataset, kind, scale), over the images it could measure."""
+
+    dataset: str
+    kind: str
+    scale: float
+    method: str
+    images: int
+    scores: dict[str, float] = field(default_factory=dict)  # NaN: no image measurable
+    measured: dict[str, int] = field(default_factory=dict)  # images measured, where fewer than ``images``
+
+    def as_dict(self) -> dict[str, object]:
+        """As the outputs write it: each metric followed by ``<metric>_n`` where some image was not measured."""
+        row: dict[str, object] = {name: getattr(self, name) for name in MEAN_ID_COLUMNS}
+        for column, value in self.scores.items():
+            row[column] = value
+            if column in self.measured:
+                row[f"{column}_n"] = self.measured[column]
+        return row
+
+    def cell(self, column: str) -> str:
+        """The table cell: the mean, and how many images it is over where not all."""
+        text = _cell(column, self.scores.get(column, float("nan")))
+        return text + (f" ({self.measured[column]}/{self.images})" if column in self.measured else "")
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One per-image plot: a metric on one (dataset, kind, scale)."""
+
+    dataset: str
+    kind: str
+    scale: float
+    metric: str
+    lower_better: bool
+    file: str  # relative to the output folder
+
+
+def columns_of(records: list[dict[str, object]], leave_out: tuple[str, ...]) -> list[str]:
+    """The keys of ``records`` in the order they first appear, but those in ``leave_out``."""
+    return [key for key in dict.fromkeys(key for record in records for key in record) if key not in leave_out]
+
+
+def metric_columns(rows: list[ScoreRow]) -> list[str]:
+    return list(dict.fromkeys(column for row in rows for column in row.scores))
 
 
 def lower_is_better(column: str, lower_better: dict[str, bool]) -> bool:
     return lower_better.get(column, column not in HIGHER_BETTER)
 
 
-def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+def groups(rows: list[ScoreRow]) -> dict[tuple[str, str, float], list[ScoreRow]]:
     """Rows by (dataset, kind, scale), in the order the run made them."""
-    grouped: dict[tuple, list[dict]] = {}
+    grouped: dict[tuple[str, str, float], list[ScoreRow]] = {}
     for row in rows:
-        grouped.setdefault((row["dataset"], row["kind"], row["scale"]), []).append(row)
+        grouped.setdefault((row.dataset, row.kind, row.scale), []).append(row)
     return grouped
 
 
-def mean_rows(rows: list[dict]) -> list[dict]:
-    """Mean of each metric per (dataset, scale, method), over the images it could measure."""
-    grouped: dict[tuple, list[dict]] = {}
+def score_table(members: list[ScoreRow], column: str) -> tuple[list[str], list[str], dict[str, list[float]]]:
+    """(images, methods, method -> its ``column`` on each image (NaN where it has none))."""
+    images = list(dict.fromkeys(row.image for row in members))
+    methods = list(dict.fromkeys(row.method for row in members))
+    by_key = {(row.method, row.image): row for row in members}
+    nan = float("nan")
+    series = {m: [float(by_key[m, i].scores.get(column, nan)) if (m, i) in by_key else nan for i in images]
+              for m in methods}  # fmt: skip
+    return images, methods, series
+
+
+def mean_rows(rows: list[ScoreRow]) -> list[MeanRow]:
+    """Mean of each metric per (dataset, kind, scale, method), over the images it could measure."""
+    grouped: dict[tuple[str, str, float, str], list[ScoreRow]] = {}
     for row in rows:
-        grouped.setdefault((row["dataset"], row["kind"], row["scale"], row["method"]), []).append(row)
+        grouped.setdefault((row.dataset, row.kind, row.scale, row.method), []).append(row)
     means = []
     for (dataset, kind, scale, method), members in grouped.items():
-        mean = {"dataset": dataset, "kind": kind, "scale": scale, "method": method, "images": len(members)}
+        mean = MeanRow(dataset, kind, scale, method, len(members))
         for column in metric_columns(members):
-            values = [r[column] for r in members if column in r and math.isfinite(r[column])]
-            mean[column] = float(np.mean(values)) if values else float("nan")
+            values = [
+                r.scores[column] for r in members if column in r.scores and math.isfinite(r.scores[column])
+            ]
+            mean.scores[column] = float(np.mean(values)) if values else float("nan")
             if len(values) < len(members):
-                mean[f"{column}_n"] = len(values)
+                mean.measured[column] = len(values)
         means.append(mean)
     return means
 
@@ -77,21 +132,18 @@ def _fmt(value) -> str:
 def _cell(column: str, value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
-    return (
-        f"{value:.2f}"
-        if column.startswith("psnr")
-        else f"{value:.4f}"
-        if column.startswith("ssim")
-        else f"{value:.3f}"
-    )
+    if column.startswith("psnr"):
+        return f"{value:.2f}"
+    return f"{value:.4f}" if column.startswith("ssim") else f"{value:.3f}"
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: _fmt(row.get(c, "")) if row.get(c, "") != "" else "" for c in columns})
+def write_csv(path: Path, records: list[dict[str, object]], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({c: _fmt(record.get(c, "")) if record.get(c, "") != "" else "" for c in columns})
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
 
 
 def _json_value(value):
@@ -100,15 +152,15 @@ def _json_value(value):
     return value
 
 
-def _mean_groups(means: list[dict]):
-    for key in dict.fromkeys((m["dataset"], m["kind"], m["scale"]) for m in means):
-        group = [m for m in means if (m["dataset"], m["kind"], m["scale"]) == key]
-        columns = [c for c in metric_columns(group) if c != "images" and not c.endswith("_n")]
+def _mean_groups(means: list[MeanRow]):
+    for key in dict.fromkeys((m.dataset, m.kind, m.scale) for m in means):
+        group = [m for m in means if (m.dataset, m.kind, m.scale) == key]
+        columns = list(dict.fromkeys(column for m in group for column in m.scores))
         yield key, group, columns
 
 
-def _best(group: list[dict], column: str, lower: bool) -> float | None:
-    values = [m[column] for m in group if math.isfinite(m.get(column, float("nan")))]
+def _best(group: list[MeanRow], column: str, lower: bool) -> float | None:
+    values = [m.scores[column] for m in group if math.isfinite(m.scores.get(column, float("nan")))]
     return (min(values) if lower else max(values)) if len(values) > 1 else None
 
 
@@ -120,28 +172,22 @@ def _direction(column: str, lower_better: dict[str, bool]) -> str:
     return "lower better" if lower_is_better(column, lower_better) else "higher better"
 
 
-def markdown_table(means: list[dict], lower_better: dict[str, bool]) -> str:
+def markdown_table(means: list[MeanRow], lower_better: dict[str, bool]) -> str:
     lines = []
     for (dataset, kind, scale), group, columns in _mean_groups(means):
-        lines.append(f"### {dataset} x{scale:g} ({kind}, {_count(group[0]['images'])})\n")
+        lines.append(f"### {dataset} x{scale:g} ({kind}, {_count(group[0].images)})\n")
         lines.append(
             "| method | " + " | ".join(f"{c.upper()} ({_direction(c, lower_better)})" for c in columns) + " |"
         )
         lines.append("| --- |" + " --- |" * len(columns))
         for m in group:
-            cells = []
-            for c in columns:
-                cell = _cell(c, m[c])
-                if f"{c}_n" in m:
-                    cell += f" ({m[f'{c}_n']}/{m['images']})"
-                cells.append(cell)
-            lines.append(f"| {m['method']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {m.method} | " + " | ".join(m.cell(c) for c in columns) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def how_table(
-    methods, made: dict[str, dict[str, list[str]]]
+    methods: list[Method], made: dict[str, dict[str, list[str]]]
 ) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """(scales, [(method, [how at each scale])]): how each method made its outputs."""
     scales = list(dict.fromkeys(scale for m in methods for scale in made.get(m.name, {})))
@@ -156,62 +202,37 @@ def how_table(
 # ---------------------------------------------------------------------------------------
 
 
-def write_plots(outdir: Path, rows: list[dict], lower_better: dict[str, bool]) -> list[dict]:
+def write_plots(outdir: Path, rows: list[ScoreRow], lower_better: dict[str, bool]) -> list[Plot]:
     """One PNG per (dataset, scale, metric): every method's score on every image."""
     plots = []
     for (dataset, kind, scale), members in groups(rows).items():
-        images = list(dict.fromkeys(r["image"] for r in members))
-        methods = list(dict.fromkeys(r["method"] for r in members))
-        by_key = {(r["method"], r["image"]): r for r in members}
         for column in metric_columns(members):
-            series = {
-                m: [float(by_key.get((m, i), {}).get(column, float("nan"))) for i in images] for m in methods
-            }
+            images, _, series = score_table(members, column)
             lower = lower_is_better(column, lower_better)
             name = f"{safe_name(dataset)}_x{scale:g}_{safe_name(column)}.png"
-            plot_scores(
-                outdir / "plots" / name,
-                f"{column.upper()} per image, {dataset} x{scale:g}",
-                images,
-                series,
-                lower,
-            )
-            plots.append(
-                {
-                    "dataset": dataset,
-                    "kind": kind,
-                    "scale": scale,
-                    "metric": column,
-                    "lower_better": lower,
-                    "file": f"plots/{name}",
-                }
-            )
+            title = f"{column.upper()} per image, {dataset} x{scale:g}"
+            plot_scores(outdir / "plots" / name, title, images, series, lower)
+            plots.append(Plot(dataset, kind, scale, column, lower, f"plots/{name}"))
     return plots
 
 
-def write_overview(outdir: Path, results: Results, plots: list[dict]) -> Path | None:
+def write_overview(outdir: Path, results: Results, plots: list[Plot]) -> Path | None:
     """The first report image's crops, every place, above the plot of its first metric."""
     if not results.crops:
         return None
     entry = results.crops[0]
     rows = [
         (
-            f"{entry['image']}, x{entry['scale']:g}, place {i + 1} (most detail first)",
-            {label: outdir / "crops" / name for label, name in place["crops"].items()},
+            f"{entry.image}, x{entry.scale:g}, place {i + 1} (most detail first)",
+            {label: outdir / "crops" / name for label, name in place.crops.items()},
         )
-        for i, place in enumerate(entry["places"])
+        for i, place in enumerate(entry.places)
     ]
     plot = next(
-        (
-            outdir / p["file"]
-            for p in plots
-            if (p["dataset"], p["scale"]) == (entry["dataset"], entry["scale"])
-        ),
-        None,
+        (outdir / p.file for p in plots if (p.dataset, p.scale) == (entry.dataset, entry.scale)), None
     )
-    return compose_overview(
-        outdir / "overview.png", f"realciao-eval: {entry['dataset']} x{entry['scale']:g}", rows, plot
-    )
+    title = f"realciao-eval: {entry.dataset} x{entry.scale:g}"
+    return compose_overview(outdir / "overview.png", title, rows, plot)
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,7 +251,7 @@ def settings_line(config: dict) -> str:
 
 
 def write_markdown(
-    path: Path, results: Results, config: dict, table: str, methods, plots: list[dict]
+    path: Path, results: Results, config: dict, table: str, methods: list[Method], plots: list[Plot]
 ) -> None:
     scales, how_rows = how_table(methods, results.made)
     lines = ["# realciao-eval results", "", settings_line(config), "", "## Methods", ""]
@@ -242,15 +263,15 @@ def write_markdown(
     if plots:
         lines += ["## Per-image plots", ""]
         lines += [
-            f"- {p['dataset']} x{p['scale']:g} {p['metric'].upper()} "
-            f"({'lower' if p['lower_better'] else 'higher'} is better): [{p['file']}]({quote(p['file'])})"
+            f"- {p.dataset} x{p.scale:g} {p.metric.upper()} "
+            f"({'lower' if p.lower_better else 'higher'} is better): [{p.file}]({quote(p.file)})"
             for p in plots
         ]
         lines.append("")
     lines += ["Per-image values: per_image.csv, results.json; crops and plots: report.html.", ""]
     if results.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in results.notes] + [""]
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines).encode("utf-8"))
 
 
 STYLE = (
@@ -262,11 +283,11 @@ STYLE = (
 )
 
 
-def html_means(means: list[dict], lower_better: dict[str, bool]) -> list[str]:
+def html_means(means: list[MeanRow], lower_better: dict[str, bool]) -> list[str]:
     parts = []
     for (dataset, kind, scale), group, columns in _mean_groups(means):
         parts.append(
-            f"<h3>{escape(dataset)} x{scale:g} ({kind}, {_count(group[0]['images'])})</h3><table><tr><th>method</th>"
+            f"<h3>{escape(dataset)} x{scale:g} ({kind}, {_count(group[0].images)})</h3><table><tr><th>method</th>"
             + "".join(f"<th>{escape(c.upper())} ({_direction(c, lower_better)})</th>" for c in columns)
             + "</tr>"
         )
@@ -274,32 +295,24 @@ def html_means(means: list[dict], lower_better: dict[str, bool]) -> list[str]:
         for m in group:
             cells = []
             for c in columns:
-                text = _cell(c, m[c]) + (f" ({m[f'{c}_n']}/{m['images']})" if f"{c}_n" in m else "")
-                cells.append(
-                    f"<td><b>{text}</b></td>"
-                    if best[c] is not None and m[c] == best[c]
-                    else f"<td>{text}</td>"
-                )
-            parts.append(f"<tr><td>{escape(m['method'])}</td>{''.join(cells)}</tr>")
+                bold = best[c] is not None and m.scores.get(c) == best[c]
+                cells.append(f"<td><b>{m.cell(c)}</b></td>" if bold else f"<td>{m.cell(c)}</td>")
+            parts.append(f"<tr><td>{escape(m.method)}</td>{''.join(cells)}</tr>")
         parts.append("</table>")
     return parts
 
 
-def html_per_image(rows: list[dict], lower_better: dict[str, bool], plots: list[dict]) -> list[str]:
+def html_per_image(rows: list[ScoreRow], lower_better: dict[str, bool], plots: list[Plot]) -> list[str]:
     parts = []
+    plot_of = {(p.dataset, p.scale, p.metric): p for p in reversed(plots)}  # the first of each
     for (dataset, _kind, scale), members in groups(rows).items():
-        images = list(dict.fromkeys(r["image"] for r in members))
-        methods = list(dict.fromkeys(r["method"] for r in members))
-        by_key = {(r["method"], r["image"]): r for r in members}
         parts.append(f"<h3>{escape(dataset)} x{scale:g}</h3>")
         for column in metric_columns(members):
-            plot = next(
-                (p for p in plots if (p["dataset"], p["scale"], p["metric"]) == (dataset, scale, column)),
-                None,
-            )
+            images, methods, series = score_table(members, column)
+            plot = plot_of.get((dataset, scale, column))
             if plot is not None:
                 parts.append(
-                    f"<img class='plot' src='{file_link(plot['file'])}' alt='{escape(column)} per image'>"
+                    f"<img class='plot' src='{file_link(plot.file)}' alt='{escape(column)} per image'>"
                 )
             parts.append(
                 f"<details><summary>{escape(column.upper())} per image ({_direction(column, lower_better)})"
@@ -307,11 +320,8 @@ def html_per_image(rows: list[dict], lower_better: dict[str, bool], plots: list[
                 + "".join(f"<th>{escape(m)}</th>" for m in methods)
                 + "</tr>"
             )
-            for image in images:
-                cells = "".join(
-                    f"<td>{_cell(column, float(by_key.get((m, image), {}).get(column, float('nan'))))}</td>"
-                    for m in methods
-                )
+            for i, image in enumerate(images):
+                cells = "".join(f"<td>{_cell(column, series[m][i])}</td>" for m in methods)
                 parts.append(f"<tr><td>{escape(image)}</td>{cells}</tr>")
             parts.append("</table></details>")
     return parts
@@ -321,10 +331,10 @@ def write_html(
     path: Path,
     results: Results,
     config: dict,
-    means: list[dict],
+    means: list[MeanRow],
     lower_better: dict[str, bool],
-    methods,
-    plots: list[dict],
+    methods: list[Method],
+    plots: list[Plot],
     overview: Path | None,
 ) -> None:
     scales, how_rows = how_table(methods, results.made)
@@ -356,13 +366,13 @@ def write_html(
             "(mean gradient); the LR is shown with nearest-neighbour pixels.</p>"
         )
     for entry in results.crops:
-        for place_index, place in enumerate(entry["places"]):
-            top, left, height, width = place["box"]
+        for place_index, place in enumerate(entry.places):
+            top, left, height, width = place.box
             parts.append(
-                f"<h3>{escape(entry['dataset'])} x{entry['scale']:g}, {escape(entry['image'])}, place "
+                f"<h3>{escape(entry.dataset)} x{entry.scale:g}, {escape(entry.image)}, place "
                 f"{place_index + 1}: {width}x{height} at ({left}, {top})</h3><div>"
             )
-            for label, name in place["crops"].items():
+            for label, name in place.crops.items():
                 parts.append(
                     f"<figure><img src='{file_link('crops/' + name)}' alt='{escape(label)}'>"
                     f"<figcaption>{escape(label)}</figcaption></figure>"
@@ -378,29 +388,29 @@ def write_html(
 
 
 def write_outputs(
-    outdir: Path, results: Results, config: dict, lower_better: dict[str, bool], methods
+    outdir: Path, results: Results, config: dict, lower_better: dict[str, bool], methods: list[Method]
 ) -> dict[str, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     means = mean_rows(results.rows)
-    metric_cols = metric_columns(results.rows)
     paths = {name: outdir / name for name in OUTPUT_FILES}
-    write_csv(paths["per_image.csv"], results.rows, [*ID_COLUMNS, *metric_cols, "note"])
-    mean_cols = ["dataset", "kind", "scale", "method", "images"] + [
-        c for c in metric_columns(means) if c != "images"
-    ]
-    write_csv(paths["means.csv"], means, mean_cols)
+    per_image = [row.as_dict() for row in results.rows]
+    write_csv(paths["per_image.csv"], per_image, [*ID_COLUMNS, *metric_columns(results.rows), "note"])
+    mean_records = [m.as_dict() for m in means]
+    write_csv(
+        paths["means.csv"], mean_records, [*MEAN_ID_COLUMNS, *columns_of(mean_records, MEAN_ID_COLUMNS)]
+    )
     plots = write_plots(outdir, results.rows, lower_better)
     overview = write_overview(outdir, results, plots)
     document = {
         "config": config,
-        "means": [{k: _json_value(v) for k, v in m.items()} for m in means],
-        "per_image": [{k: _json_value(v) for k, v in r.items()} for r in results.rows],
+        "means": [{k: _json_value(v) for k, v in m.items()} for m in mean_records],
+        "per_image": [{k: _json_value(v) for k, v in r.items()} for r in per_image],
         "seconds": results.seconds,
-        "plots": plots,
-        "crops": results.crops,
+        "plots": [asdict(p) for p in plots],
+        "crops": [entry.as_dict() for entry in results.crops],
         "notes": results.notes,
     }
-    paths["results.json"].write_text(json.dumps(document, indent=2))
+    atomic_write(paths["results.json"], json.dumps(document, indent=2).encode("utf-8"))
     write_markdown(paths["results.md"], results, config, markdown_table(means, lower_better), methods, plots)
     write_html(paths["report.html"], results, config, means, lower_better, methods, plots, overview)
     if overview is not None:
