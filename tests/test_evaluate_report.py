@@ -47,13 +47,20 @@ def test_the_lr_view_shows_the_lr_pixels_under_the_crop():
     lr = np.random.default_rng(1).random((10, 12, 3), dtype=np.float32)
     box = (8, 12, 16, 20)  # at x4: LR rows 2..5, columns 3..7
     view = lr_view(lr, (40, 48), box)
-    expected = torch.from_numpy(lr[2:6, 3:8]).permute(2, 0, 1)[None].repeat_interleave(4, 2).repeat_interleave(4, 3)
+    expected = (
+        torch.from_numpy(lr[2:6, 3:8]).permute(2, 0, 1)[None].repeat_interleave(4, 2).repeat_interleave(4, 3)
+    )
     assert torch.equal(view, expected)
 
 
 def test_plot_draws_every_method_and_tolerates_missing_values(tmp_path):
-    path = plot_scores(tmp_path / "p.png", "NIQE per image, set x4", ["a", "b", "a_long_image_name"],
-                       {"bicubic": [5.0, 6.0, float("nan")], "model": [4.0, 4.5, 3.9]}, lower_better=True)
+    path = plot_scores(
+        tmp_path / "p.png",
+        "NIQE per image, set x4",
+        ["a", "b", "a_long_image_name"],
+        {"bicubic": [5.0, 6.0, float("nan")], "model": [4.0, 4.5, 3.9]},
+        lower_better=True,
+    )
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape[0] > 300 and image.shape[1] > 400
     for colour in ((31, 119, 180), (255, 127, 14)):  # each method's colour is drawn
@@ -88,9 +95,33 @@ def report(tmp_path_factory):
     hr.mkdir(parents=True)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(hr / "h.png")
     out = root / "out"
-    assert evaluate.main(["--real", str(real), "--paired", str(hr), "--no-lpips", "--model",
-                          f"Compact x4={models / 'compact_x4.pth'}", "--scale", "4", "--scale", "8", "--metrics",
-                          "piqe", "--precision", "fp32", "--crop", "48", "-o", str(out), "--quiet"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--real",
+                str(real),
+                "--paired",
+                str(hr),
+                "--no-lpips",
+                "--model",
+                f"Compact x4={models / 'compact_x4.pth'}",
+                "--scale",
+                "4",
+                "--scale",
+                "8",
+                "--metrics",
+                "piqe",
+                "--precision",
+                "fp32",
+                "--crop",
+                "48",
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -113,8 +144,14 @@ def test_report_html_opens_offline_and_references_only_files_that_exist(report):
 def test_every_metric_has_a_plot_and_crops_sit_at_the_same_places(report):
     document = json.loads((report / "results.json").read_text())
     plots = {(p["dataset"], p["scale"], p["metric"]): p for p in document["plots"]}
-    assert set(plots) == {("Phones", 4.0, "piqe"), ("Phones", 8.0, "piqe"), ("Bench", 4.0, "psnr"),
-                          ("Bench", 4.0, "ssim"), ("Bench", 8.0, "psnr"), ("Bench", 8.0, "ssim")}
+    assert set(plots) == {
+        ("Phones", 4.0, "piqe"),
+        ("Phones", 8.0, "piqe"),
+        ("Bench", 4.0, "psnr"),
+        ("Bench", 4.0, "ssim"),
+        ("Bench", 8.0, "psnr"),
+        ("Bench", 8.0, "ssim"),
+    }
     assert plots["Phones", 4.0, "piqe"]["lower_better"] and not plots["Bench", 4.0, "psnr"]["lower_better"]
     for plot in plots.values():
         assert Image.open(report / plot["file"]).size[0] >= 400

@@ -13,6 +13,7 @@ processes started by ``accelerate launch`` share the images; the first writes th
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -40,6 +41,8 @@ from realciao.upscaling import target_size
 if TYPE_CHECKING:
     from realciao.degradations.specs import Recipe
     from realciao.devices import ThreadChoice, ThreadGovernor
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,12 @@ def as_tensor(pixels: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
+def note(results: Results, text: str) -> None:
+    """Keep ``text`` for the report's notes and say it now."""
+    results.notes.append(text)
+    LOGGER.info(f"note: {text}")
+
+
 def measure_metric(
     metric: iqa.Metric, sr: torch.Tensor, row: ScoreRow, notes: list[str], hr: torch.Tensor | None = None
 ) -> None:
@@ -211,7 +220,6 @@ class Task:
     settings: EvaluationSettings
     results: Results
     crop_dir: Path
-    echo: Callable[[str], None]
     progress: Progress
     recipe: Recipe | None = None  # the degradation recipe of a degraded paired benchmark
     governor: ThreadGovernor | None = None  # fewer threads while other processes hold cores
@@ -295,7 +303,7 @@ def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Sh
         try:
             lr = to_float_rgb(read_image(path).pixels)  # upright: EXIF orientation applied
         except ImageReadError as error:
-            task.results.note(f"skipped {error}", task.echo)
+            note(task.results, f"skipped {error}")
             continue
         size = target_size(lr.shape[:2], scale=task.scale)
         entry = report_entry(task, path.stem, index, lr, size)
@@ -305,7 +313,7 @@ def evaluate_real(task: Task, folder: Path, metrics: list[iqa.Metric], shard: Sh
                 measure_metric(metric, sr, row, notes)
 
         score_methods(task, lr, size, measure, path.stem, index, "real", entry)
-        task.echo(
+        LOGGER.info(
             f"[{task.dataset} x{task.scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})"
         )
 
@@ -336,13 +344,13 @@ def evaluate_paired(
                 lr_t = as_tensor(to_float_rgb(read_image(lr_path).pixels))
                 lr_size = tuple(lr_t.shape[-2:])
         except ImageReadError as error:
-            task.results.note(f"skipped {error}", task.echo)
+            note(task.results, f"skipped {error}")
             continue
         hr_size = (round(lr_size[0] * scale), round(lr_size[1] * scale))
         if min(lr_size) < 1 or hr_size[0] > hr_full.shape[-2] or hr_size[1] > hr_full.shape[-1]:
-            task.results.note(
+            note(
+                task.results,
                 f"skipped {path}: HR {tuple(hr_full.shape[-2:])} too small for LR {lr_size} at x{scale:g}",
-                task.echo,
             )
             continue
         hr = hr_full[:, : hr_size[0], : hr_size[1]]
@@ -376,7 +384,7 @@ def evaluate_paired(
                 measure_metric(metric, sr, row, notes, hr)
 
         score_methods(task, lr, hr_size, measure, path.stem, index, "paired", entry)
-        task.echo(
+        LOGGER.info(
             f"[{task.dataset} x{scale:g}] {index + 1}/{len(files)} {path.name} ({task.progress.step()})"
         )
 
@@ -407,7 +415,9 @@ def check_settings(settings: EvaluationSettings) -> None:
             image_files(folder, label)  # a missing or empty folder is an error before any work
 
 
-def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, echo):
+def create_metrics(
+    settings: EvaluationSettings, weights_dir: Path | None, results: Results
+) -> tuple[list[iqa.Metric], list[iqa.Metric]]:
     nr_metrics = []
     if settings.real:
         for name in settings.metrics:
@@ -416,7 +426,7 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
             except iqa.WeightsMissing as error:
                 if settings.metrics_explicit:
                     raise
-                results.note(f"{name} unavailable: {error}", echo)
+                note(results, f"{name} unavailable: {error}")
         if not nr_metrics:
             raise EvaluationError(
                 "no no-reference metric is available; see the notes above (weights missing)"
@@ -426,7 +436,7 @@ def create_metrics(settings: EvaluationSettings, weights_dir, results: Results, 
         try:
             fr_metrics.append(iqa.create_metric("lpips", weights_dir, "cpu", settings.allow_pickle))
         except iqa.WeightsMissing as error:
-            results.note(f"lpips unavailable: {error}", echo)
+            note(results, f"lpips unavailable: {error}")
     return nr_metrics, fr_metrics
 
 
@@ -481,8 +491,10 @@ def share_of_images(
     return count * len(settings.scales)
 
 
-def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
-    """Evaluate every method on every folder and scale; the first process writes OUTDIR."""
+def run_evaluation(settings: EvaluationSettings) -> dict[str, Path]:
+    """Evaluate every method on every folder and scale; the first process writes OUTDIR and gets
+    the paths written (``results.md`` holds the means), the others an empty dict. Progress, notes
+    and the start line are logged (``realciao.logs``)."""
     from dataclasses import replace
 
     from realciao.allocator import keep_freed_memory
@@ -506,9 +518,9 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
         settings, run=replace(settings.run, precision=precision, precision_fallback=asked == AUTO)
     )
     if shard.rank == 0:
-        echo(start_line(device, decision, settings.threads, shard.world))
+        LOGGER.info(start_line(device, decision, settings.threads, shard.world))
     results = Results()
-    nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results, echo)
+    nr_metrics, fr_metrics = create_metrics(settings, weights_dir, results)
     for method in methods:  # an explicit precision a peer cannot run in fails before any work
         if isinstance(method, PeerMethod):
             method.precision_for(precision, settings.run.precision_fallback)
@@ -536,7 +548,6 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
                     settings,
                     results,
                     crop_dir,
-                    echo,
                     progress,
                     recipe if kind == "paired" else None,
                     governor,
@@ -570,6 +581,4 @@ def run_evaluation(settings: EvaluationSettings, echo=print) -> dict[str, Path]:
         "made": results.made,
     }
     lower_better = {m.name: m.lower_better for m in nr_metrics + fr_metrics}
-    paths = write_outputs(settings.output, results, config, lower_better, methods)
-    echo(paths["results.md"].read_text())
-    return paths
+    return write_outputs(settings.output, results, config, lower_better, methods)

@@ -67,10 +67,6 @@ class Results:
         if how and how not in ways:
             ways.append(how)
 
-    def note(self, text: str, echo) -> None:
-        self.notes.append(text)
-        echo(f"note: {text}")
-
 
 def merge(parts: list[Results]) -> Results:
     """One ``Results`` from every process's share, rows and crops back in the single-process order."""
