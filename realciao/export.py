@@ -40,6 +40,7 @@ from realciao.devices import autocast
 from realciao.errors import RealciaoError
 from realciao.files import atomic_path
 from realciao.inference import denormalise_queries, upscale
+from realciao.metrics import fullref
 from realciao.tiling import default_margin
 
 LOGGER = logging.getLogger(__name__)
@@ -317,7 +318,6 @@ def check_export(
         if got.shape != expected.shape:
             raise ExportError(f"{label}: the exported model gives {got.shape[2:]} for {out_size} asked for")
         diff = np.abs(got.astype(np.float64) - expected)
-        mse = float((diff**2).mean())
-        psnr = float("inf") if mse == 0 else 10 * math.log10(1 / mse)
+        psnr = fullref.psnr(torch.from_numpy(got), torch.from_numpy(expected), y_channel=False)
         results.append(CheckResult((h, w), out_size, float(diff.max()), psnr))
     return results

@@ -16,7 +16,6 @@ provider has no bf16 kernels for the graph's Conv and MatMul nodes.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import tempfile
@@ -59,13 +58,6 @@ def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def psnr(a, b) -> float:
-    import numpy as np
-
-    mse = float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -80,6 +72,7 @@ def main() -> None:
     from realciao.devices import describe_cpu
     from realciao.export import ExportOptions, export_onnx
     from realciao.inference import upscale
+    from realciao.metrics import psnr
 
     torch.set_num_threads(THREADS)
     keep_freed_memory()  # as realciao-upscale and realciao-eval do on the CPU (the whole process: both sides)
@@ -122,15 +115,16 @@ def main() -> None:
             row = {"LR -> output": f"{side}x{side} -> x{scale}", "PyTorch fp32 s": f"{torch_s:.3f}"}
             for precision, session in sessions.items():
                 ort_s = seconds[f"onnxruntime {precision}"]
-                got = session.run(None, feed)[0]
+                got = torch.from_numpy(session.run(None, feed)[0])
+                agreement = psnr(got, torch.from_numpy(expected), y_channel=False)
                 print(
                     f"  onnxruntime {precision}: {ort_s:.3f} s, PyTorch/onnxruntime {torch_s / ort_s:.2f}x, "
-                    f"PSNR {psnr(got, expected):.1f} dB against PyTorch fp32"
+                    f"PSNR {agreement:.1f} dB against PyTorch fp32"
                 )
                 row |= {
                     f"onnxruntime {precision} s": f"{ort_s:.3f}",
                     f"PyTorch / onnxruntime {precision}": f"{torch_s / ort_s:.2f}x",
-                    f"onnxruntime {precision} PSNR vs PyTorch": f"{psnr(got, expected):.1f} dB",
+                    f"onnxruntime {precision} PSNR vs PyTorch": f"{agreement:.1f} dB",
                 }
             rows.append(row)
     notes.append("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

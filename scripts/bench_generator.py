@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import torch
 
 from realciao.benchmarks import BenchmarkTable, add_json_argument, table_markdown, write_results
 from realciao.devices import describe_cpu
+from realciao.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,11 +115,6 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a - b).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def timed_upscale(config: str, repeats: int, threads: int, upscale) -> tuple[dict, torch.Tensor, tuple]:
     """``upscale(model, lr, size)`` on the config's input, ``repeats`` times: the median seconds,
     the peak RSS so far, the last output and what it ran on (model, lr, size)."""
@@ -191,7 +186,9 @@ def measure(config: str, precision: str, repeats: int, threads: int) -> dict:
             realciao.upscale(model, lr, size, precision=precision)
         result["macs_per_px"] = counter.get_total_flops() / 2 / (size[0] * size[1])
     if precision == "bf16" and lr_size <= 128:
-        result["psnr_vs_fp32"] = psnr(out, realciao.upscale(model, lr, size, precision="fp32"))
+        result["psnr_vs_fp32"] = psnr(
+            out, realciao.upscale(model, lr, size, precision="fp32"), y_channel=False
+        )
     return result
 
 

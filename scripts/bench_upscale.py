@@ -156,6 +156,7 @@ def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> tuple[list[
     from PIL import Image
 
     from realciao.inference import upscale
+    from realciao.metrics import fullref
     from realciao.tiling import TiledUpscaler, split_cores
 
     model, weights = load_model("cpu")
@@ -177,7 +178,7 @@ def agreement(crop: int = 72, tile: int = 36, scale: float = 2.0) -> tuple[list[
             border[edge - 2 : edge + 2] = True
         lines = np.concatenate([error.mean(1), error.mean(0)])
         near = np.concatenate([border, border])
-        psnr = 10 * np.log10(1 / np.mean((tiled - whole) ** 2))
+        psnr = fullref.psnr(torch.from_numpy(tiled), torch.from_numpy(whole), y_channel=False)
         print(
             f"{name}: PSNR {psnr:.2f} dB; mean abs error near tile borders {lines[near].mean():.5f}, "
             f"elsewhere {lines[~near].mean():.5f}"

@@ -28,6 +28,7 @@ from realciao.degradations import degrade, load_recipe, replace_ops
 from realciao.degradations.quantize import quantize
 from realciao.degradations.resize import resize
 from realciao.degradations.specs import Recipe, ResizeOp
+from realciao.metrics import psnr_per_image
 
 SHARED_TRAIN_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "train_hr" / "BSDS200"
 
@@ -57,11 +58,6 @@ def random_crops(photos: list[torch.Tensor], count: int, size: int, seed: int) -
     return torch.stack(crops)
 
 
-def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    mse = ((images - references) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
-    return 10 * torch.log10(1.0 / mse)
-
-
 def strengths(
     gt: torch.Tensor, lq_size: tuple[int, int], batch: int, seed: int, recipe: Recipe | ReferencePipeline
 ) -> np.ndarray:
@@ -73,9 +69,13 @@ def strengths(
     values = []
     for start in range(0, gt.shape[0], batch):
         chunk = gt[start : start + batch]
-        lq = reference(chunk, lq_size) if reference is not None else degrade(chunk, recipe, lq_size, generator).lq
-        values.append(psnr(lq, clean[start : start + batch]))
-    return torch.cat(values).numpy()
+        lq = (
+            reference(chunk, lq_size)
+            if reference is not None
+            else degrade(chunk, recipe, lq_size, generator).lq
+        )
+        values += psnr_per_image(lq, clean[start : start + batch], y_channel=False)
+    return np.asarray(values)
 
 
 def ks_statistic(first: np.ndarray, second: np.ndarray) -> float:
@@ -85,13 +85,19 @@ def ks_statistic(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--gt-size", type=int, default=128)
     parser.add_argument("--lq-size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--images", type=Path, default=SHARED_TRAIN_IMAGES,
-                        help="folder of photos to crop from (default: the shared BSDS200, else scikit-image's)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=SHARED_TRAIN_IMAGES,
+        help="folder of photos to crop from (default: the shared BSDS200, else scikit-image's)",
+    )
     parser.add_argument("--photos", type=int, default=8, help="how many photos to crop from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -102,7 +108,9 @@ def main() -> None:
     lq_size = (args.lq_size, args.lq_size)
     recipe = load_recipe("realesrgan")
     reference = strengths(gt, lq_size, args.batch, args.seed, ReferencePipeline())
-    like_reference = strengths(gt, lq_size, args.batch, args.seed + 1, replace_ops(recipe, ResizeOp, antialias=False))
+    like_reference = strengths(
+        gt, lq_size, args.batch, args.seed + 1, replace_ops(recipe, ResizeOp, antialias=False)
+    )
     antialiased = strengths(gt, lq_size, args.batch, args.seed + 1, recipe)
 
     def summary(values: np.ndarray) -> str:
@@ -113,8 +121,12 @@ def main() -> None:
     print(f"  reference (basicsr)                  {summary(reference)}")
     print(f"  realciao realesrgan, antialias off   {summary(like_reference)}")
     print(f"  realciao realesrgan (antialias on)   {summary(antialiased)}")
-    print(f"KS statistic, antialias off vs reference: {ks_statistic(like_reference, reference):.4f} (target <= 0.1)")
-    print(f"KS statistic, antialias on  vs reference: {ks_statistic(antialiased, reference):.4f} (informative)")
+    print(
+        f"KS statistic, antialias off vs reference: {ks_statistic(like_reference, reference):.4f} (target <= 0.1)"
+    )
+    print(
+        f"KS statistic, antialias on  vs reference: {ks_statistic(antialiased, reference):.4f} (informative)"
+    )
 
 
 if __name__ == "__main__":

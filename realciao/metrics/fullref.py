@@ -31,11 +31,20 @@ def _prepare(
     return sr, hr
 
 
-def psnr(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, y_channel: bool = True) -> float:
-    """PSNR in dB of one image pair (1, 3, H, W) in [0, 1]."""
-    sr, hr = _prepare(sr, hr, shave, y_channel)
-    mse = (sr - hr).pow(2).mean().item()
+def _decibels(mse: float) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def psnr(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, y_channel: bool = True) -> float:
+    """PSNR in dB of one image pair (1, 3, H, W) in [0, 1] (inf where they are equal)."""
+    sr, hr = _prepare(sr, hr, shave, y_channel)
+    return _decibels((sr - hr).pow(2).mean().item())
+
+
+def psnr_per_image(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, y_channel: bool = True) -> list[float]:
+    """``psnr`` of each pair of a batch (B, C, H, W)."""
+    sr, hr = _prepare(sr, hr, shave, y_channel)
+    return [_decibels(mse) for mse in (sr - hr).pow(2).flatten(1).mean(1).tolist()]
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, y_channel: bool = True) -> float:
