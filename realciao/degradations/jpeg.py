@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from realciao.color import BT601_LUMA
 
 # IJG (Annex K) tables, rows = vertical frequency, columns = horizontal frequency.
-_LUMA_TABLE = (
+IJG_LUMA_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
     (12, 12, 14, 19, 26, 58, 60, 55),
     (14, 13, 16, 24, 40, 57, 69, 56),
@@ -27,7 +27,7 @@ _LUMA_TABLE = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
-_CHROMA_TABLE = (
+IJG_CHROMA_TABLE = (
     (17, 18, 24, 47, 99, 99, 99, 99),
     (18, 21, 26, 66, 99, 99, 99, 99),
     (24, 26, 56, 99, 99, 99, 99, 99),
@@ -65,7 +65,7 @@ def quantization_tables(quality: torch.Tensor, layout: str = "diffjpeg") -> tupl
         raise ValueError(f"unknown JPEG table layout {layout!r}; expected one of {TABLE_LAYOUTS}")
     scale = quality_to_scale(quality.float()).view(-1, 1, 1)
     tables = []
-    for table in (_LUMA_TABLE, _CHROMA_TABLE):
+    for table in (IJG_LUMA_TABLE, IJG_CHROMA_TABLE):
         base = torch.tensor(table, dtype=torch.float32, device=quality.device)
         if layout == "diffjpeg":
             base = base.T

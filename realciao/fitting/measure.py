@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from realciao.color import luma
+from realciao.degradations.jpeg import IJG_CHROMA_TABLE, IJG_LUMA_TABLE
 from realciao.metrics import brisque
 
 TABLE_ORDERS = ("auto", "natural", "zigzag")
@@ -136,22 +137,8 @@ def _zigzag_positions() -> np.ndarray:
 
 
 ZIGZAG = _zigzag_positions()
-# the standard tables (ITU T.81 Annex K) that libjpeg scales, natural order: rows = vertical
-# frequency. Also in realciao.degradations.jpeg; repeated so that measuring needs only numpy.
-IJG_LUMA_TABLE = np.asarray([
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
-])  # fmt: skip
-IJG_CHROMA_TABLE = np.full((8, 8), 99)
-IJG_CHROMA_TABLE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
-IJG_CHROMA_TABLE = IJG_CHROMA_TABLE.ravel()
-_BASE_TABLES = (IJG_LUMA_TABLE, IJG_CHROMA_TABLE)
+# the standard tables (ITU T.81 Annex K) that libjpeg scales, natural order (rows = vertical frequency)
+_BASE_TABLES = tuple(np.asarray(table).ravel() for table in (IJG_LUMA_TABLE, IJG_CHROMA_TABLE))
 _FINE_QUALITIES = np.arange(10, 1001) / 10.0  # 1.0, 1.1, ... 100.0
 
 
