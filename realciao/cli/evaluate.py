@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet",
         action="store_true",
-        help="print only the results (notes are printed again at the end when something fails)",
+        help="print only the files written: no progress, notes or means table (the notes are printed "
+        "at the end when the run fails)",
     )
     return parser
 
@@ -253,7 +254,7 @@ class QuietNotes(logging.Filter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    logger = show_messages()  # INFO on stdout, as the command printed its lines; warnings on stderr
+    logger = show_messages()  # progress and notes on stdout, warnings on stderr
     problem = bad_output(argv, {("-o", "--output"): True})  # before torch loads
     if problem:
         return fail(PROG, problem)

@@ -2,13 +2,15 @@
 
 - Real photos (no ground truth): each method upscales every photo by each scale; the
   outputs are scored with no-reference metrics (NIQE, BRISQUE, PIQE, any pyiqa metric).
-- Paired benchmarks: the LR is made from the HR by MATLAB bicubic (or read from an LR
-  folder); PSNR/SSIM on Y (BT.601) with a border shave of ceil(scale), as the literature
-  measures; a single-channel HR file is measured on its grey levels, as MATLAB does.
+- Paired benchmarks: the LR is made from the HR by MATLAB bicubic (or by a degradation
+  recipe, ``--degrade``, or read from an LR folder); PSNR/SSIM on Y (BT.601) with a border
+  shave of ceil(scale), as the literature measures; a single-channel HR file is measured on
+  its grey levels, as MATLAB does.
 
-Images are read by ``realciao.imageio`` (upright, any bit depth) and every output goes
-through the same tiled code as ``realciao-upscale``, quantised to 8 bits. Several
-processes started by ``accelerate launch`` share the images; the first writes the outputs.
+Images are read by ``realciao.imageio`` (upright, any bit depth). CiaoSR's outputs go
+through the same tiled code as ``realciao-upscale``, the peers' through ``realciao.peers``;
+every output is quantised to 8 bits. Several processes started by ``accelerate launch``
+share the images; the first writes the outputs. Progress and notes are logged.
 """
 
 from __future__ import annotations
@@ -441,7 +443,7 @@ def create_metrics(
 
 
 def start_line(device, decision, threads, processes: int) -> str:
-    """What runs where, printed once: device, precision (and why), threads (and why)."""
+    """What runs where, said once: device, precision (and why), threads (and why)."""
     count = threads.count if threads is not None else torch.get_num_threads()
     reason = f" ({threads.reason})" if threads is not None else ""
     each = f"{processes} processes, each " if processes > 1 else ""
