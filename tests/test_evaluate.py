@@ -17,6 +17,10 @@ from realciao.bicubic import matlab_resize
 from realciao.cli import evaluate
 from realciao.compat import import_basicsr
 
+LAUNCH_TWO_PROCESSES = (
+    "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no"
+).split()
+
 
 def _png(path, size, seed):
     rng = np.random.default_rng(seed)
@@ -269,24 +273,7 @@ def test_two_processes_split_the_images_and_write_the_same_results(tmp_path, tin
     assert evaluate.main([*common, "-o", str(tmp_path / "one"), "--quiet"]) == 0
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [
-            "accelerate",
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "realciao.cli.evaluate",
-            *common,
-            "-o",
-            str(tmp_path / "two"),
-        ],
+        [*LAUNCH_TWO_PROCESSES, "-m", "realciao.cli.evaluate", *common, "-o", str(tmp_path / "two")],
         env=env,
         capture_output=True,
         text=True,
