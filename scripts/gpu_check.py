@@ -225,11 +225,6 @@ class Context:
         return statistics.median(times), times, result
 
 
-def psnr(a, b) -> float:
-    mse = (a.float().cpu() - b.float().cpu()).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def generator_model(ctx: Context):
     """The full EDSR-baseline-CiaoSR on the GPU (fixture weights when present), a tiny one in a dry run."""
     import torch
@@ -385,6 +380,7 @@ def check_generator(ctx: Context) -> None:
     import torch
 
     import realciao
+    from realciao.metrics import psnr
 
     configs = ctx.sizes.generator
     model, weights = generator_model(ctx)
@@ -424,7 +420,7 @@ def check_generator(ctx: Context) -> None:
             finite = bool(torch.isfinite(out).all())
             if precision == "fp32":
                 reference = out
-            agreement = None if precision == "fp32" else round(psnr(out, reference), 2)
+            agreement = None if precision == "fp32" else round(psnr(out.float(), reference.float(), y_channel=False), 2)
             ctx.row(
                 config=label,
                 precision=precision,
