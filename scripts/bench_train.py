@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, table_markdown, write_results
 from realciao.devices import describe_cpu
 from realciao.train import steps as train_steps
 
@@ -223,6 +224,7 @@ def main() -> None:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the official algorithm (quick runs)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.child:
         print(
@@ -270,30 +272,36 @@ def main() -> None:
         "official = the same step with the official algorithm as the generator's forward "
         "(scripts/official_ciaosr.py, fp32), in the same run"
     )
-    print(
-        "| stage | precision | s/step (median) | it/s | peak RSS GiB | page faults/step | GFLOP/step | GFLOP/s (peak) "
-        "| % of bound | official s/step | official peak RSS GiB | official / realciao time | official / realciao RSS |"
-    )
-    print("| --- " * 13 + "|")
+    columns = ["stage", "precision", "s/step (median)", "it/s", "peak RSS GiB", "page faults/step", "GFLOP/step",
+               "GFLOP/s (peak)", "% of bound", "official s/step", "official peak RSS GiB",
+               "official / realciao time", "official / realciao RSS"]
+    table = BenchmarkTable(columns=columns)
     for r in rows:
         official = official_cells(baselines.get(r["stage"]), r)
         rate, bound = rate_cells(r["flops"], r["seconds"], peaks[r["precision"]])
         shown = f"auto: {r['precision']}" if "chose" in r else r["precision"]
-        print(
-            f"| {r['stage']} | {shown} | {r['seconds']:.2f} | {1 / r['seconds']:.2f} | {r['peak_rss_gib']:.2f} | "
-            f"{r['faults_per_step']:,.0f} | {r['flops'] / 1e9:.0f} | {rate} | {bound} | {official} |"
-        )
+        cells = [r["stage"], shown, f"{r['seconds']:.2f}", f"{1 / r['seconds']:.2f}", f"{r['peak_rss_gib']:.2f}",
+                 f"{r['faults_per_step']:,.0f}", f"{r['flops'] / 1e9:.0f}", rate, bound, *official.split(" | ")]
+        table.rows.append(dict(zip(columns, cells)))
+    print(table_markdown(table))
     print_auto_choices(rows, "stage")
+    notes = ["official = the same step (realciao.train.steps.net_step / gan_step) with the official algorithm "
+             "as the generator's forward (scripts/official_ciaosr.py, fp32), in the same run"]
     for stage, base in baselines.items():
         # what the counted work allows: realciao's FLOPs at the fp32 peak against the official step as measured
         ours = next((r for r in rows if r["stage"] == stage and r["precision"] == "fp32"), None)
         if ours:
             floor = ours["flops"] / (peaks["fp32"] * 1e9)
-            print(
+            notes.append(
                 f"{stage}: official {base['flops'] / 1e9:.0f} GFLOP/step at {base['flops'] / base['seconds'] / 1e9:.0f} "
                 f"GFLOP/s; realciao's {ours['flops'] / 1e9:.0f} GFLOP at the fp32 peak would take {floor:.2f} s: "
                 f"official / realciao fp32 can reach at most {base['seconds'] / floor:.1f}x on this CPU"
             )
+            print(notes[-1])
+    if args.json:
+        notes.append(f"{args.threads} threads; {args.steps} steps per run; matrix-multiply peak fp32 "
+                     f"{peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+        print(f"wrote {write_results(args.json, 'train', [table], notes)}")
 
 
 if __name__ == "__main__":

@@ -307,9 +307,7 @@ def test_the_module_is_light_to_import():
     assert benchmarks.MISSING == "-"
 
 
-@pytest.mark.parametrize(
-    "script", sorted(p.name for p in (ROOT / "scripts").glob("bench_*.py") if p.name != "bench_train.py")
-)
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("bench_*.py")))
 def test_benchmark_scripts_take_json(script):
     """Each benchmark script can write its results for the docs: it takes --json and writes through
     realciao.benchmarks (read from the source: running them takes minutes)."""
