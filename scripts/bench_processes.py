@@ -68,20 +68,11 @@ def main() -> None:
         ("1 process, 1 thread", 1, {"OMP_NUM_THREADS": "1"}, launch),
         (f"1 process, {cores} threads", 1, {}, launch),
         (
-            f"{cores} processes, 1 thread each",
-            cores,
-            {"ACCELERATE_USE_CPU": "1"},
+            f"{cores} processes, 1 thread each", cores, {"ACCELERATE_USE_CPU": "1"},
             launch
             + [
-                "--multi_gpu",
-                "--num_processes",
-                str(cores),
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
+                "--multi_gpu", "--num_processes", str(cores), "--num_machines", "1", "--mixed_precision",
+                "no", "--dynamo_backend", "no",
             ],
         ),
     ]

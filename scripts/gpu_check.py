@@ -88,38 +88,16 @@ class Sizes:
 
 
 GPU_SIZES = Sizes(
-    cuda_tests="tests/",
-    generator=((128, 2), (512, 2)),
-    generator_repeats=(3, 2),
-    train_batch=16,
-    net_lr=48,
-    gan_lr=32,
-    queries=2304,
-    train_warmup=2,
-    train_steps=5,
-    degradations=(16, 256, 64, 2, 7),
-    upscale_mp=(1, 12),
-    upscale_tile=None,
-    upscale_precisions=("bf16", "fp32"),
-    quickstart_iterations=600,
+    cuda_tests="tests/", generator=((128, 2), (512, 2)), generator_repeats=(3, 2), train_batch=16, net_lr=48,
+    gan_lr=32, queries=2304, train_warmup=2, train_steps=5, degradations=(16, 256, 64, 2, 7),
+    upscale_mp=(1, 12), upscale_tile=None, upscale_precisions=("bf16", "fp32"), quickstart_iterations=600,
     eval_scales=(2, 3, 4),
 )
 # a dry run spares collecting the whole suite; on the GPU bf16 goes first only so that fp32 is what a tight budget cuts
 DRY_SIZES = Sizes(
-    cuda_tests="tests/test_cuda.py",
-    generator=((16, 2), (20, 2)),
-    generator_repeats=(1, 1),
-    train_batch=2,
-    net_lr=8,
-    gan_lr=8,
-    queries=64,
-    train_warmup=1,
-    train_steps=1,
-    degradations=(2, 64, 16, 0, 1),
-    upscale_mp=(0.004, 0.012),
-    upscale_tile=24,
-    upscale_precisions=("fp32", "bf16"),
-    quickstart_iterations=2,
+    cuda_tests="tests/test_cuda.py", generator=((16, 2), (20, 2)), generator_repeats=(1, 1), train_batch=2,
+    net_lr=8, gan_lr=8, queries=64, train_warmup=1, train_steps=1, degradations=(2, 64, 16, 0, 1),
+    upscale_mp=(0.004, 0.012), upscale_tile=24, upscale_precisions=("fp32", "bf16"), quickstart_iterations=2,
     eval_scales=(4,),
 )
 
@@ -684,19 +662,8 @@ def check_quickstart(ctx: Context) -> None:
             "validation.scales=[2]",
         ]
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_machines",
-        "1",
-        "--num_processes",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "train_realciao.py",
-        "-opt",
+        sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "train_realciao.py", "-opt",
         "options/quickstart.yml",
     ]
     for override in overrides:

@@ -132,17 +132,8 @@ def test_real_protocol_bad_inputs(tmp_path, tiny_model):
     assert (
         evaluate.main(
             [
-                "--real",
-                str(real),
-                "--model",
-                str(tiny_model),
-                "--model",
-                "bicubic",
-                "--scale",
-                "2",
-                "--metrics",
-                "piqe",
-                "--tile",
+                "--real", str(real), "--model", str(tiny_model), "--model", "bicubic", "--scale", "2",
+                "--metrics", "piqe", "--tile",
                 "8",
                 "-o",
                 str(out),
@@ -442,17 +433,8 @@ def test_each_progress_line_says_the_time_left(tmp_path, tiny_model, capsys):
     assert (
         evaluate.main(
             [
-                "--real",
-                str(real),
-                "--model",
-                str(tiny_model),
-                "--metrics",
-                "piqe",
-                "--scale",
-                "2",
-                "--scale",
-                "3",
-                "-o",
+                "--real", str(real), "--model", str(tiny_model), "--metrics", "piqe", "--scale", "2",
+                "--scale", "3", "-o",
                 str(tmp_path / "o"),
             ]
         )

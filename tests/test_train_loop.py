@@ -404,20 +404,8 @@ def test_two_cpu_processes_train_together(tmp_path):
     env = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     process = launch(
         [
-            "accelerate",
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "train_realciao.py",
-            "-opt",
-            str(path),
+            "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "train_realciao.py", "-opt", str(path),
         ],
         env=env,
     )
@@ -428,8 +416,7 @@ def test_two_cpu_processes_train_together(tmp_path):
     run_dir = tmp_path / "experiments" / "run"
     assert sorted(p.name for p in (run_dir / "states").iterdir()) == ["iter_00000002", "iter_00000004"]
     assert {p.name for p in (run_dir / "states" / "iter_00000004").glob("rank_*")} == {
-        "rank_0.safetensors",
-        "rank_1.safetensors",
+        "rank_0.safetensors", "rank_1.safetensors",
     }
     assert len(list((run_dir / "models").glob("net_g_iter_*.safetensors"))) == 2
 
@@ -444,10 +431,8 @@ def reference(tmp_path_factory):
     """One uninterrupted run that every interrupted-and-resumed run must end equal to."""
     tmp_path = tmp_path_factory.mktemp("reference")
     path = options_file(
-        tmp_path,
-        data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
-        train={"iterations": CRASH_ITERATIONS},
-        checkpoint={"every": 5, "keep_last": 2},
+        tmp_path, data={"lr_patch": 12, "batch_size": 4, "pool_size": 8},
+        train={"iterations": CRASH_ITERATIONS}, checkpoint={"every": 5, "keep_last": 2},
     )
     done = launch([sys.executable, "train_realciao.py", "-opt", str(path), "--set", "name=whole"])
     assert done.wait(timeout=600) == 0, done.stdout.read()
@@ -478,11 +463,7 @@ def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, refe
     path, whole = reference
     name = f"killed_{point}"
     script = [
-        sys.executable,
-        "train_realciao.py",
-        "-opt",
-        str(path),
-        "--set",
+        sys.executable, "train_realciao.py", "-opt", str(path), "--set",
         f"name={name}",
         "--set",
         f"output_dir={tmp_path}",
@@ -505,11 +486,7 @@ def test_a_kill_at_each_point_then_auto_resume_ends_bitwise_equal(tmp_path, refe
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
     path, whole = reference
     script = [
-        sys.executable,
-        "train_realciao.py",
-        "-opt",
-        str(path),
-        "--set",
+        sys.executable, "train_realciao.py", "-opt", str(path), "--set",
         "name=damaged",
         "--set",
         f"output_dir={tmp_path}",

@@ -72,13 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--static",
-        type=parse_static,
-        metavar="HxW",
+        type=parse_static, metavar="HxW",
         help="a graph for this one LR size (for runtimes that need static shapes)",
     )
     parser.add_argument(
-        "--no-check",
-        action="store_true",
+        "--no-check", action="store_true",
         help=f"skip the onnxruntime check (by default the export fails below "
         f"{MIN_PSNR['fp32']:g} dB PSNR against PyTorch in fp32)",
     )
@@ -86,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-simplify", action="store_true", help="do not simplify with onnxslim (when installed)"
     )
     parser.add_argument(
-        "--allow-pickle",
-        action="store_true",
+        "--allow-pickle", action="store_true",
         help="allow a .pth/.pt checkpoint that needs full unpickling (it can run code)",
     )
     return parser

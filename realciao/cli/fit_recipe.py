@@ -39,24 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         "distributions.",
     )
     parser.add_argument(
-        "-i",
-        "--input",
-        nargs="+",
-        action="extend",
-        required=True,
-        metavar="PHOTOS",
+        "-i", "--input", nargs="+", action="extend", required=True, metavar="PHOTOS",
         help="folder(s) of photos (searched recursively) or image files",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="the recipe to write (.yml)")
     parser.add_argument(
-        "--base",
-        default="realesrgan",
+        "--base", default="realesrgan",
         help="recipe whose structure is kept and whose ranges are fitted: a shipped name "
         "(realesrgan, bsrgan, phone_camera) or a .yml path (default: realesrgan)",
     )
     parser.add_argument(
-        "--hr",
-        default=None,
+        "--hr", default=None,
         help="folder of clean HR images to synthesise from (default: the built-in photos, no download)",
     )
     parser.add_argument(

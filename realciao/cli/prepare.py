@@ -34,20 +34,13 @@ def _common(parser: argparse.ArgumentParser, output_help: str | None) -> None:
     from realciao.prepare.runner import default_workers
 
     parser.add_argument(
-        "-i",
-        "--input",
-        nargs="+",
-        action="extend",
-        required=True,
-        metavar="IMAGES",
+        "-i", "--input", nargs="+", action="extend", required=True, metavar="IMAGES",
         help="folder(s) (searched recursively) or image files",
     )
     if output_help:
         parser.add_argument("-o", "--output", required=True, type=Path, help=output_help)
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=default_workers(),
+        "--workers", type=int, default=default_workers(),
         help=f"processes (default: the available cores, {default_workers()} here)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -152,36 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     from realciao.prepare.quality import Thresholds
 
     defaults = Thresholds()
-    check.add_argument(
-        "--min-jpeg-quality",
-        type=float,
-        default=defaults.min_jpeg_quality,
-        help=f"reject JPEGs whose tables say a lower quality (default {defaults.min_jpeg_quality:g})",
-    )
-    check.add_argument(
-        "--max-blockiness",
-        type=float,
-        default=defaults.max_blockiness,
-        help=f"reject 8x8 blockiness above this (default {defaults.max_blockiness:g})",
-    )
-    check.add_argument(
-        "--max-noise",
-        type=float,
-        default=defaults.max_noise,
-        help=f"reject white noise above this many 8-bit levels (default {defaults.max_noise:g})",
-    )
-    check.add_argument(
-        "--max-blur",
-        type=float,
-        default=defaults.max_blur,
-        help=f"reject edge blur above this many px (default {defaults.max_blur:g})",
-    )
-    check.add_argument(
-        "--min-side",
-        type=int,
-        default=defaults.min_side,
-        help=f"reject images with a side shorter than this (default {defaults.min_side})",
-    )
+    for flag, kind, field, what in (
+        ("--min-jpeg-quality", float, "min_jpeg_quality", "reject JPEGs whose tables say a lower quality"),
+        ("--max-blockiness", float, "max_blockiness", "reject 8x8 blockiness above this"),
+        ("--max-noise", float, "max_noise", "reject white noise above this many 8-bit levels"),
+        ("--max-blur", float, "max_blur", "reject edge blur above this many px"),
+        ("--min-side", int, "min_side", "reject images with a side shorter than this"),
+    ):
+        default = getattr(defaults, field)
+        check.add_argument(flag, type=kind, default=default, help=f"{what} (default {default:g})")
     return parser
 
 

@@ -28,18 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-opt", "--options", required=True, help="options YAML file (see options/)")
     parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+        "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override an option, e.g. --set train.iterations=100 (repeatable)",
     )
     parser.add_argument(
         "--auto-resume", action="store_true", help="continue from the latest complete checkpoint"
     )
     parser.add_argument(
-        "--allow-changed-options",
-        action="store_true",
+        "--allow-changed-options", action="store_true",
         help="resume although options that change the model or the data plan differ (recorded)",
     )
     return parser
