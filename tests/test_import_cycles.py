@@ -1,4 +1,4 @@
-"""Modules of realciao/evaluation import one another one way: no cycle, lazy imports included."""
+"""realciao's modules import one another one way: no cycle, lazy imports included."""
 
 from __future__ import annotations
 
@@ -71,3 +71,17 @@ def test_a_lazy_import_back_is_a_cycle_and_a_typing_one_is_not(tmp_path):
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.report import X\n"
     )
     assert cycles(package, tmp_path) == []
+
+
+def test_the_package_has_no_import_cycle():
+    assert cycles(PACKAGE) == []
+
+
+def test_a_cycle_is_found(tmp_path):
+    """The check is not vacuous: two modules importing each other lazily are a cycle."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from pkg import b\n")
+    (package / "b.py").write_text("from pkg.a import f\n")
+    assert cycles(package, root=tmp_path) == [["pkg.a", "pkg.b"]]

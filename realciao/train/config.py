@@ -29,25 +29,6 @@ Precision = Literal[(*PRECISIONS, AUTO)]  # the one vocabulary (realciao.devices
 PLAN = Field(json_schema_extra={"plan": True})
 TRACKERS = ("tensorboard", "wandb")  # Accelerate's names
 
-# pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
-VGG_LAYERS = {
-    "conv1_1": 0,
-    "conv1_2": 2,
-    "conv2_1": 5,
-    "conv2_2": 7,
-    "conv3_1": 10,
-    "conv3_2": 12,
-    "conv3_3": 14,
-    "conv3_4": 16,
-    "conv4_1": 19,
-    "conv4_2": 21,
-    "conv4_3": 23,
-    "conv4_4": 25,
-    "conv5_1": 28,
-    "conv5_2": 30,
-    "conv5_3": 32,
-    "conv5_4": 34,
-}
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "options" / "schema.json"
 
 
@@ -207,6 +188,8 @@ class LossOptions(Typed):
 
     @model_validator(mode="after")
     def _known_layers(self) -> LossOptions:
+        from realciao.train.losses import VGG_LAYERS  # the network's facts live with the loss that uses it
+
         unknown = sorted(set(self.perceptual_layers) - set(VGG_LAYERS))
         if unknown:
             raise ValueError(

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ from realciao.imageio import (
     upright_size,
 )
 from realciao.train.augment import apply_pipeline, build_pipeline
-from realciao.train.config import DataOptions
+
+if TYPE_CHECKING:  # the options' type only: config imports this module to check LMDB folders
+    from realciao.train.config import DataOptions
 
 # scikit-image photos that ship with it (no download); `coffee` is held out for validation
 BUILTIN_TRAIN = (

@@ -28,14 +28,36 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from realciao.errors import RealciaoError
-from realciao.train.config import VGG_LAYERS, LossOptions
 
+if TYPE_CHECKING:  # the options' types only: config imports this module to check layer names
+    from realciao.train.config import LossOptions
+
+# pre-ReLU convolutions of VGG19 and their index in torchvision's ``features``
+VGG_LAYERS = {
+    "conv1_1": 0,
+    "conv1_2": 2,
+    "conv2_1": 5,
+    "conv2_2": 7,
+    "conv3_1": 10,
+    "conv3_2": 12,
+    "conv3_3": 14,
+    "conv3_4": 16,
+    "conv4_1": 19,
+    "conv4_2": 21,
+    "conv4_3": 23,
+    "conv4_4": 25,
+    "conv5_1": 28,
+    "conv5_2": 30,
+    "conv5_3": 32,
+    "conv5_4": 34,
+}
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's file name for its ImageNet VGG19 weights
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
