@@ -211,3 +211,18 @@ def estimate_work(model: CiaoSR, size: tuple[int, int], probe: int = 24) -> str:
     if seconds < 7200:
         return f"about {seconds / 60:.0f} minutes here"
     return f"about {seconds / 3600:.1f} hours here"
+
+
+def check_size_limit(
+    source, size: tuple[int, int], max_megapixels: float, model: CiaoSR | OnnxUpscaler | None
+) -> None:
+    """The ``--max-megapixels`` guard: a SizeError naming ``source``, the output size and how long
+    it would take (when ``model`` is one ``estimate_work`` runs), for outputs above the limit (0: none)."""
+    megapixels = size[0] * size[1] / 1e6
+    if max_megapixels and megapixels > max_megapixels:
+        estimate = f"; {estimate_work(model, size)}" if model is not None else ""
+        amount = f"{megapixels:,.0f}" if megapixels >= 1 else f"{megapixels:.2g}"
+        raise SizeError(
+            f"{source}: the output would be {size[1]}x{size[0]} ({amount} megapixels"
+            f"{estimate}), above --max-megapixels {max_megapixels:g}; pass --max-megapixels 0 to allow it"
+        )

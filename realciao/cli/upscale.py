@@ -230,7 +230,7 @@ class Summary:
 
 def process(job: Job, args, model, request: OutputSize, summary: Summary, tile_bar) -> None:
     """Read, upscale and write one image; failures are recorded, not raised."""
-    from realciao.upscaling import upscale_array
+    from realciao.upscaling import check_size_limit, upscale_array
 
     try:
         picture = read_image(job.source)
@@ -264,18 +264,6 @@ def process(job: Job, args, model, request: OutputSize, summary: Summary, tile_b
     except RuntimeError as error:  # torch's out-of-memory errors among them
         hint = " (try a smaller --tile)" if "memory" in str(error).lower() else ""
         record_failure(summary, job.source, f"{error}{hint}")
-
-
-def check_size_limit(source: Path, size: tuple[int, int], max_megapixels: float, model) -> None:
-    from realciao.upscaling import SizeError, estimate_work
-
-    megapixels = size[0] * size[1] / 1e6
-    if max_megapixels and megapixels > max_megapixels:
-        raise SizeError(
-            f"{source}: the output would be {size[1]}x{size[0]} ({megapixels:,.0f} megapixels; "
-            f"{estimate_work(model, size)}), above --max-megapixels {max_megapixels:g}; "
-            f"pass --max-megapixels 0 to allow it"
-        )
 
 
 def record_failure(summary: Summary, source: Path, reason: str) -> None:
