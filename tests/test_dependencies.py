@@ -43,6 +43,7 @@ OPTIONAL: dict[str, tuple[str, str, str]] = {
     "onnx": ("export", "onnx", "realciao-export and .onnx models only; they say how to install it"),
     "onnxruntime": ("export", "onnxruntime", "realciao-export and .onnx models only; they say how to install it"),
     "onnxslim": ("slim", "onnxslim", "simplifies exported graphs when installed; never required"),
+    "gradio": ("app", "gradio", "realciao-app only; it says how to install it"),
 }
 
 # Packages imported by a name computed at run time, which no literal in the code shows:
