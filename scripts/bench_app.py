@@ -125,7 +125,7 @@ def cli_upscaler(model_path: Path, photo: Path, output: Path, threads: int):
 
     def run() -> Path:
         summary = Summary()
-        process(Job(photo, output / photo.stem), args, model, request, summary, print, tile_bar)
+        process(Job(photo, output / photo.stem), args, model, request, summary, tile_bar)
         if summary.failed:
             raise RuntimeError(summary.failed)
         return summary.written[0]

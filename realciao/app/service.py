@@ -281,9 +281,7 @@ def load_upscaler(
     # an ONNX graph has its own precision and nothing torch can time
     measurable = [method for method in methods if not isinstance(method, OnnxAnySizeMethod)]
     probe = precision_probe(measurable, 2.0) if precision == AUTO else None
-    decision = decide_precision(
-        precision, device, probe, echo=lambda text: LOGGER.warning("warning: %s", text)
-    )
+    decision = decide_precision(precision, device, probe)
     for method in methods:  # an explicit precision a peer cannot run in fails at start
         if isinstance(method, PeerMethod):
             method.precision_for(decision.precision, precision == AUTO)
