@@ -29,6 +29,7 @@ from realciao.app.page import output_request
 from realciao.archs import build_generator
 from realciao.checkpoint import save_generator
 from realciao.imageio import ORIENTATION_TAG, read_image, srgb_profile
+from realciao.metrics import psnr
 from realciao.upscaling import OutputSize, SizeError
 from tests.conftest import SHARED_DIR
 
@@ -158,11 +159,6 @@ def client(app: RunningApp, downloads: Path):
     return gradio_client.Client(app.url, download_files=str(downloads), verbose=False)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
 def assert_written_as_realciao_upscale_writes(path: Path, size: tuple[int, int], source: Path) -> None:
     """Upright pixels of ``size`` (height, width), the source's EXIF with orientation 1, its ICC profile."""
     with Image.open(source) as photo:
@@ -268,7 +264,10 @@ def test_upscale_endpoint_gives_the_file_realciao_upscale_writes(app, tmp_path):
     from_cli = tmp_path / "cli" / "photo.jpg"
     ours, theirs = read_image(from_app).pixels, read_image(from_cli).pixels
     assert ours.shape == theirs.shape == (*expected, 3)
-    assert psnr(ours, theirs) >= 60
+    assert (
+        psnr(*(torch.from_numpy(p).permute(2, 0, 1)[None] / 255 for p in (ours, theirs)), y_channel=False)
+        >= 60
+    )
     assert from_app.read_bytes() == from_cli.read_bytes()  # the same pixels, encoded the same way
 
 

@@ -28,6 +28,7 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica",
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Consolas", "Liberation Mono", "monospace"]
 # the zoomed place is a small crop shown large: pixels stay pixels instead of being smoothed
 CSS = "#zoom img { image-rendering: pixelated; }"
+QUEUE_POLL_SECONDS = 0.02  # see ``serve``
 
 
 class AppExtraMissing(RealciaoError):
@@ -225,9 +226,9 @@ def theme():
     return import_gradio().themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS)
 
 
-def serve(page, host: str, port: int, max_upload_mb: float, allowed: Path, block: bool = True):
-    """Serve ``page`` at host:port until interrupted (or return at once when not ``block``)."""
-    return page.launch(
+def serve(page, host: str, port: int, max_upload_mb: float, allowed: Path) -> None:
+    """Serve ``page`` at host:port from background threads (the caller waits)."""
+    page.launch(
         server_name=host,
         server_port=port,
         share=False,
@@ -240,7 +241,15 @@ def serve(page, host: str, port: int, max_upload_mb: float, allowed: Path, block
         max_file_size=int(max_upload_mb * 1e6) if max_upload_mb else None,
         allowed_paths=[str(allowed)],
         footer_links=["api", "settings"],
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         theme=theme(),
         css=CSS,
     )
+    # Gradio's queue looks for work every millisecond when idle (0.01 s for progress): several
+    # percent of a core, and a thread that preempts the model's threads a thousand times a
+    # second. An upscaler can wait 20 ms for its request. The attributes are Gradio's own, not
+    # its API: where a version lacks them, nothing changes.
+    queue = getattr(page, "_queue", None)
+    for name, seconds in (("sleep_when_free", QUEUE_POLL_SECONDS), ("progress_update_sleep_when_free", 0.1)):
+        if queue is not None and hasattr(queue, name):
+            setattr(queue, name, seconds)

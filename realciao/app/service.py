@@ -161,6 +161,7 @@ class PhotoUpscaler:
     ) -> Upscaled:
         """Upscale one photo and write the result in its format (as ``realciao-upscale`` does)."""
         method = self.method(name)
+        begun = time.perf_counter()
         picture = self.read(path)
         size = request.pixels(picture.pixels.shape[:2])
         check_size_limit(file_label(path), size, self.settings.max_megapixels, runs_tiled(method))
@@ -197,6 +198,15 @@ class PhotoUpscaler:
         notes += write_image(target, pixels, picture.meta, self.settings.quality)
         for note in notes:
             LOGGER.info("%s: %s", file_label(path), note)
+        LOGGER.info(
+            "%s: %dx%d with %s, %.1f s (upscaling %.1f s)",
+            file_label(path),
+            size[1],
+            size[0],
+            method.name,
+            time.perf_counter() - begun,
+            seconds,
+        )
         return Upscaled(target, picture, pixels, notes, seconds)
 
     def compare(self, result: Upscaled, name: str | None = None) -> Comparison:

@@ -195,7 +195,7 @@ def serve_until_stopped(upscaler, args, temporary: Path, start: float) -> int:
 
         page = build_page(upscaler, args.max_megapixels)
         try:
-            serve(page, args.host, args.port, args.max_upload_mb, temporary, block=False)
+            serve(page, args.host, args.port, args.max_upload_mb, temporary)
         except OSError as error:  # the port is taken, or the host is not an address of this machine
             return fail(PROG, f"--host {args.host} --port {args.port}: {error}")
         warm_up_in_background()
