@@ -32,6 +32,8 @@ from pathlib import Path
 
 from bench_upscale import FIXTURE, lr_shape, synthetic_photo
 
+from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
+
 STARTUP_TIMEOUT = 300
 
 
@@ -202,6 +204,7 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, default=0.5, help="output size of the overhead test")
     parser.add_argument("--threads", type=int, default=0, help="for both (default: as the commands choose)")
     parser.add_argument("--cli-worker", nargs=4, help=argparse.SUPPRESS)
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.cli_worker:
         model, photo, output, threads = args.cli_worker
@@ -271,8 +274,8 @@ def main() -> None:
         f"  realciao-upscale's per-image function (realciao.cli.upscale.process, own process): {cli_s:.2f} s"
     )
     print(f"  the app's /upscale through gradio_client (upload, upscale, write, download):    {app_s:.2f} s")
+    gradio_share = statistics.median(t - s for t, s in zip(times["app"], served)) if served else None
     if served:
-        gradio_share = statistics.median(t - s for t, s in zip(times["app"], served))
         print(
             f"    of which the app's own read, upscale and write: {statistics.median(served):.2f} s; Gradio's share "
             f"(upload, queue, download): {gradio_share:.2f} s ({100 * gradio_share / app_s:.1f} %)"
@@ -281,6 +284,27 @@ def main() -> None:
         f"  ratio app / realciao-upscale: {app_s / cli_s:.3f} (overhead {100 * (app_s / cli_s - 1):+.1f} %; "
         f"target <= +10 %); the two results agree to {agreement:.1f} dB RGB PSNR (target >= 60, inf: identical)"
     )
+    if args.json:
+        rows = [{"measure": "start-up to a served page (s)", "median": statistics.median(startups),
+                 "target": "<= 20", "runs": len(startups)}] if startups else []
+        rows += [
+            {"measure": "realciao-upscale's per-image function (s)", "median": cli_s, "runs": args.repeats},
+            {"measure": "the app's /upscale through gradio_client (s)", "median": app_s, "runs": args.repeats},
+            {"measure": "of which Gradio's upload, queue and download (s)", "median": gradio_share,
+             "runs": len(served)},
+            {"measure": "app / realciao-upscale", "median": app_s / cli_s, "target": "<= 1.10",
+             "runs": args.repeats},
+        ]
+        table = BenchmarkTable(
+            title=f"{width}x{height} JPEG at x2 ({out_mp:.2f} MP out), taking turns",
+            columns=["measure", "median", "target", "runs"],
+            rows=rows,
+        )
+        notes = [
+            f"EDSR-baseline-CiaoSR ({weights}), fp32, threads: {threads or 'as the commands choose'}; "
+            f"the two results agree to {agreement:.1f} dB RGB PSNR"
+        ]
+        print(f"wrote {write_results(args.json, 'app', [table], notes)}")
 
 
 if __name__ == "__main__":
