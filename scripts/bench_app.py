@@ -256,6 +256,8 @@ def main() -> None:
                     r"photo\.jpg: .*, ([\d.]+) s \(upscaling", (folder / "app.log").read_text()
                 )
             ][1:]
+            # the thread governor's word, if it gave threads away during the runs
+            gave_way = [line for line in (folder / "app.log").read_text().splitlines() if "other processes" in line]
         finally:
             stop(process)
             cli.close()
@@ -280,6 +282,8 @@ def main() -> None:
             f"    of which the app's own read, upscale and write: {statistics.median(served):.2f} s; Gradio's share "
             f"(upload, queue, download): {gradio_share:.2f} s ({100 * gradio_share / app_s:.1f} %)"
         )
+    for line in gave_way:
+        print(f"    the app: {line}")
     print(
         f"  ratio app / realciao-upscale: {app_s / cli_s:.3f} (overhead {100 * (app_s / cli_s - 1):+.1f} %; "
         f"target <= +10 %); the two results agree to {agreement:.1f} dB RGB PSNR (target >= 60, inf: identical)"

@@ -16,6 +16,7 @@ import os
 import threading
 from pathlib import Path
 
+from realciao.app.model_thread import call_here
 from realciao.app.service import REQUEST_ERRORS, PhotoUpscaler, user_message
 from realciao.errors import RealciaoError
 from realciao.imageio import READ_SUFFIXES
@@ -83,8 +84,10 @@ def output_request(
     return OutputSize(scale=float(scale) if scale is not None else 0.0)
 
 
-def build_page(upscaler: PhotoUpscaler, max_megapixels: float):
-    """The page: photo, output size and model on the left; comparison, zoom and download on the right."""
+def build_page(upscaler: PhotoUpscaler, max_megapixels: float, on_model_thread=call_here):
+    """The page: photo, output size and model on the left; comparison, zoom and download on the right.
+    What runs a model (planning, upscaling, comparing) goes through ``on_model_thread`` (a
+    ``ModelThread`` in realciao-app); reading a photo for its preview does not wait for it."""
     gr = import_gradio()
 
     def failed(error: BaseException) -> gr.Error:
@@ -105,7 +108,7 @@ def build_page(upscaler: PhotoUpscaler, max_megapixels: float):
         if not photo:
             return ""
         try:
-            return upscaler.plan(photo, output_request(size_by, scale, width, height), name)
+            return on_model_thread(upscaler.plan, photo, output_request(size_by, scale, width, height), name)
         except REQUEST_ERRORS as error:
             return f"**{user_message(error)}**"
 
@@ -113,14 +116,15 @@ def build_page(upscaler: PhotoUpscaler, max_megapixels: float):
         if not photo:
             raise gr.Error("Choose a photo first.", title="No photo", print_exception=False)
         try:
-            result = upscaler.upscale(
+            result = on_model_thread(
+                upscaler.upscale,
                 photo,
                 output_request(size_by, scale, width, height),
                 name,
                 lambda done, total: progress((done, total), desc="tiles", unit="tiles"),
             )
             progress(None)
-            views = upscaler.compare(result, name)
+            views = on_model_thread(upscaler.compare, result, name)
         except REQUEST_ERRORS as error:
             raise failed(error) from None
         height_out, width_out = result.pixels.shape[:2]
@@ -136,8 +140,12 @@ def build_page(upscaler: PhotoUpscaler, max_megapixels: float):
             raise gr.Error("give a photo file", print_exception=False)
         try:
             request = OutputSize(scale=float(scale))
-            result = upscaler.upscale(
-                photo, request, None, lambda done, total: progress((done, total), desc="tiles", unit="tiles")
+            result = on_model_thread(
+                upscaler.upscale,
+                photo,
+                request,
+                None,
+                lambda done, total: progress((done, total), desc="tiles", unit="tiles"),
             )
         except REQUEST_ERRORS as error:
             raise failed(error) from None

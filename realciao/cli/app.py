@@ -191,9 +191,11 @@ def serve_until_stopped(upscaler, args, temporary: Path, start: float) -> int:
     offline_environment(temporary)  # before Gradio is imported; results in it are served without a copy
     page = None
     try:
+        from realciao.app.model_thread import ModelThread
         from realciao.app.page import build_page, serve, warm_up_in_background
 
-        page = build_page(upscaler, args.max_megapixels)
+        model_thread = ModelThread()  # this thread, which loaded the models (see model_thread.py)
+        page = build_page(upscaler, args.max_megapixels, model_thread)
         try:
             serve(page, args.host, args.port, args.max_upload_mb, temporary)
         except OSError as error:  # the port is taken, or the host is not an address of this machine
@@ -207,8 +209,7 @@ def serve_until_stopped(upscaler, args, temporary: Path, start: float) -> int:
             where,
             time.perf_counter() - start,
         )
-        while True:
-            time.sleep(1)
+        model_thread.serve()  # until Ctrl+C
     except KeyboardInterrupt:
         LOGGER.info("%s: stopped", PROG)
         return 0
