@@ -187,6 +187,20 @@ def rgb_psnr(first: Path, second: Path) -> float:
     return psnr(tensor(first), tensor(second), y_channel=False)
 
 
+def context_switches(pid: int) -> int | None:
+    """Times the process's threads gave up the CPU while waiting (Linux /proc; None elsewhere):
+    threads that sleep at OpenMP barriers instead of spinning show here (see realciao/app/model_thread.py)."""
+    try:
+        return sum(
+            int(line.split()[1])
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for line in (task / "status").read_text().splitlines()
+            if line.startswith("voluntary_ctxt_switches")
+        )
+    except OSError:
+        return None
+
+
 def timed(run) -> float:
     start = time.perf_counter()
     run()
@@ -246,9 +260,14 @@ def main() -> None:
 
             agreement = rgb_psnr(app(), cli.run()[1])  # the warm-ups
             times = {"app": [], "cli": []}
+            switches = {"app": [], "cli": []}
             for _ in range(args.repeats):
+                before = context_switches(cli.process.pid)
                 times["cli"].append(cli.run()[0])
+                switches["cli"].append((before, context_switches(cli.process.pid)))
+                before = context_switches(process.pid)
                 times["app"].append(timed(app))
+                switches["app"].append((before, context_switches(process.pid)))
             # the app's own log: read, upscale and write of each request, without Gradio's share
             served = [
                 float(seconds)
@@ -281,6 +300,15 @@ def main() -> None:
         print(
             f"    of which the app's own read, upscale and write: {statistics.median(served):.2f} s; Gradio's share "
             f"(upload, queue, download): {gradio_share:.2f} s ({100 * gradio_share / app_s:.1f} %)"
+        )
+    per_run = {
+        side: statistics.median(after - before for before, after in pairs) if pairs[0][0] is not None else None
+        for side, pairs in switches.items()
+    }
+    if per_run["app"] is not None:
+        print(
+            f"    voluntary context switches per image (median; /proc): app {per_run['app']:,.0f}, "
+            f"realciao-upscale {per_run['cli']:,.0f}"
         )
     for line in gave_way:
         print(f"    the app: {line}")
