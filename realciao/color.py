@@ -18,6 +18,17 @@ BT601_LUMA = (0.299, 0.587, 0.114)
 STUDIO_Y = tuple(219 * weight for weight in BT601_LUMA)
 # MATLAB's rgb2gray: the first row of the inverse of the NTSC (YIQ) matrix, BT.601 to 15 digits
 MATLAB_RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+# full-range BT.601 (JFIF) Y'CbCr: the rows give Y', Cb and Cr from R'G'B' (chroma centred on 0)
+RGB_TO_YCBCR = (
+    BT601_LUMA,
+    (-0.168736, -0.331264, 0.5),
+    (0.5, -0.418688, -0.081312),
+)
+YCBCR_TO_RGB = (
+    (1.0, 0.0, 1.402),
+    (1.0, -0.344136, -0.714136),
+    (1.0, 1.772, 0.0),
+)
 
 
 def luma(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:

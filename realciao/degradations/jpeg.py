@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from realciao.color import BT601_LUMA
+from realciao.color import RGB_TO_YCBCR, YCBCR_TO_RGB
 
 # IJG (Annex K) tables, rows = vertical frequency, columns = horizontal frequency.
 IJG_LUMA_TABLE = (
@@ -34,16 +34,6 @@ IJG_CHROMA_TABLE = (
     (47, 66, 99, 99, 99, 99, 99, 99),
 ) + ((99,) * 8,) * 4
 
-_RGB_TO_YCBCR = (
-    BT601_LUMA,
-    (-0.168736, -0.331264, 0.5),
-    (0.5, -0.418688, -0.081312),
-)
-_YCBCR_TO_RGB = (
-    (1.0, 0.0, 1.402),
-    (1.0, -0.344136, -0.714136),
-    (1.0, 1.772, 0.0),
-)
 
 TABLE_LAYOUTS = ("diffjpeg", "ijg")
 PADDINGS = ("zeros", "edge")
@@ -130,7 +120,7 @@ def jpeg_compress(
     x = images.clamp(0, 1) * 255
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="constant" if padding == "zeros" else "replicate")
-    to_ycbcr = torch.tensor(_RGB_TO_YCBCR, device=x.device, dtype=x.dtype)
+    to_ycbcr = torch.tensor(RGB_TO_YCBCR, device=x.device, dtype=x.dtype)
     ycbcr = torch.einsum("ij,bjhw->bihw", to_ycbcr, x)
     luma, chroma = ycbcr[:, 0], ycbcr[:, 1:] + 128
     chroma = F.avg_pool2d(chroma, kernel_size=2)
@@ -144,6 +134,6 @@ def jpeg_compress(
     )
     chroma = chroma.view(batch, 2, half_h, half_w).repeat_interleave(2, -2).repeat_interleave(2, -1) - 128
 
-    to_rgb = torch.tensor(_YCBCR_TO_RGB, device=x.device, dtype=x.dtype)
+    to_rgb = torch.tensor(YCBCR_TO_RGB, device=x.device, dtype=x.dtype)
     rgb = torch.einsum("ij,bjhw->bihw", to_rgb, torch.cat([luma[:, None], chroma], dim=1))
     return (rgb.clamp(0, 255) / 255)[:, :, :height, :width]

@@ -5,13 +5,15 @@
 W1 is the 1-D Wasserstein (earth mover's) distance between the two empirical
 distributions of measurement m (patches where it is defined; each patch weighs the same),
 taken on a scale t where the measurement's steps weigh alike: log for the positive
-statistics (blockiness, blur, MSCN shapes and variance), log(1 + sigma) for noise, and
-log(101 - quality) for JPEG quality (the strength of compression: 95 and 85 differ more
-than 40 and 30). spread_m is the photos' robust standard deviation of t(m) (interquartile
-range / 1.349, the standard deviation for a Gaussian), floored at ``SPREAD_FLOORS[m]`` so
-that a measurement all photos share (one JPEG quality) does not weigh without bound. So
-each term is in units of "photo spreads", 0 when the distributions are equal; heavy tails
-(a flat patch's blockiness of 20) do not outweigh the bulk.
+statistics (blockiness, blur, MSCN shapes and variance), log(1 + sigma) for the noise
+sigmas, log(101 - quality) for JPEG quality (the strength of compression: 95 and 85 differ
+more than 40 and 30), and as measured for the spectrum slope (already a log-log quantity,
+negative) and ringing (a fraction of the step, 0 for most clean edges). spread_m is the
+photos' robust standard deviation of t(m) (interquartile range / 1.349, the standard
+deviation for a Gaussian), floored at ``SPREAD_FLOORS[m]`` so that a measurement all photos
+share (one JPEG quality) does not weigh without bound. So each term is in units of "photo
+spreads", 0 when the distributions are equal; heavy tails (a flat patch's blockiness of 20)
+do not outweigh the bulk.
 
 ``jpeg_quality`` compares the quality of the last compression: photos that are JPEG files
 (their tables) against synthesised patches whose last op is a JPEG (their records). A
@@ -39,12 +41,24 @@ def _log(values: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(values, _TINY))
 
 
+def _log1p(sigma: np.ndarray) -> np.ndarray:
+    return np.log1p(np.maximum(sigma, 0.0))
+
+
+def _as_measured(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
 # the scale each measurement is compared on (see the module's docstring)
 TRANSFORMS = {
     "jpeg_quality": lambda q: np.log(101.0 - np.clip(q, 1.0, 100.0)),
     "jpeg_blockiness": _log,
-    "noise_sigma": lambda sigma: np.log1p(np.maximum(sigma, 0.0)),
+    "noise_sigma": _log1p,
+    "noise_sigma_flat": _log1p,
+    "chroma_noise": _log1p,
     "blur_sigma": _log,
+    "spectrum_slope": _as_measured,
+    "ringing": _as_measured,
     "mscn_shape": _log,
     "mscn_variance": _log,
     "mscn_pair_shape": _log,
@@ -54,7 +68,11 @@ SPREAD_FLOORS = {
     "jpeg_quality": 0.05,
     "jpeg_blockiness": 0.01,
     "noise_sigma": 0.05,
+    "noise_sigma_flat": 0.05,
+    "chroma_noise": 0.05,
     "blur_sigma": 0.03,
+    "spectrum_slope": 0.1,
+    "ringing": 0.01,
     "mscn_shape": 0.02,
     "mscn_variance": 0.03,
     "mscn_pair_shape": 0.02,
