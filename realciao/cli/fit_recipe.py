@@ -30,7 +30,14 @@ LOGGER = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from realciao.fitting.fit import DEFAULT_BUDGET, DEFAULT_SCALE, FINALISTS, planned_evaluations
+    from realciao.fitting.fit import (
+        DEFAULT_BUDGET,
+        DEFAULT_PRIOR,
+        DEFAULT_SCALE,
+        FINALISTS,
+        planned_evaluations,
+    )
+    from realciao.fitting.measure import FAMILIES
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -67,10 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_BUDGET,
         help=f"candidate recipes the optimiser's search evaluates (default {DEFAULT_BUDGET}). "
-        f"Choosing among the best and widening ranges the photos cannot pin down then evaluate at "
-        f"most {FINALISTS + 2} + 2 x (ranges of the base) more ({planned_evaluations('realesrgan', 0)} for "
+        f"Choosing among the best, widening ranges the photos cannot pin down and holding out each "
+        "measurement family then evaluate at "
+        f"most {FINALISTS + 3 + len(FAMILIES)} + 2 x (ranges of the base) more "
+        f"({planned_evaluations('realesrgan', 0)} for "
         "realesrgan); the progress "
         "bar counts both",
+    )
+    parser.add_argument(
+        "--prior",
+        type=float,
+        default=DEFAULT_PRIOR,
+        help=f"how strongly the fit keeps each value near the base recipe's unless the photos pull it away: "
+        f"the search minimises the distance plus PRIOR x the sum of squared moves, each in fractions of its "
+        f"search box (default {DEFAULT_PRIOR:g}; 0: no pull, the closest match whatever it takes)",
     )
     parser.add_argument(
         "--report",
@@ -101,6 +118,8 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"-o {args.output}: exists; pass --overwrite to replace it")
     if args.budget < 1:
         parser.error("--budget must be at least 1")
+    if not args.prior >= 0:
+        parser.error(f"--prior must be at least 0, got {args.prior:g}")
     if not args.scale >= 1:
         parser.error(f"--scale must be at least 1, got {args.scale:g}")
 
@@ -146,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                 photos,
                 base,
                 args.hr,
-                FitSettings(scale=args.scale, seed=args.seed, budget=args.budget),
+                FitSettings(scale=args.scale, seed=args.seed, budget=args.budget, prior=args.prior),
                 name=args.name or args.output.stem,
                 on_trial=on_trial,
             )
         for note in result.notes[len(photos.notes) :]:
             LOGGER.info(f"note: {note}")
+        for line in result.on_bounds:
+            LOGGER.warning(f"on the search's bounds: {line}")
         distances = f"distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}"
         if not (result.improved or args.force):
             print(

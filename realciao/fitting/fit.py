@@ -29,7 +29,7 @@ from realciao.degradations.recipe import dump_recipe, load_recipe
 from realciao.degradations.specs import Recipe
 from realciao.files import atomic_write
 from realciao.fitting.distance import Distance, Reference, distance, reference
-from realciao.fitting.measure import MEASUREMENTS
+from realciao.fitting.measure import FAMILIES, MEASUREMENTS
 from realciao.fitting.samples import (
     DEFAULT_SAMPLES,
     FitError,
@@ -41,7 +41,7 @@ from realciao.fitting.samples import (
     make_plan,
     measure_synthetic,
 )
-from realciao.fitting.space import SearchSpace, quantities
+from realciao.fitting.space import SearchSpace, on_bounds, quantities
 
 DEFAULT_BUDGET = 100
 DEFAULT_SCALE = 4.0
@@ -50,12 +50,24 @@ FINALISTS = 3  # the search's best candidates evaluated again on check crops
 MARGIN = 0.025  # added on both sides of every range, in fractions of its search bounds
 EXTRA_MARGIN = 0.05  # tried in addition on each range in turn
 WIDEN_TOLERANCE = 0.05  # relative increase of the distance the extra margins may cost, all together
+# The prior: the objective is the distance plus PRIOR x the sum over parameters of the squared
+# move from the base, in fractions of the parameter's search box. Many settings give the same
+# summaries (noise that a later blur and JPEG hide); the prior keeps those the photos do not
+# pull on where the base has them, so with no evidence the base comes back. 0.3: moving one
+# parameter across half its box costs 0.075, a tenth of a typical measurement's term. Of the
+# two weights tried on the held-out half of RealSRSet + RealSet65 (scripts/bench_fit_recipe.py
+# heldout), 0.3 gave the lower distance on statistics the fit does not use (0.79x realesrgan's
+# against 0.88x for 1.0), and every measurement family left out of the choice got closer.
+DEFAULT_PRIOR = 0.3
+COMPENSATION_R = 0.7  # |correlation| among the best candidates that flags a pair of parameters
+_MIN_FOR_CORRELATION = 12  # fewer best candidates than this: no correlation is worth reporting
 
 
 def extra_evaluations(space: SearchSpace) -> int:
-    """Evaluations after the search, at most (``_select_and_widen``): the finalists again on
-    check crops, the margined recipe on both crop sets, and each range widened on both."""
-    return FINALISTS + 2 + 2 * len(space.ranges())
+    """Evaluations after the search, at most (``_select_and_widen`` and ``_leave_families_out``):
+    the finalists again on check crops, the margined recipe on both crop sets, each range
+    widened on both, then the base and each family's choice on the check crops."""
+    return FINALISTS + 2 + 2 * len(space.ranges()) + 1 + len(FAMILIES)
 
 
 def planned_evaluations(base: Recipe | str | Path, budget: int) -> int:
@@ -70,6 +82,30 @@ class FitSettings:
     budget: int = DEFAULT_BUDGET
     samples: int = DEFAULT_SAMPLES
     batch: int = DEFAULT_BATCH  # candidates proposed together and evaluated in parallel threads
+    prior: float = DEFAULT_PRIOR  # weight of the pull towards the base recipe (0: none)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One recipe the search evaluated: its objective (distance + prior), values and distance."""
+
+    objective: float
+    values: dict[str, float]
+    distance: Distance
+
+
+@dataclass(frozen=True)
+class HeldOutFamily:
+    """A measurement family left out of the choice: the candidate the search would pick
+    without it, and the family's distance on the check crops for the base, that candidate
+    and the fitted recipe (chosen with every family). Lower than the base's: the other
+    families' fit carries over to this one."""
+
+    family: str
+    measurements: tuple[str, ...]
+    base: float
+    chosen: float
+    fitted: float
 
 
 @dataclass
@@ -82,7 +118,7 @@ class FitResult:
     fitted_distance: Distance
     base_set: MeasuredSet
     fitted_set: MeasuredSet
-    history: list[float]  # each search candidate's distance, in the order evaluated (0: the base)
+    history: list[float]  # each search candidate's objective (distance + prior), in order (0: the base)
     settings: FitSettings
     hr_label: str
     notes: list[str] = field(default_factory=list)
@@ -90,6 +126,9 @@ class FitResult:
     widened: dict[str, float] = field(default_factory=dict)  # range -> margin (fraction of its bounds)
     check_distance: float = math.nan  # the written recipe's on the check crops (other crops and draws)
     evaluations: int = 0  # candidate evaluations in all: the search's and the final choice's
+    held_out: list[HeldOutFamily] = field(default_factory=list)
+    on_bounds: list[str] = field(default_factory=list)  # ranges and probabilities on the search's bounds
+    compensation: list[tuple[str, str, float]] = field(default_factory=list)  # (parameter, parameter, r)
 
     @property
     def improved(self) -> bool:
@@ -131,6 +170,16 @@ def _plan(photos: PhotoSet, hr: HRPool | str | Path | None, settings: FitSetting
     return pool, make_plan(pool, settings.scale, photos.patch, settings.samples, settings.seed)
 
 
+def prior_penalty(space: SearchSpace, values: dict[str, float], weight: float) -> float:
+    """``weight`` x the sum of squared moves from the base, each in fractions of its box."""
+    total = 0.0
+    for p in space.parameters:
+        span = p.high - p.low
+        if span > 0:
+            total += ((float(values.get(p.name, p.base)) - p.base) / span) ** 2
+    return weight * total
+
+
 def recipe_distance(photos: PhotoSet, recipe: Recipe | str | Path, hr: HRPool | str | Path | None = None,
                     scale: float = DEFAULT_SCALE, seed: int = 0, samples: int = DEFAULT_SAMPLES) -> Distance:
     """The distance of ``recipe`` to ``photos`` as a fit evaluates it (same crops and draws
@@ -159,6 +208,8 @@ def fit_recipe(
     base = _as_recipe(base)
     if settings.budget < 1:
         raise FitError(f"--budget must be at least 1, got {settings.budget}")
+    if not settings.prior >= 0:
+        raise FitError(f"--prior must be at least 0, got {settings.prior}")
     space = SearchSpace(base)
     if not space.parameters:
         raise FitError(f"recipe {base.name!r} has no ranges or probabilities to fit (blur, resize, noise, "
@@ -176,13 +227,13 @@ def fit_recipe(
         sampler = make_sampler(settings)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.enqueue_trial(space.base_values())
-    tried: list[tuple[float, dict[str, float]]] = []
+    tried: list[Candidate] = []
     workers = max(1, min(settings.batch, os.cpu_count() or 1))
     total = settings.budget + extra_evaluations(space)
 
     def report(done: int, score: float) -> None:
         if on_trial:
-            on_trial(done, total, score, min(t[0] for t in tried))
+            on_trial(done, total, score, min(t.objective for t in tried))
 
     with one_thread_each(), ThreadPoolExecutor(workers) as threads:
         while len(tried) < settings.budget:
@@ -191,14 +242,16 @@ def fit_recipe(
                 trials = [study.ask() for _ in range(min(settings.batch, settings.budget - len(tried)))]
                 candidates = [{p.name: t.suggest_float(p.name, p.low, p.high) for p in space.parameters}
                               for t in trials]
-            scores = threads.map(lambda values: evaluate(space.recipe(values))[0].total, candidates)
-            for trial, values, score in zip(trials, candidates, scores):
-                study.tell(trial, score)
-                tried.append((score, values))
-                report(len(tried), score)
+            distances = threads.map(lambda values: evaluate(space.recipe(values))[0], candidates)
+            for trial, values, measured in zip(trials, candidates, distances):
+                objective = measured.total + prior_penalty(space, values, settings.prior)
+                study.tell(trial, objective)
+                tried.append(Candidate(objective, values, measured))
+                report(len(tried), objective)
         check = make_plan(pool, settings.scale, photos.patch, settings.samples, settings.seed + 1)
-        choice = _select_and_widen(space, tried, plan, check, ref, threads,
+        choice = _select_and_widen(space, tried, plan, check, ref, threads, settings.prior,
                                    lambda done: report(settings.budget + done, math.nan))
+        held_out = _leave_families_out(space, tried, check, ref, threads, choice.check_distance)
         report(total, math.nan)
 
     label = name or f"{base.name}_fitted"
@@ -210,63 +263,125 @@ def fit_recipe(
     fitted_distance, fitted_set = evaluate(fitted)
     notes = list(photos.notes) + list(ref.notes) + list(pool.notes)
     return FitResult(fitted, base, photos, ref, base_distance, fitted_distance, base_set, fitted_set,
-                     [t[0] for t in tried], settings, pool.label, notes, choice.search, choice.widened,
-                     choice.check, len(tried) + choice.evaluations)
+                     [t.objective for t in tried], settings, pool.label, notes, choice.search, choice.widened,
+                     choice.check_distance.total, len(tried) + choice.evaluations + (1 + len(held_out) if held_out else 0),
+                     held_out, on_bounds(fitted, base), compensating_pairs(space, tried))
 
 
 @dataclass(frozen=True)
 class _Choice:
     values: dict[str, float]
-    search: float  # the selected candidate's distance in the search, before widening
+    search: float  # the selected candidate's objective in the search, before widening
     widened: dict[str, float]
-    check: float  # the written recipe's distance on the check crops
+    check_distance: Distance  # the written recipe's on the check crops
     evaluations: int  # candidate evaluations made to choose and widen
 
 
-def _select_and_widen(space: SearchSpace, tried: list[tuple[float, dict]], plan: SynthesisPlan,
-                      check: SynthesisPlan, ref: Reference, threads: ThreadPoolExecutor,
+def _select_and_widen(space: SearchSpace, tried: list[Candidate], plan: SynthesisPlan,
+                      check: SynthesisPlan, ref: Reference, threads: ThreadPoolExecutor, prior: float,
                       progress: Callable[[int], None]) -> _Choice:
-    """The final recipe: chosen without the search's luck, with margins on its ranges.
+    """The final recipe: chosen without the search's luck, with margins on its fitted ranges.
 
-    The search's ``FINALISTS`` best candidates are evaluated again on check crops (other HR
-    crops, other draws); the one with the lowest mean of its two distances wins. Every range
-    of it then gets ``MARGIN`` of its search bounds on both sides (the fitted ends are
-    estimates, and a model trained on slightly wider ranges than the photos show holds up
-    better than one trained on slightly narrower ones), and each range in turn gets
-    ``EXTRA_MARGIN`` more when the mean of the two distances stays within ``WIDEN_TOLERANCE``
-    of the margined recipe's: a range the photos pin down (a JPEG quality read from the
-    files) keeps the small margin; one they can hardly tell from a wider one (noise that a
-    later JPEG mostly removed) gets the larger one."""
+    The search's ``FINALISTS`` best candidates (by objective: distance + prior) are evaluated
+    again on check crops (other HR crops, other draws); the one with the lowest mean of its
+    two objectives wins. Every range the fit moved from the base then gets ``MARGIN`` of its
+    search bounds on both sides (the fitted ends are estimates, and a model trained on
+    slightly wider ranges than the photos show holds up better than one trained on slightly
+    narrower ones), and each in turn gets ``EXTRA_MARGIN`` more when the mean of the two
+    distances stays within ``WIDEN_TOLERANCE`` of the margined recipe's: a range the photos
+    pin down (a JPEG quality read from the files) keeps the small margin; one they can
+    hardly tell from a wider one (noise that a later JPEG mostly removed) gets the larger
+    one. Ranges the fit left at the base's stay exactly as the base has them."""
 
-    def on(values: dict) -> tuple[float, float]:
+    def on(values: dict) -> tuple[Distance, Distance]:
         recipe = space.recipe(values)
-        search, checked = threads.map(lambda p: distance(ref, measure_synthetic(recipe, p)).total, (plan, check))
+        search, checked = threads.map(lambda p: distance(ref, measure_synthetic(recipe, p)), (plan, check))
         return search, checked
 
-    finalists = sorted(tried, key=lambda t: t[0])[:FINALISTS]
-    checks = list(threads.map(lambda t: distance(ref, measure_synthetic(space.recipe(t[1]), check)).total,
+    finalists = sorted(tried, key=lambda t: t.objective)[:FINALISTS]
+    checks = list(threads.map(lambda t: distance(ref, measure_synthetic(space.recipe(t.values), check)),
                               finalists))
     done = len(finalists)
     progress(done)
-    means = [(score + checked) / 2 for (score, _), checked in zip(finalists, checks)]
-    search, selected = finalists[int(np.argmin(means))]
-    values = space.widened(selected, MARGIN)
+    means = [(t.objective + checked.total + prior_penalty(space, t.values, prior)) / 2
+             for t, checked in zip(finalists, checks)]
+    selected = finalists[int(np.argmin(means))]
+    moved = _moved_ranges(space, selected.values)
+    if not moved:  # the base won: nothing fitted, nothing to widen
+        return _Choice(dict(selected.values), selected.objective, {}, checks[int(np.argmin(means))], done)
+    values = dict(selected.values)
+    for quantity in moved:
+        values = space.widened(values, MARGIN, only=quantity)
     distances = on(values)
     done += 2
     progress(done)
-    limit, check_distance = sum(distances) / 2 * (1 + WIDEN_TOLERANCE), distances[1]
-    widened = dict.fromkeys(space.ranges(), MARGIN)
-    for quantity in space.ranges():
+    limit, check_distance = (distances[0].total + distances[1].total) / 2 * (1 + WIDEN_TOLERANCE), distances[1]
+    widened = dict.fromkeys(moved, MARGIN)
+    for quantity in moved:
         candidate = space.widened(values, EXTRA_MARGIN, only=quantity)
         if candidate == values:
             continue  # at its bounds already
         distances = on(candidate)
         done += 2
         progress(done)
-        if sum(distances) / 2 <= limit:
+        if (distances[0].total + distances[1].total) / 2 <= limit:
             values, check_distance = candidate, distances[1]
             widened[quantity] = MARGIN + EXTRA_MARGIN
-    return _Choice(values, search, widened, check_distance, done)
+    return _Choice(values, selected.objective, widened, check_distance, done)
+
+
+def _moved_ranges(space: SearchSpace, values: dict[str, float]) -> list[str]:
+    """The ranges (``space.ranges()``) with a parameter away from the base's value."""
+    moved = {p.quantity for p in space.parameters
+             if p.quantity in space.ranges() and abs(float(values.get(p.name, p.base)) - p.base) > 1e-9}
+    return [quantity for quantity in space.ranges() if quantity in moved]
+
+
+def _family_distance(measured: Distance, names: tuple[str, ...]) -> float:
+    return float(sum(measured.terms.get(name, 0.0) for name in names))
+
+
+def _leave_families_out(space: SearchSpace, tried: list[Candidate], check: SynthesisPlan, ref: Reference,
+                        threads: ThreadPoolExecutor, fitted_check: Distance) -> list[HeldOutFamily]:
+    """Validation that does not reuse the objective whole: for each measurement family the
+    photos give, the candidate the search would pick on the other families alone (the same
+    prior), and how that family's own distance moves from the base's, on check crops. The
+    candidates are the search's own (guided by every family), so this tells whether the
+    other families' evidence points the same way as the left-out one, not what a search
+    blind to it would find."""
+    families = {family: tuple(name for name in names if name in ref.scaled) for family, names in FAMILIES.items()}
+    families = {family: names for family, names in families.items() if names}
+    if len(families) < 2:  # nothing left to choose on
+        return []
+    choices = {family: min(tried, key=lambda t, names=names: t.objective - _family_distance(t.distance, names))
+               for family, names in families.items()}
+    recipes = [space.recipe(space.base_values())] + [space.recipe(c.values) for c in choices.values()]
+    measured = list(threads.map(lambda recipe: distance(ref, measure_synthetic(recipe, check)), recipes))
+    base = measured[0]
+    return [HeldOutFamily(family, names, _family_distance(base, names), _family_distance(chosen, names),
+                          _family_distance(fitted_check, names))
+            for (family, names), chosen in zip(families.items(), measured[1:])]
+
+
+def compensating_pairs(space: SearchSpace, tried: list[Candidate]) -> list[tuple[str, str, float]]:
+    """Pairs of parameters that move together among the best quarter of the candidates
+    (|Pearson r| >= ``COMPENSATION_R`` of their values in fractions of their boxes): along
+    such a ridge the photos' measurements hardly change, so the fitted pair is one of many
+    equally good ones (e.g. more noise before a stronger blur). Strongest first, at most 8."""
+    best = sorted(tried, key=lambda t: t.objective)[: max(_MIN_FOR_CORRELATION, len(tried) // 4)]
+    if len(best) < _MIN_FOR_CORRELATION:
+        return []
+    names = [p.name for p in space.parameters if p.high > p.low]
+    spans = {p.name: p.high - p.low for p in space.parameters}
+    table = np.asarray([[t.values.get(n, np.nan) / spans[n] for n in names] for t in best], dtype=np.float64)
+    moving = [i for i in range(len(names)) if np.nanstd(table[:, i]) > 0.02]
+    pairs = []
+    for a_index, a in enumerate(moving):
+        for b in moving[a_index + 1:]:
+            r = float(np.corrcoef(table[:, a], table[:, b])[0, 1])
+            if np.isfinite(r) and abs(r) >= COMPENSATION_R:
+                pairs.append((names[a], names[b], round(r, 2)))
+    return sorted(pairs, key=lambda pair: -abs(pair[2]))[:8]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -283,7 +398,8 @@ def recipe_header(result: FitResult) -> str:
         f"Photos: {result.photos.folder} ({result.photos.photos} photos, {len(result.photos)} patches of "
         f"{result.photos.patch} px).",
         f"Synthesised from: {result.hr_label}; for training at x{settings.scale:g} (fitted_scale); {settings.samples} LR patches; "
-        f"seed {settings.seed}; {settings.budget} candidates searched, {result.evaluations} evaluated in all.",
+        f"seed {settings.seed}; {settings.budget} candidates searched, {result.evaluations} evaluated in all; "
+        f"prior {settings.prior:g} (the pull towards the base recipe).",
         "",
         "Measured on the photos:",
     ]
@@ -300,9 +416,13 @@ def recipe_header(result: FitResult) -> str:
         "  per measurement, base -> fitted: " + ", ".join(
             f"{name} {result.base_distance.terms[name]:.2f} -> {result.fitted_distance.terms[name]:.2f}"
             for name in result.fitted_distance.terms),
-        "",
-        "Fitted values (base -> fitted):",
     ]
+    if result.held_out:
+        lines += ["", "Held out, one measurement family at a time (the search's best candidate without that family; "
+                  "the family's distance on check crops, base -> that candidate [fitted with every family]):"]
+        lines += [f"  {h.family} ({', '.join(h.measurements)}): {h.base:.2f} -> {h.chosen:.2f} [{h.fitted:.2f}]"
+                  for h in result.held_out]
+    lines += ["", "Fitted values (base -> fitted):"]
     margins = {quantity: margin for quantity, margin in result.widened.items()}
     base_values = {q.name: q for q in quantities(result.base)}
     for quantity in quantities(result.recipe):
@@ -310,6 +430,11 @@ def recipe_header(result: FitResult) -> str:
         margin = margins.get(quantity.name)
         widened = f" (widened by {margin:.1%} of its search bounds on each side)" if margin else ""
         lines.append(f"  {quantity.label}: {before.text() if before else '?'} -> {quantity.text()}{widened}")
+    lines += ["", "On the search's bounds (the value is the search box's, not the photos'; check these):"]
+    lines += [f"  {line}" for line in result.on_bounds] or ["  none"]
+    lines += ["", "Parameters that move together among the best candidates (the photos cannot tell these "
+              "settings apart; the fitted pair is one of many):"]
+    lines += [f"  {a} ~ {b} (r = {r:+.2f})" for a, b, r in result.compensation] or ["  none"]
     return "\n".join(lines)
 
 

@@ -107,7 +107,7 @@ def write_history(path: Path, result: FitResult) -> None:
     )
     axes.axhline(history[0], color=_COLOURS["base"], linestyle="--", linewidth=1, label="base recipe")
     axes.set_xlabel("candidate")
-    axes.set_ylabel("distance")
+    axes.set_ylabel("distance + prior")
     axes.set_ylim(0, max(float(np.percentile(history, 95)), history[0]) * 1.05)
     axes.legend(fontsize=8)
     save(figure, path)
@@ -178,6 +178,7 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
         *rows,
         "</table>",
         *figures,
+        *_validation(result),
         "<h2>Search</h2><img src='history.png' alt='distance per candidate'>",
         "<h2>Fitted values</h2><table><tr><th>quantity</th><th>base</th><th>fitted</th><th>margin added</th></tr>",
         values,
@@ -189,6 +190,34 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
     if result.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in result.notes) + "</ul>")
     return write_page(folder / "index.html", "realciao-fit-recipe report", STYLE, parts)
+
+
+def _validation(result: FitResult) -> list[str]:
+    """The held-out families, the values on the search's bounds and the compensating pairs."""
+    parts = ["<h2>Held out, one measurement family at a time</h2>"]
+    if result.held_out:
+        parts += [
+            "<p>For each family, the search's best candidate by the other families alone (with the same prior), "
+            "and the left-out family's distance on check crops (other HR crops and draws). Lower than the base: "
+            "what the other measurements say carries over to this one. The candidates are the search's own, "
+            "which every family guided.</p>",
+            "<table><tr><th>family</th><th>measurements</th><th>base</th><th>chosen without it</th>"
+            "<th>fitted (every family)</th></tr>",
+            *(f"<tr><td>{escape(h.family)}</td><td>{escape(', '.join(h.measurements))}</td><td>{h.base:.3f}</td>"
+              f"<td>{h.chosen:.3f}</td><td>{h.fitted:.3f}</td></tr>" for h in result.held_out),
+            "</table>",
+        ]
+    else:
+        parts.append("<p>Fewer than two measurement families were measured on the photos: nothing to hold out.</p>")
+    parts.append("<h2>On the search's bounds</h2>")
+    parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in result.on_bounds) + "</ul>"
+                 if result.on_bounds else "<p>None.</p>")
+    parts.append("<h2>Parameters that move together</h2><p>Among the best quarter of the candidates, pairs whose "
+                 "values correlate (|r| &ge; 0.7): the photos cannot tell these settings apart.</p>")
+    parts.append("<ul>" + "".join(f"<li>{escape(a)} ~ {escape(b)}: r = {r:+.2f}</li>"
+                                  for a, b, r in result.compensation) + "</ul>"
+                 if result.compensation else "<p>None.</p>")
+    return parts
 
 
 def _margin(margin: float | None) -> str:

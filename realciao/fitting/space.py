@@ -77,9 +77,34 @@ class Quantity:
     name: str
     label: str
     value: tuple[float, ...]
+    bounds: tuple[float, float] = (0.0, 1.0)  # what the search may reach (probabilities: 0..1)
+
+    @property
+    def is_probability(self) -> bool:
+        return self.name.endswith((".p", ".choices", ".types", ".probs"))
+
+    def ends_on_bounds(self, tolerance: float = 0.005) -> list[str]:
+        """Which ends sit on the search's bounds (within ``tolerance`` of their span): "low",
+        "high" for a range or a value; for probabilities, "0" when one is switched off and
+        "1" when one is always on (a branch among several at 1 leaves the others at 0)."""
+        low, high = self.bounds
+        slack = tolerance * (high - low)
+        if self.is_probability:
+            ends = []
+            if len(self.value) == 1 and self.value[0] >= 1 - tolerance:
+                ends.append("1")
+            if min(self.value) <= tolerance:
+                ends.append("0")
+            return ends
+        ends = []
+        if self.value[0] <= low + slack:
+            ends.append("low")
+        if self.value[-1] >= high - slack:
+            ends.append("high")
+        return ends
 
     def text(self) -> str:
-        if self.name.endswith((".p", ".choices", ".types", ".probs")):
+        if self.is_probability:
             return ", ".join(f"{v:.2f}" for v in self.value)
         return (
             f"[{', '.join(f'{v:.3g}' for v in self.value)}]"
@@ -174,8 +199,8 @@ class _Tuner:
             return base
         return min(max(float(self.values[name]), low), high)
 
-    def note(self, name: str, label: str, value: tuple[float, ...]) -> None:
-        self.quantities.setdefault(name, Quantity(name, label, tuple(float(v) for v in value)))
+    def note(self, name: str, label: str, value: tuple[float, ...], bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+        self.quantities.setdefault(name, Quantity(name, label, tuple(float(v) for v in value), bounds))
 
     def probability(self, name: str, label: str, base: float) -> float:
         p = round(self.value(name, base, 0.0, 1.0), 3)
@@ -198,12 +223,12 @@ class _Tuner:
         if old[1] == old[0]:
             value = rounded(self.value(name, old[0], *bounds, "value"))
             new = (value, value)
-            self.note(name, label, (value,))
+            self.note(name, label, (value,), bounds)
             return new, lambda v: value
         centre = self.value(f"{name}.centre", (old[0] + old[1]) / 2, *bounds, "centre", name)
         width = self.value(f"{name}.width", old[1] - old[0], 0.0, bounds[1] - bounds[0], "width", name)
         new = (rounded(max(bounds[0], centre - width / 2)), rounded(min(bounds[1], centre + width / 2)))
-        self.note(name, label, new)
+        self.note(name, label, new, bounds)
         return new, _affine(old, new, bounds)
 
     def scale(self, name: str, label: str, old: tuple[float, float], bounds: tuple[float, float]):
@@ -219,7 +244,7 @@ class _Tuner:
         largest = (
             rounded(self.value(f"{name}.max", old[1], 1.0, bounds[1], "max", name)) if old[1] > 1 else 1.0
         )
-        self.note(name, label, (smallest, largest))
+        self.note(name, label, (smallest, largest), bounds)
         return _around_one(old, (smallest, largest), bounds)
 
 
@@ -374,3 +399,25 @@ def quantities(recipe: Recipe) -> list[Quantity]:
     for stage in recipe.stages:
         _walk_stage(stage, tuner)
     return list(tuner.quantities.values())
+
+
+def on_bounds(recipe: Recipe, base: Recipe) -> list[str]:
+    """One line per range or probability of ``recipe`` that sits on the search's bounds: the
+    photos pulled it as far as the search allows (or it traded off against another), so its
+    value is the box's, not the photos'. Said also when the base recipe was there already."""
+    before = {q.name: q for q in quantities(base)}
+    lines = []
+    for quantity in quantities(recipe):
+        ends = quantity.ends_on_bounds()
+        if not ends:
+            continue
+        base_quantity = before.get(quantity.name)
+        same = base_quantity is not None and set(base_quantity.ends_on_bounds()) >= set(ends)
+        if quantity.is_probability:
+            where = " and ".join({"0": "a probability at 0 (switched off)", "1": "probability 1 (always on)"}[e]
+                                 for e in ends)
+        else:
+            where = " and ".join(f"{end} end at the search bound {quantity.bounds[0 if end == 'low' else 1]:.3g}"
+                                 for end in ends)
+        lines.append(f"{quantity.label} {quantity.text()}: {where}{' (as in the base)' if same else ''}")
+    return lines

@@ -1,0 +1,192 @@
+"""realciao.fitting.fit beyond its own objective: the prior towards the base recipe, values on
+the search's bounds, compensating parameters and the leave-one-family-out report."""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from realciao.degradations import load_recipe, parse_recipe
+from realciao.fitting import fit as fit_module
+from realciao.fitting.distance import Distance
+from realciao.fitting.fit import (
+    Candidate,
+    FitSettings,
+    compensating_pairs,
+    fit_recipe,
+    prior_penalty,
+    recipe_header,
+)
+from realciao.fitting.known import WIDE_BASE, write_known_photos
+from realciao.fitting.measure import FAMILIES
+from realciao.fitting.report import write_report
+from realciao.fitting.samples import measure_photos
+from realciao.fitting.space import SearchSpace, on_bounds, quantities
+
+pytest.importorskip("skimage.data")
+pytest.importorskip("optuna")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("known")
+    write_known_photos(folder, count=12)
+    return measure_photos(folder)
+
+
+def test_the_prior_is_zero_at_the_base_and_grows_with_the_move():
+    space = SearchSpace(parse_recipe(WIDE_BASE))
+    base = space.base_values()
+    assert prior_penalty(space, base, 1.0) == 0
+    moved = dict(base)
+    parameter = space.parameters[0]
+    moved[parameter.name] = parameter.low if parameter.base != parameter.low else parameter.high
+    fraction = abs(moved[parameter.name] - parameter.base) / (parameter.high - parameter.low)
+    assert prior_penalty(space, moved, 1.0) == pytest.approx(fraction**2)
+    assert prior_penalty(space, moved, 3.0) == pytest.approx(3 * fraction**2)
+    assert prior_penalty(space, moved, 0.0) == 0
+
+
+def _flat_distance(names):
+    """Every recipe as far as the others, later ones by a hair closer (1e-6 a call): the
+    photos say nothing, and without the prior the last candidate would win."""
+    calls = itertools.count()
+    return lambda ref, measured: Distance(1.0 - 1e-6 * next(calls), dict.fromkeys(names, 0.1))
+
+
+def test_without_evidence_the_base_comes_back(photos, monkeypatch):
+    monkeypatch.setattr(fit_module, "distance", _flat_distance(tuple(photos.values)))
+    base = parse_recipe(WIDE_BASE)
+    result = fit_recipe(photos, base, settings=FitSettings(budget=6, samples=8, seed=1))
+    assert [q.value for q in quantities(result.recipe)] == [q.value for q in quantities(base)]
+    assert result.widened == {}
+
+
+def test_without_the_prior_the_same_photos_move_the_recipe(photos, monkeypatch):
+    """The control for the test above: prior 0, the same flat distance, and the base is not returned."""
+    monkeypatch.setattr(fit_module, "distance", _flat_distance(tuple(photos.values)))
+    base = parse_recipe(WIDE_BASE)
+    result = fit_recipe(photos, base, settings=FitSettings(budget=6, samples=8, seed=1, prior=0.0))
+    assert [q.value for q in quantities(result.recipe)] != [q.value for q in quantities(base)]
+
+
+def test_ranges_and_probabilities_on_the_bounds_are_flagged():
+    edge = parse_recipe({"name": "edge", "stages": [
+        {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
+        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [20, 30]}]}},
+        {"jpeg": {"quality": [30, 95]}},
+        {"blur": {"name": "maybe", "p": 0.0, "size": [3, 5], "kernels": [{"family": "gaussian", "p": 1,
+                                                                         "sigma": [0.3, 0.8]}]}},
+    ]})
+    lines = on_bounds(edge, edge)
+    assert any("gaussian sigma" in line and "high end at the search bound 30" in line for line in lines), lines
+    assert any("maybe: probability" in line and "switched off" in line for line in lines), lines
+    assert not any("jpeg" in line for line in lines)
+    assert all("(as in the base)" in line for line in lines)
+    moved = parse_recipe({"name": "edge", "stages": [
+        {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
+        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [1, 10]}]}},
+        {"jpeg": {"quality": [30, 95]}},
+        {"blur": {"name": "maybe", "p": 0.5, "size": [3, 5], "kernels": [{"family": "gaussian", "p": 1,
+                                                                         "sigma": [0.3, 0.8]}]}},
+    ]})
+    assert not any("(as in the base)" in line for line in on_bounds(edge, moved))
+
+
+def test_the_wide_base_itself_is_inside_its_box():
+    # WIDE_BASE's noise reaches 30, the top of the noise box: flagged, and said to be the base's
+    base = parse_recipe(WIDE_BASE)
+    flagged = on_bounds(base, base)
+    noise = [q for q in quantities(base) if q.name == "noise1.gaussian.sigma"][0]
+    assert (noise.value[1] >= noise.bounds[1]) == bool(flagged)
+    assert all("(as in the base)" in line for line in flagged)
+
+
+def _candidates(space: SearchSpace, values: list[dict[str, float]]) -> list[Candidate]:
+    return [Candidate(float(i), v, Distance(float(i))) for i, v in enumerate(values)]
+
+
+def test_parameters_that_move_together_are_flagged_and_independent_ones_are_not():
+    space = SearchSpace(parse_recipe(WIDE_BASE))
+    rng = np.random.default_rng(0)
+    names = {p.name: p for p in space.parameters}
+    noise, quality = "noise1.gaussian.sigma.centre", "jpeg1.quality.centre"
+    assert noise in names and quality in names
+    rows = []
+    for _ in range(60):
+        t = rng.random()
+        values = space.base_values()
+        values[noise] = names[noise].low + t * (names[noise].high - names[noise].low)
+        values[quality] = names[quality].low + (0.2 + 0.6 * t + 0.02 * rng.standard_normal()) * (
+            names[quality].high - names[quality].low)
+        rows.append(values)
+    pairs = compensating_pairs(space, _candidates(space, rows))
+    assert [(a, b) for a, b, _ in pairs] == [(noise, quality)] and pairs[0][2] > 0.9
+    for values in rows:  # the same spread, independent
+        values[quality] = names[quality].low + rng.random() * (names[quality].high - names[quality].low)
+    assert compensating_pairs(space, _candidates(space, rows)) == []
+    assert compensating_pairs(space, _candidates(space, rows[:8])) == []  # too few to say
+
+
+def test_leaving_a_family_out_picks_the_best_candidate_on_the_others(monkeypatch):
+    """Candidate 1 is best on everything; candidate 2 is best once the noise family is left out."""
+    families = list(FAMILIES)
+    assert "noise" in families and len(families) >= 2
+    space = SearchSpace(parse_recipe(WIDE_BASE))
+    noise_terms = dict.fromkeys(FAMILIES["noise"], 1.0)
+    other = [n for f in families if f != "noise" for n in FAMILIES[f]]
+    good = {**noise_terms, **dict.fromkeys(other, 0.2)}
+    better_elsewhere = {**dict.fromkeys(FAMILIES["noise"], 3.0), **dict.fromkeys(other, 0.1)}
+    candidates = [space.base_values() for _ in range(3)]
+    candidates[1]["jpeg1.quality.centre"] = 40.0
+    candidates[2]["jpeg1.quality.centre"] = 80.0
+    tried = [
+        Candidate(100.0, candidates[0], Distance(100.0, dict.fromkeys(good, 5.0))),
+        Candidate(sum(good.values()), candidates[1], Distance(sum(good.values()), good)),
+        Candidate(sum(better_elsewhere.values()), candidates[2], Distance(sum(better_elsewhere.values()),
+                                                                           better_elsewhere)),
+    ]
+    by_recipe = {}
+    for candidate in tried:
+        by_recipe[space.recipe(candidate.values).model_dump_json()] = candidate.distance
+    monkeypatch.setattr(fit_module, "measure_synthetic", lambda recipe, plan: recipe.model_dump_json())
+    monkeypatch.setattr(fit_module, "distance", lambda ref, key: by_recipe[key])
+
+    class Ref:
+        scaled = dict.fromkeys(good)
+
+    with ThreadPoolExecutor(2) as threads:
+        held = fit_module._leave_families_out(space, tried, None, Ref(), threads, tried[1].distance)
+    by_family = {h.family: h for h in held}
+    assert set(by_family) == set(families)
+    noise = by_family["noise"]
+    assert noise.chosen == pytest.approx(3.0 * len(FAMILIES["noise"]))  # candidate 2 chosen without noise
+    assert noise.fitted == pytest.approx(1.0 * len(FAMILIES["noise"]))
+    assert noise.base == pytest.approx(5.0 * len(FAMILIES["noise"]))
+    for family in families:
+        if family != "noise":  # with noise in the choice candidate 1 wins (lower total)
+            assert by_family[family].chosen == pytest.approx(0.2 * len(FAMILIES[family]))
+
+
+def test_a_real_fit_reports_families_bounds_and_pairs(photos, tmp_path):
+    result = fit_recipe(photos, parse_recipe(WIDE_BASE), settings=FitSettings(budget=8, samples=16, seed=0))
+    assert {h.family for h in result.held_out} >= {"jpeg", "noise"}
+    assert all(np.isfinite([h.base, h.chosen, h.fitted]).all() for h in result.held_out)
+    header = recipe_header(result)
+    assert "Held out, one measurement family at a time" in header
+    assert "On the search's bounds" in header and "move together" in header
+    assert "prior 0.3 (the pull towards the base recipe)" in header
+    page = write_report(result, tmp_path / "report").read_text()
+    for section in ("Held out, one measurement family", "On the search&#x27;s bounds", "move together"):
+        assert section in page or section.replace("&#x27;", "'") in page
+    assert result.evaluations > 8
+
+
+def test_shipped_recipes_have_bounds_for_every_range():
+    for name in ("realesrgan", "bsrgan", "phone_camera"):
+        for quantity in quantities(load_recipe(name)):
+            low, high = quantity.bounds
+            assert low <= min(quantity.value) and max(quantity.value) <= high, (name, quantity)
