@@ -205,6 +205,21 @@ def png_header(data: bytes) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk every PNG ends with
+
+
+def png_is_complete(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ends with its IEND chunk (a file cut short does not)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            handle.seek(-len(PNG_END), os.SEEK_END)
+            return handle.read() == PNG_END
+    except OSError:
+        return False
+
+
 def needs_opencv(data: bytes, image: Image.Image) -> bool:
     """16-bit colour (and 16-bit grey + alpha), which Pillow would read as 8-bit."""
     if image.format == "PNG":

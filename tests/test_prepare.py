@@ -155,6 +155,22 @@ def test_a_killed_run_resumes_without_redoing_finished_files(tmp_path):
     assert all(np.array_equal(cv2.imread(str(p)), cv2.imread(str(after[n]))) for n, p in reference.items())
 
 
+def test_a_sub_image_cut_short_is_written_again_on_resume(tmp_path):
+    """A sub-image that does not end with PNG's IEND chunk (cut short by a crash, or by a copy)
+    is not trusted by --resume."""
+    write_folder(tmp_path / "hr", [(96, 96)] * 2)
+    cut = ["subimages", "-i", str(tmp_path / "hr"), "--crop", "48", "--step", "48"]
+    assert prepare(*cut, "-o", str(tmp_path / "sub")) == 0
+    files = files_below(tmp_path / "sub")
+    whole = {name: path.read_bytes() for name, path in files.items()}
+    short, untouched = sorted(files)[0], sorted(files)[1]
+    files[short].write_bytes(whole[short][: len(whole[short]) // 2])
+    mtime = files[untouched].stat().st_mtime_ns
+    assert prepare(*cut, "-o", str(tmp_path / "sub"), "--resume") == 0
+    assert files[short].read_bytes() == whole[short]
+    assert files[untouched].stat().st_mtime_ns == mtime  # complete files are kept as they are
+
+
 # --- multiscale ------------------------------------------------------------------------------------------
 def test_multiscale_is_real_esrgans_lanczos_and_keeps_16_bits(tmp_path):
     (source,) = write_folder(tmp_path / "hr", [(90, 120)])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realciao.files import atomic_write
-from realciao.imageio import encode_with_opencv, read_image, upright_size
+from realciao.imageio import encode_with_opencv, png_is_complete, read_image, upright_size
 from realciao.prepare.runner import (
     PrepareError,
     RunSummary,
@@ -74,7 +74,7 @@ def cut_image(item: tuple[Path, Path], output: Path, settings: SubimageSettings)
     source, folder = item
     started = subimage_path(output, source.relative_to(folder), 1).is_file()  # else no header to read
     planned = _planned(source, folder, output, settings) if started else None
-    if planned and all(path.is_file() for path in planned):
+    if planned and all(png_is_complete(path) for path in planned):
         return TaskResult(source, len(planned))
     return read_guarded(source, functools.partial(_cut, source, folder, output, settings))
 
@@ -87,17 +87,18 @@ def _cut(source: Path, folder: Path, output: Path, settings: SubimageSettings) -
         return TaskResult(source, 0, (f"skipped {source}: {width}x{height} is smaller than the {settings.crop} px "
                                       f"crop and not larger than --thresh-size {settings.thresh_size}",), skipped=True)
     relative = source.relative_to(folder)
-    # a writer thread syncs each file to disk while the next crop is encoded (both release the GIL)
+    # a writer thread syncs each file to disk while the next crop is encoded (both release the
+    # GIL); a resumed run trusts only files that end with PNG's IEND chunk
     with ThreadPoolExecutor(1) as writer:
         writes = []
         for index, (top, left) in enumerate(boxes, start=1):
             path = subimage_path(output, relative, index)
-            if path.is_file():
-                continue  # written by an interrupted run: files are only ever complete
+            if png_is_complete(path):
+                continue  # written by an interrupted run
             crop = pixels[top : top + settings.crop, left : left + settings.crop]
             # OpenCV's PNG encoder: faster than Pillow's, and a crop has no metadata to carry
-            writes.append((path, writer.submit(atomic_write, path, encode_with_opencv(crop, "png", None, None,
-                                                                                      settings.png_level))))
+            data = encode_with_opencv(crop, "png", None, None, settings.png_level)
+            writes.append((path, writer.submit(atomic_write, path, data)))
         _finish(writes)
     return TaskResult(source, len(boxes))
 
