@@ -129,8 +129,7 @@ def heldout_crops(files: list[Path], seed: int) -> list[np.ndarray]:
     return independent.random_crops(images, DEFAULT_PATCH, HELDOUT_CROPS_PER_PHOTO, seed)
 
 
-def synthesised_patches(recipe, hr, samples: int, seed: int) -> list[np.ndarray]:
-    pool = load_hr(hr, min_side=DEFAULT_PATCH * 4)
+def synthesised_patches(recipe, pool, samples: int, seed: int) -> list[np.ndarray]:
     return list(synthesise(load_recipe(recipe) if isinstance(recipe, str) else recipe,
                            make_plan(pool, 4.0, DEFAULT_PATCH, samples, seed))[0])
 
@@ -164,6 +163,7 @@ def run_heldout(args) -> BenchmarkTable:
             if line.startswith(("  ", "Held out", "On the", "Parameters that")):
                 print(f"  | {line}")
     seeds = [100 + s for s in range(args.heldout_seeds)]
+    pool = load_hr(args.hr, min_side=DEFAULT_PATCH * 4)  # what recipe_distance would load at x4, once
     photo_stats = independent.measure(heldout_crops(held_files, seed=7))
     print(
         f"held-out distances ({args.heldout_samples} synthesised patches, mean over seeds "
@@ -172,10 +172,10 @@ def run_heldout(args) -> BenchmarkTable:
     )
     own, other, table = {}, {}, []
     for label, recipe in (("realesrgan", "realesrgan"), ("phone_camera", "phone_camera"), ("fitted", fitted)):
-        runs = [recipe_distance(held, recipe, args.hr, seed=seed, samples=args.heldout_samples) for seed in seeds]
+        runs = [recipe_distance(held, recipe, pool, seed=seed, samples=args.heldout_samples) for seed in seeds]
         own[label] = float(np.mean([r.total for r in runs]))
         checks = [independent.independent_distance(
-            photo_stats, independent.measure(synthesised_patches(recipe, args.hr, args.heldout_samples, seed)))
+            photo_stats, independent.measure(synthesised_patches(recipe, pool, args.heldout_samples, seed)))
             for seed in seeds]
         terms = {name: float(np.mean([c[name] for c in checks])) for name in checks[0]}
         other[label] = terms["total"]
@@ -344,18 +344,18 @@ def evaluate_models(
     for index, path in enumerate(held):
         hr = read_image(path).pixels
         lr, _ = camera_lr(hr, EVAL_SEED + index)
-        pairs.append((lr, camera_hr(hr)))
+        pairs.append((lr, tensor(camera_hr(hr))))
     scores = {}
     for label, weights in models.items():
         model = None if weights is None else load_generator(weights)
         values = []
         for lr, hr in pairs:
-            size = hr.shape[:2]
+            size = tuple(hr.shape[-2:])
             if model is None:
                 sr = quantize_8bit(matlab_resize(tensor(lr), size))
             else:
                 sr = tensor(upscale_image(model, lr, size=size, tile=0))
-            values.append((psnr(sr, tensor(hr), shave=scale), ssim(sr, tensor(hr), shave=scale)))
+            values.append((psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale)))
         scores[label] = tuple(float(v) for v in np.mean(values, axis=0))
     return scores
 

@@ -73,30 +73,28 @@ def test_without_the_prior_the_same_photos_move_the_recipe(photos, monkeypatch):
     assert [q.value for q in quantities(result.recipe)] != [q.value for q in quantities(base)]
 
 
-def test_ranges_and_probabilities_on_the_bounds_are_flagged():
-    edge = parse_recipe({"name": "edge", "stages": [
+def _noise_jpeg_blur(sigma: list[float], blur_p: float):
+    return parse_recipe({"name": "edge", "stages": [
         {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
-        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [20, 30]}]}},
+        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": sigma}]}},
         {"jpeg": {"quality": [30, 95]}},
-        {"blur": {"name": "maybe", "p": 0.0, "size": [3, 5], "kernels": [{"family": "gaussian", "p": 1,
-                                                                         "sigma": [0.3, 0.8]}]}},
+        {"blur": {"name": "maybe", "p": blur_p, "size": [3, 5],
+                  "kernels": [{"family": "gaussian", "p": 1, "sigma": [0.3, 0.8]}]}},
     ]})
+
+
+def test_ranges_and_probabilities_on_the_bounds_are_flagged():
+    edge = _noise_jpeg_blur([20, 30], 0.0)
     lines = on_bounds(edge, edge)
     assert any("gaussian sigma" in line and "high end at the search bound 30" in line for line in lines), lines
     assert any("maybe: probability" in line and "switched off" in line for line in lines), lines
     assert not any("jpeg" in line for line in lines)
     assert all("(as in the base)" in line for line in lines)
-    moved = parse_recipe({"name": "edge", "stages": [
-        {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
-        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": [1, 10]}]}},
-        {"jpeg": {"quality": [30, 95]}},
-        {"blur": {"name": "maybe", "p": 0.5, "size": [3, 5], "kernels": [{"family": "gaussian", "p": 1,
-                                                                         "sigma": [0.3, 0.8]}]}},
-    ]})
+    moved = _noise_jpeg_blur([1, 10], 0.5)
     assert not any("(as in the base)" in line for line in on_bounds(edge, moved))
 
 
-def test_the_wide_base_itself_is_inside_its_box():
+def test_the_wide_base_is_flagged_where_it_reaches_its_box():
     # WIDE_BASE's noise reaches 30, the top of the noise box: flagged, and said to be the base's
     base = parse_recipe(WIDE_BASE)
     flagged = on_bounds(base, base)

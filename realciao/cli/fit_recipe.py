@@ -34,10 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_BUDGET,
         DEFAULT_PRIOR,
         DEFAULT_SCALE,
-        FINALISTS,
+        FIXED_EXTRA_EVALUATIONS,
         planned_evaluations,
     )
-    from realciao.fitting.measure import FAMILIES
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"candidate recipes the optimiser's search evaluates (default {DEFAULT_BUDGET}). "
         f"Choosing among the best, widening ranges the photos cannot pin down and holding out each "
         "measurement family then evaluate at "
-        f"most {FINALISTS + 3 + len(FAMILIES)} + 2 x (ranges of the base) more "
+        f"most {FIXED_EXTRA_EVALUATIONS} + 2 x (ranges of the base) more "
         f"({planned_evaluations('realesrgan', 0)} for "
         "realesrgan); the progress "
         "bar counts both",

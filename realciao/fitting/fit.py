@@ -63,11 +63,16 @@ COMPENSATION_R = 0.7  # |correlation| among the best candidates that flags a pai
 _MIN_FOR_CORRELATION = 12  # fewer best candidates than this: no correlation is worth reporting
 
 
+# Evaluations after the search besides two per range (``_select_and_widen`` and
+# ``_leave_families_out``): the finalists again on check crops, the margined recipe on both
+# crop sets, then the base and each family's choice on the check crops.
+FIXED_EXTRA_EVALUATIONS = FINALISTS + 2 + 1 + len(FAMILIES)
+
+
 def extra_evaluations(space: SearchSpace) -> int:
-    """Evaluations after the search, at most (``_select_and_widen`` and ``_leave_families_out``):
-    the finalists again on check crops, the margined recipe on both crop sets, each range
-    widened on both, then the base and each family's choice on the check crops."""
-    return FINALISTS + 2 + 2 * len(space.ranges()) + 1 + len(FAMILIES)
+    """Evaluations after the search, at most: ``FIXED_EXTRA_EVALUATIONS`` and each range
+    widened on both crop sets."""
+    return FIXED_EXTRA_EVALUATIONS + 2 * len(space.ranges())
 
 
 def planned_evaluations(base: Recipe | str | Path, budget: int) -> int:
@@ -305,10 +310,11 @@ def _select_and_widen(space: SearchSpace, tried: list[Candidate], plan: Synthesi
     progress(done)
     means = [(t.objective + checked.total + prior_penalty(space, t.values, prior)) / 2
              for t, checked in zip(finalists, checks)]
-    selected = finalists[int(np.argmin(means))]
+    best = int(np.argmin(means))
+    selected = finalists[best]
     moved = _moved_ranges(space, selected.values)
     if not moved:  # the base won: nothing fitted, nothing to widen
-        return _Choice(dict(selected.values), selected.objective, {}, checks[int(np.argmin(means))], done)
+        return _Choice(dict(selected.values), selected.objective, {}, checks[best], done)
     values = dict(selected.values)
     for quantity in moved:
         values = space.widened(values, MARGIN, only=quantity)
@@ -332,8 +338,7 @@ def _select_and_widen(space: SearchSpace, tried: list[Candidate], plan: Synthesi
 
 def _moved_ranges(space: SearchSpace, values: dict[str, float]) -> list[str]:
     """The ranges (``space.ranges()``) with a parameter away from the base's value."""
-    moved = {p.quantity for p in space.parameters
-             if p.quantity in space.ranges() and abs(float(values.get(p.name, p.base)) - p.base) > 1e-9}
+    moved = {p.quantity for p in space.parameters if abs(float(values.get(p.name, p.base)) - p.base) > 1e-9}
     return [quantity for quantity in space.ranges() if quantity in moved]
 
 
