@@ -1,16 +1,20 @@
 """Training-data speed: preparing (sub-images, LMDB) against BasicSR's tools, and the samples
 per second the training data pipeline delivers from each kind of source.
 
-    python scripts/bench_data.py                 # 4 generated 2K images, 2 processes
+    python scripts/bench_data.py                 # 4 2K images, 2 processes
     python scripts/bench_data.py --images 2 --batches 4 --workers 2
 
+The 2K inputs are mosaics of 4 x 4 real photos (``../shared/data/train_hr/BSDS200``, 481 x 321,
+uncropped and unscaled: 1924 x 1284) when that folder is there, else generated (``--inputs``).
 Preparation, same inputs, same process count, same run:
 - sub-images (480 crop, step 240, PNG level 3): ``realciao-prepare subimages``'s library call
   against BasicSR's ``extract_subimages.py`` worker. That script is not in the basicsr wheel,
   so its algorithm is restated below (``basicsr_extract_subimages``: ``cv2.imread``, the
-  crops, ``cv2.imwrite`` at the same level, a ``multiprocessing.Pool``).
-- LMDB of those sub-images (PNG level 1): realciao's ``build_lmdb`` against basicsr's own
-  ``make_lmdb_from_imgs(multiprocessing_read=True, n_thread=processes)``.
+  crops, ``cv2.imwrite`` at the same level, a ``multiprocessing.Pool``). realciao runs twice:
+  with its default ``--png-filters fast`` and with ``all`` (BasicSR's bytes); the sizes of
+  the sub-image folders are printed beside the times.
+- LMDB of those sub-images (PNG level 1): realciao's ``build_lmdb`` (default filters) against
+  basicsr's own ``make_lmdb_from_imgs(multiprocessing_read=True, n_thread=processes)``.
 Data pipeline: ``CropDataset`` + ``DataLoader`` as the trainer builds them (planned batches
 of 16 GT crops for LR 48 at a scale U(1, 4), flips), from the 2K PNG folder, the sub-image
 folder and the LMDB, with 0 and 2 loader workers; then again with the Real-ESRGAN
@@ -23,6 +27,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from realciao.benchmarks import BenchmarkTable, add_json_argument, write_results
 from realciao.devices import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT.parent / "shared" / "data" / "train_hr" / "BSDS200"
 
 
 def generate_images(folder: Path, count: int, seed: int = 0) -> None:
@@ -48,6 +54,37 @@ def generate_images(folder: Path, count: int, seed: int = 0) -> None:
         fine = cv2.GaussianBlur(rng.random((1356, 2040, 3)).astype(np.float32), (0, 0), 1.5)
         image = np.clip(coarse * 0.8 + (fine - 0.5) * 0.6 + 0.1, 0, 1)
         cv2.imwrite(str(folder / f"{index:04d}.png"), np.round(image * 255).astype(np.uint8))
+
+
+def mosaic_images(folder: Path, count: int, photos: Path = PHOTOS) -> None:
+    """1924 x 1284 images, each 4 x 4 real 481 x 321 photos side by side (portrait ones turned)."""
+    folder.mkdir(parents=True)
+    paths = sorted(photos.glob("*.png"))
+    if len(paths) < 16 * count:
+        raise SystemExit(f"{photos}: {len(paths)} photos, {16 * count} needed for --images {count}")
+    for index in range(count):
+        tiles = []
+        for path in paths[16 * index : 16 * index + 16]:
+            tile = cv2.imread(str(path))
+            tiles.append(tile if tile.shape[0] <= tile.shape[1] else np.ascontiguousarray(tile.transpose(1, 0, 2)))
+        rows = [np.concatenate(tiles[4 * r : 4 * r + 4], axis=1) for r in range(4)]
+        cv2.imwrite(str(folder / f"{index:04d}.png"), np.concatenate(rows, axis=0))
+
+
+def decode_milliseconds(folder: Path, repeats: int = 3) -> float:
+    """Median over ``repeats`` passes of the mean time ``cv2.imread`` takes for a PNG of ``folder``."""
+    paths = sorted(str(p) for p in folder.glob("*.png"))
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in paths:
+            cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        passes.append((time.perf_counter() - start) / len(paths) * 1e3)
+    return statistics.median(passes)
+
+
+def folder_megabytes(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
 # ---------------------------------------------------------------------------- BasicSR's tools
@@ -105,13 +142,17 @@ def basicsr_make_lmdb(folder: Path, output: Path, processes: int) -> None:
 
 
 # ---------------------------------------------------------------------------- realciao's
-def realciao_subimages(folder: Path, output: Path, processes: int) -> None:
+def realciao_subimages(folder: Path, output: Path, processes: int, filters: str = "fast") -> None:
     from realciao.prepare.runner import claim_output_folder, gather_images
     from realciao.prepare.subimages import SubimageSettings, extract_subimages
 
     claim_output_folder(output, False, False)
     images, _ = gather_images([folder])
-    extract_subimages(images, output, SubimageSettings(480, 240, 0, 3), processes, progress=False)
+    extract_subimages(images, output, SubimageSettings(480, 240, 0, 3, filters), processes, progress=False)
+
+
+def realciao_subimages_all_filters(folder: Path, output: Path, processes: int) -> None:
+    realciao_subimages(folder, output, processes, "all")
 
 
 def realciao_lmdb(folder: Path, output: Path, processes: int) -> None:
@@ -130,17 +171,17 @@ def timed(function, *args) -> float:
     return time.perf_counter() - start
 
 
-def best_of(repeats: int, work: Path, name: str, runs: dict) -> dict[str, float]:
-    """Fastest of ``repeats`` alternating runs of each side (the machine is shared): seconds by side.
+def median_of(repeats: int, work: Path, name: str, runs: dict) -> dict[str, float]:
+    """Median of ``repeats`` alternating runs of each side (the machine is shared): seconds by side.
     ``runs``: side -> (function, input folder, output suffix); the first repeat's output is kept."""
-    best = {side: float("inf") for side in runs}
+    seconds: dict[str, list[float]] = {side: [] for side in runs}
     for repeat in range(repeats):
         for side, (function, source, suffix) in runs.items():
             output = work / f"{name}_{side}{'' if repeat == 0 else repeat}{suffix}"
-            best[side] = min(best[side], timed(function, source, output, PROCESSES[0]))
+            seconds[side].append(timed(function, source, output, PROCESSES[0]))
             if repeat:
                 shutil.rmtree(output)
-    return best
+    return {side: statistics.median(values) for side, values in seconds.items()}
 
 
 PROCESSES = [2]
@@ -189,10 +230,16 @@ def samples_per_second(source: dict, loader_workers: int, batches: int, degrade_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=4, help="generated 2K images (default 4)")
+    parser.add_argument("--images", type=int, default=4, help="2K images (default 4)")
+    parser.add_argument(
+        "--inputs",
+        choices=("photos", "generated"),
+        default="photos" if PHOTOS.is_dir() else "generated",
+        help=f"mosaics of real photos ({PHOTOS}) or generated images (default: photos when there)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes for preparation (default 2)")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="alternating runs of each preparation side (default 2)"
+        "--repeats", type=int, default=3, help="alternating runs of each preparation side (default 3)"
     )
     parser.add_argument(
         "--batches", type=int, default=6, help="timed batches of 16 per pipeline row (default 6)"
@@ -213,33 +260,54 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_data_"))
     try:
         hr = work / "hr"
-        generate_images(hr, args.images)
-        print(f"{args.images} generated 2040x1356 PNGs; {args.workers} processes for preparation")
+        if args.inputs == "photos":
+            mosaic_images(hr, args.images)
+            inputs = f"{args.images} mosaics of 16 BSDS200 photos, 1924x1284 PNG"
+        else:
+            generate_images(hr, args.images)
+            inputs = f"{args.images} generated 2040x1356 PNGs"
+        print(f"{inputs}; {args.workers} processes for preparation")
         PROCESSES[0] = args.workers
-        times = best_of(
+        times = median_of(
             args.repeats,
             work,
             "sub",
-            {"realciao": (realciao_subimages, hr, ""), "basicsr": (basicsr_extract_subimages, hr, "")},
+            {
+                "realciao": (realciao_subimages, hr, ""),
+                "realciao_all": (realciao_subimages_all_filters, hr, ""),
+                "basicsr": (basicsr_extract_subimages, hr, ""),
+            },
         )
         sub = work / "sub_realciao"
-        preparation.append(
-            {
-                "task": f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3)",
-                "realciao s": f"{times['realciao']:.2f}",
-                "reference": "BasicSR's extract_subimages worker",
-                "reference s": f"{times['basicsr']:.2f}",
-                "reference / realciao": f"{times['basicsr'] / times['realciao']:.2f}",
-                "same output": str(same_content(sub, work / "sub_basicsr")),
-            }
-        )
+        count = len(list(sub.glob("*.png")))
+        decode = {side: decode_milliseconds(work / f"sub_{side}") for side in ("realciao", "realciao_all")}
         print(
-            f"sub-images ({len(list(sub.glob('*.png')))}, crop 480, step 240, PNG level 3), best of {args.repeats}: "
-            f"realciao {times['realciao']:.2f} s, BasicSR's extract_subimages worker {times['basicsr']:.2f} s: "
-            f"BasicSR / realciao {times['basicsr'] / times['realciao']:.2f}; same crops: "
-            f"{same_content(sub, work / 'sub_basicsr')}"
+            f"decoding one sub-image (cv2.imread, one thread, median of 3 passes): --png-filters fast "
+            f"{decode['realciao']:.2f} ms, all {decode['realciao_all']:.2f} ms: "
+            f"{decode['realciao_all'] / decode['realciao']:.2f}x"
         )
-        times = best_of(
+        for side, filters in (("realciao", "fast"), ("realciao_all", "all")):
+            same = same_content(work / f"sub_{side}", work / "sub_basicsr")
+            megabytes = (folder_megabytes(work / f"sub_{side}"), folder_megabytes(work / "sub_basicsr"))
+            ratio = times["basicsr"] / times[side]
+            preparation.append(
+                {
+                    "task": f"sub-images ({count}, crop 480, step 240, PNG level 3, --png-filters {filters})",
+                    "realciao s": f"{times[side]:.2f}",
+                    "reference": "BasicSR's extract_subimages worker",
+                    "reference s": f"{times['basicsr']:.2f}",
+                    "reference / realciao": f"{ratio:.2f}",
+                    "same output": f"{same} (pixels); {megabytes[0]:.1f} MB vs {megabytes[1]:.1f} MB; "
+                    f"decodes in {decode[side]:.2f} ms",
+                }
+            )
+            print(
+                f"sub-images ({count}, crop 480, step 240, PNG level 3), --png-filters {filters}, median of "
+                f"{args.repeats}: realciao {times[side]:.2f} s, BasicSR's extract_subimages worker "
+                f"{times['basicsr']:.2f} s: BasicSR / realciao {ratio:.2f}; same pixels: {same}; "
+                f"{megabytes[0]:.1f} MB vs BasicSR's {megabytes[1]:.1f} MB"
+            )
+        times = median_of(
             args.repeats,
             work,
             "lmdb",
@@ -258,13 +326,14 @@ def main() -> None:
             }
         )
         print(
-            f"LMDB of the sub-images (PNG level 1), best of {args.repeats}: realciao {times['realciao']:.2f} s, "
+            f"LMDB of the sub-images (PNG level 1), median of {args.repeats}: realciao {times['realciao']:.2f} s, "
             f"basicsr make_lmdb_from_imgs {times['basicsr']:.2f} s: basicsr / realciao "
             f"{times['basicsr'] / times['realciao']:.2f}; same meta_info.txt: {same}"
         )
         sources = {
             "2K PNG folder": {"hr_folders": [str(hr)]},
             "sub-image folder": {"hr_folders": [str(sub)]},
+            "sub-images, all filters": {"hr_folders": [str(work / "sub_realciao_all")]},
             "LMDB": {"lmdb": str(ours)},
         }
         print(
@@ -281,7 +350,7 @@ def main() -> None:
                     kind = "with Real-ESRGAN degradation" if degrade_batches else "crops"
                     pipeline.setdefault(name, {"source": name})[f"{kind}, {w} loader workers"] = f"{rate:.1f}"
                 print(
-                    f"  {name:17s} {'with degradation   ' if degrade_batches else 'crops only         '} "
+                    f"  {name:24s} {'with degradation   ' if degrade_batches else 'crops only         '} "
                     + ", ".join(cells)
                 )
     finally:
@@ -289,7 +358,7 @@ def main() -> None:
     if args.json:
         tables = [
             BenchmarkTable(
-                title=f"preparation, best of {args.repeats}, {args.workers} processes each side",
+                title=f"preparation, median of {args.repeats}, {args.workers} processes each side",
                 columns=list(preparation[0]),
                 rows=preparation,
             ),
@@ -300,7 +369,7 @@ def main() -> None:
                 rows=list(pipeline.values()),
             ),
         ]
-        notes.append(f"{args.images} generated 2040x1356 PNGs")
+        notes.append(inputs)
         print(f"wrote {write_results(args.json, 'data', tables, notes)}")
 
 

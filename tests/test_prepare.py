@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -106,6 +107,38 @@ def test_subimages_keep_16_bits_and_grey_and_use_the_png_level(tmp_path):
     assert np.array_equal(cv2.imread(str(tmp_path / "9" / "grey_s006.png"), cv2.IMREAD_UNCHANGED), grey[32:80, 42:90])
     size = {level: sum(p.stat().st_size for p in (tmp_path / level).iterdir()) for level in ("0", "9")}
     assert size["9"] < size["0"]
+
+
+def png_row_filters(path: Path) -> set[int]:
+    """The filter type byte of every row of an 8-bit RGB, non-interlaced PNG."""
+    data = path.read_bytes()
+    position, idat, width = 8, b"", 0
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind, body = data[position + 4 : position + 8], data[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            width = int.from_bytes(body[:4], "big")
+        elif kind == b"IDAT":
+            idat += body
+        position += 12 + length
+    raw = zlib.decompress(idat)
+    stride = 1 + 3 * width
+    return {raw[row] for row in range(0, len(raw), stride)}
+
+
+@pytest.mark.skipif(not hasattr(cv2, "IMWRITE_PNG_FILTER"), reason="OpenCV before 4.12 cannot choose PNG filters")
+def test_png_filters_fast_leaves_out_average_and_paeth_and_keeps_the_pixels(tmp_path):
+    sources = write_folder(tmp_path / "hr", [(96, 96)], seed=3)
+    for filters in ("fast", "all"):
+        assert prepare("subimages", "-i", str(tmp_path / "hr"), "-o", str(tmp_path / filters), "--crop", "96",
+                       "--png-filters", filters) == 0
+    fast, every = tmp_path / "fast" / "img0_s001.png", tmp_path / "all" / "img0_s001.png"
+    assert png_row_filters(fast) <= {0, 1, 2}  # None, Sub, Up
+    assert png_row_filters(every) & {3, 4}  # Average or Paeth: the control, libpng picks them on this image
+    original = cv2.imread(str(sources[0]))
+    assert np.array_equal(cv2.imread(str(fast)), original) and np.array_equal(cv2.imread(str(every)), original)
+    # "all" is what BasicSR's script writes, byte for byte
+    assert every.read_bytes() == cv2.imencode(".png", original, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()
 
 
 def test_images_smaller_than_the_crop_are_kept_whole_or_skipped_by_thresh_size(tmp_path, capsys):
@@ -208,9 +241,11 @@ def test_lmdb_equals_basicsrs_make_lmdb_from_imgs_and_both_readers_read_it(tmp_p
     lmdb_util.make_lmdb_from_imgs(str(folder), str(tmp_path / "basicsr.lmdb"), names, [n[:-4] for n in names],
                                   compress_level=1)
     assert prepare("lmdb", "-i", str(folder), "-o", str(tmp_path / "ours.lmdb")) == 0
-    ours, theirs = tmp_path / "ours.lmdb", tmp_path / "basicsr.lmdb"
+    assert prepare("lmdb", "-i", str(folder), "-o", str(tmp_path / "exact.lmdb"), "--png-filters", "all") == 0
+    ours, exact, theirs = tmp_path / "ours.lmdb", tmp_path / "exact.lmdb", tmp_path / "basicsr.lmdb"
     assert (ours / "meta_info.txt").read_text() == (theirs / "meta_info.txt").read_text()
-    assert lmdb_items(ours) == lmdb_items(theirs)  # same keys, same PNG bytes
+    assert lmdb_items(exact) == lmdb_items(theirs)  # same keys, same PNG bytes
+    assert lmdb_items(ours).keys() == lmdb_items(theirs).keys()  # the default's pixels are checked below
 
     utils = import_basicsr("utils")
     client = utils.FileClient("lmdb", db_paths=[str(ours)], client_keys=["gt"])

@@ -50,6 +50,16 @@ def _common(parser: argparse.ArgumentParser, output_help: str | None) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _png_filters(parser: argparse.ArgumentParser) -> None:
+    from realciao.imageio import PNG_FILTERS
+
+    parser.add_argument(
+        "--png-filters", choices=PNG_FILTERS, default="fast",
+        help="libpng row filters tried: fast (None, Sub, Up: about the same size, faster to write and "
+        "to read) or all (as BasicSR's scripts); the pixels are the same (default fast)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Prepare and screen super-resolution training data."
@@ -68,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "than the crop is kept whole when longer than this, else the image is skipped (default 0)",
     )
     sub.add_argument("--png-level", type=int, default=3, help="PNG compression 0-9 (default 3, as BasicSR)")
+    _png_filters(sub)
 
     multi = commands.add_parser(
         "multiscale", help="Lanczos downscales plus a shortest-edge version (Real-ESRGAN)"
@@ -104,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     lmdb.add_argument(
         "--png-level", type=int, default=1, help="PNG compression 0-9 of the values (default 1, as BasicSR)"
     )
+    _png_filters(lmdb)
     lmdb.add_argument(
         "--commit-every",
         type=int,
@@ -203,7 +215,7 @@ def run(args) -> int:
 def run_subimages(args, images, notes):
     from realciao.prepare.subimages import SubimageSettings, check_settings, extract_subimages
 
-    settings = SubimageSettings(args.crop, args.step, args.thresh_size, args.png_level)
+    settings = SubimageSettings(args.crop, args.step, args.thresh_size, args.png_level, args.png_filters)
     check_settings(settings)
     return run_into_folder(
         args, images, notes, functools.partial(extract_subimages, settings=settings), "sub-images"
@@ -250,7 +262,7 @@ def run_lmdb(args, images, notes):
     summary = build_lmdb(
         entries,
         args.output,
-        LmdbSettings(args.png_level, max(1, args.commit_every)),
+        LmdbSettings(args.png_level, args.png_filters, max(1, args.commit_every)),
         args.workers,
         lr_output,
         not args.no_progress,

@@ -26,7 +26,7 @@ import cv2
 
 from realciao.compat import import_basicsr
 from realciao.files import atomic_write
-from realciao.imageio import opencv_layout, png_header, read_image
+from realciao.imageio import PNG_FILTERS, opencv_layout, png_header, png_params, read_image
 from realciao.prepare.runner import (
     PrepareError,
     RunSummary,
@@ -55,6 +55,7 @@ class LmdbEntry:
 @dataclass(frozen=True)
 class LmdbSettings:
     png_level: int = 1  # BasicSR's default compress_level
+    png_filters: str = "fast"  # basicsr's make_lmdb_from_imgs: "all" (same pixels; imageio.PNG_FILTERS)
     batch: int = 500  # entries per commit: what a killed run can lose
 
 
@@ -72,23 +73,23 @@ def plan_entries(images: Sequence[tuple[Path, Path]], lr_images: Sequence[tuple[
     return [entry for entry in entries if entry.key.isascii()], notes
 
 
-def encode(path: Path, level: int) -> tuple[bytes, tuple[int, int, int]]:
+def encode(path: Path, level: int, filters: str = "fast") -> tuple[bytes, tuple[int, int, int]]:
     """A PNG that OpenCV decodes to what it reads from ``path``, and its (h, w, c)."""
     pixels = opencv_layout(read_image(path).pixels)
-    ok, data = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, level])
+    ok, data = cv2.imencode(".png", pixels, png_params(level, filters))
     if not ok:
         raise PrepareError(f"{path}: OpenCV could not encode it as PNG")
     height, width = pixels.shape[:2]
     return data.tobytes(), (height, width, 1 if pixels.ndim == 2 else pixels.shape[2])
 
 
-def encode_entry(entry: LmdbEntry, level: int) -> TaskResult:
+def encode_entry(entry: LmdbEntry, level: int, filters: str = "fast") -> TaskResult:
     """values: (key, [(png, shape) of the GT, and of the LR for pairs])."""
 
     def work() -> TaskResult:
-        values = [encode(entry.gt, level)]
+        values = [encode(entry.gt, level, filters)]
         if entry.lr is not None:
-            values.append(encode(entry.lr, level))  # an unreadable LR skips the pair, named in the note
+            values.append(encode(entry.lr, level, filters))  # an unreadable LR skips the pair, named in the note
         return TaskResult(entry.gt, (entry.key, values))
 
     return read_guarded(entry.gt, work)
@@ -150,6 +151,8 @@ def build_lmdb(entries: list[LmdbEntry], output: Path, settings: LmdbSettings, w
     """Write every entry's GT (and LR) into ``output`` (and ``lr_output``), then meta_info.txt."""
     if not 0 <= settings.png_level <= 9:
         raise PrepareError(f"--png-level must be 0 to 9, got {settings.png_level}")
+    if settings.png_filters not in PNG_FILTERS:
+        raise PrepareError(f"--png-filters must be one of {', '.join(PNG_FILTERS)}, got {settings.png_filters!r}")
     outputs = [output] + ([lr_output] if lr_output is not None else [])
     for path in outputs:  # not complete until this build ends
         (path / META_INFO).unlink(missing_ok=True)
@@ -172,8 +175,8 @@ def build_lmdb(entries: list[LmdbEntry], output: Path, settings: LmdbSettings, w
 
     todo = [entry for entry in entries if entry.key not in done]
     try:
-        summary = run_tasks(functools.partial(encode_entry, level=settings.png_level), todo, workers, "lmdb", progress,
-                            consume)
+        encode_one = functools.partial(encode_entry, level=settings.png_level, filters=settings.png_filters)
+        summary = run_tasks(encode_one, todo, workers, "lmdb", progress, consume)
     finally:
         for maker in makers:
             _close(maker)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realciao.files import atomic_write
-from realciao.imageio import encode_with_opencv, png_is_complete, read_image, upright_size
+from realciao.imageio import PNG_FILTERS, encode_with_opencv, png_is_complete, read_image, upright_size
 from realciao.prepare.runner import (
     PrepareError,
     RunSummary,
@@ -36,6 +36,7 @@ class SubimageSettings:
     step: int = 240
     thresh_size: int = 0
     png_level: int = 3  # BasicSR's scripts write level 3
+    png_filters: str = "fast"  # BasicSR's scripts: "all" (same pixels, slower; imageio.PNG_FILTERS)
 
 
 def crop_starts(length: int, crop: int, step: int, thresh_size: int) -> list[int]:
@@ -97,7 +98,7 @@ def _cut(source: Path, folder: Path, output: Path, settings: SubimageSettings) -
                 continue  # written by an interrupted run
             crop = pixels[top : top + settings.crop, left : left + settings.crop]
             # OpenCV's PNG encoder: faster than Pillow's, and a crop has no metadata to carry
-            data = encode_with_opencv(crop, "png", None, None, settings.png_level)
+            data = encode_with_opencv(crop, "png", None, None, settings.png_level, settings.png_filters)
             writes.append((path, writer.submit(atomic_write, path, data)))
         _finish(writes)
     return TaskResult(source, len(boxes))
@@ -121,6 +122,8 @@ def check_settings(settings: SubimageSettings) -> None:
         raise PrepareError(f"--thresh-size must be at least 0, got {settings.thresh_size}")
     if not 0 <= settings.png_level <= 9:
         raise PrepareError(f"--png-level must be 0 to 9, got {settings.png_level}")
+    if settings.png_filters not in PNG_FILTERS:
+        raise PrepareError(f"--png-filters must be one of {', '.join(PNG_FILTERS)}, got {settings.png_filters!r}")
 
 
 def extract_subimages(images: list[tuple[Path, Path]], output: Path, settings: SubimageSettings, workers: int,
