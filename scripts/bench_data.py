@@ -30,6 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -210,15 +211,19 @@ def samples_per_second(source: dict, loader_workers: int, batches: int, degrade_
     def plan(step: int):
         return batch_plan(options, 0, step, 0, 1, len(sources))
 
+    # untimed: the workers' start and the batches they load ahead (2 each) while it happens
+    warm_up = 1 + 2 * loader_workers
     loader = DataLoader(
         dataset,
-        batch_sampler=PlannedBatches(plan, 0, batches + 1),
+        batch_sampler=PlannedBatches(plan, 0, batches + warm_up),
         collate_fn=collate,
         num_workers=loader_workers,
+        prefetch_factor=2 if loader_workers else None,
     )
     generator = torch.Generator().manual_seed(0)
     iterator = iter(loader)
-    next(iterator)  # workers started, first files opened
+    for _ in range(warm_up):
+        next(iterator)
     start = time.perf_counter()
     count = 0
     for batch in iterator:
@@ -242,14 +247,16 @@ def main() -> None:
         "--repeats", type=int, default=3, help="alternating runs of each preparation side (default 3)"
     )
     parser.add_argument(
-        "--batches", type=int, default=6, help="timed batches of 16 per pipeline row (default 6)"
+        "--batches", type=int, default=24, help="timed batches of 16 per pipeline row (default 24)"
     )
     parser.add_argument(
-        "--loader-workers", type=int, nargs="+", default=[2, 0], help="DataLoader workers (default 2 0)"
+        "--loader-workers", type=int, nargs="+", default=[0, 2, 4], help="DataLoader workers (default 0 2 4)"
     )
     add_json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(max(1, args.workers))
+    # more loader workers than cores is one of the rows asked for, not a mistake to warn about
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
     print(describe_cpu())
     notes = ["load average before: " + ", ".join(f"{x:.1f}" for x in os.getloadavg())]
     print(notes[0])
