@@ -87,6 +87,7 @@ def test_ranges_and_probabilities_move_and_the_structure_stays():
         "noise.gaussian.sigma.width",
         "noise.poisson.scale.centre",
         "noise.poisson.scale.width",
+        "noise.gray_p",
         "jpeg.p",
         "jpeg.quality.centre",
         "jpeg.quality.width",
@@ -111,6 +112,21 @@ def test_ranges_and_probabilities_move_and_the_structure_stays():
     assert jpeg.quality == Uniform(60.0, 70.0) and jpeg.p == 1.0
     # the down range stretches to 0.25; "keep the size" (1) stays 1
     assert down.scale == Mixture((Uniform(0.25, 1.0), Constant(1.0)), (0.5, 0.5))
+
+
+def test_gray_noise_probability_is_one_for_the_types_that_share_it_and_leaves_room_for_correlated():
+    shared = SearchSpace(parse_recipe(SIMPLE))  # both types at the default 0
+    assert {t.gray_p for t in stage(shared.recipe({"noise.gray_p": 0.7}), "noise").types} == {0.7}
+    different = {**SIMPLE, "stages": [{"noise": {"name": "noise", "types": [
+        {"type": "gaussian", "p": 0.6, "sigma": [1, 20], "gray_p": 0.2, "correlated_p": 0.5},
+        {"type": "poisson", "p": 0.4, "scale": [0.1, 2], "gray_p": 0.9}]}}]}
+    space = SearchSpace(parse_recipe(different))
+    bounds = {p.name: (p.low, p.high) for p in space.parameters if p.name.endswith("gray_p")}
+    assert bounds == {"noise.gaussian.gray_p": (0.0, 0.5), "noise.poisson.gray_p": (0.0, 1.0)}
+    types = stage(space.recipe({"noise.gaussian.gray_p": 0.9, "noise.poisson.gray_p": 0.1}), "noise").types
+    assert [(t.gray_p, t.correlated_p) for t in types] == [(0.5, 0.5), (0.1, 0.0)]  # capped: 0.5 + 0.5 = 1
+    labels = {q.name: q.label for q in quantities(parse_recipe(different))}
+    assert labels["noise.gaussian.gray_p"] == "noise: gaussian gray-noise probability"
 
 
 def test_values_are_clipped_to_the_bounds_and_rounded():

@@ -250,6 +250,9 @@ class Search:
     """The entries' probabilities are searched, where there are several."""
     entry_tag: str = ""
     """The entry field that names an entry in parameter names (noise: its type)."""
+    entry_probabilities: tuple[str, ...] = ()
+    """Probability fields of each entry that are searched (noise: ``gray_p``), one for all the
+    entries where the base gives them one value, else one each."""
 
 
 # search bounds of each drawn quantity
@@ -405,11 +408,13 @@ class NoiseSpec(Spec):
 
 
 class NoiseOp(OpSpec):
-    # gray and correlated probabilities stay as they are
+    # the gray-noise probability is searched (luminance-only sensor noise against colour noise:
+    # measure.chroma_noise tells them apart); the channel-correlated one stays as it is
     search: ClassVar[Search] = Search(
         entries="types",
         entry_probs=True,
         entry_tag="type",
+        entry_probabilities=("gray_p",),
         entry_ranges=(
             SearchRange("sigma", NOISE_SIGMA_BOUNDS, "{type} sigma (8-bit levels)"),
             SearchRange("scale", POISSON_SCALE_BOUNDS, "{type} scale"),

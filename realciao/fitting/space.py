@@ -16,7 +16,10 @@ nothing is refused, never silently tuned on ``p`` alone):
 - the probabilities among a noise op's types, a resize mixture's components and a
   ``one_of``'s branches.
 
-Sinc cutoffs, kernel sizes and shapes, resize modes, gray-noise probabilities, fixed resize
+- a noise op's gray-noise probability (one for all its types where the base gives them one
+  value), up to what its channel-correlated probability leaves.
+
+Sinc cutoffs, kernel sizes and shapes, resize modes, channel-correlated noise, fixed resize
 factors (BSRGAN's 1/2 pre-downscale) and the GT sharpening stay as they are. Two equal stages
 with one name (a YAML anchor used twice, as in ``realesrgan``'s final stage) share their
 parameters; different stages with one name get their own (``blur1``, ``blur1~2``).
@@ -81,7 +84,7 @@ class Quantity:
 
     @property
     def is_probability(self) -> bool:
-        return self.name.endswith((".p", ".choices", ".types", ".probs"))
+        return self.name.endswith((".p", ".choices", ".types", ".probs", ".gray_p"))
 
     def ends_on_bounds(self, tolerance: float = 0.005) -> list[str]:
         """Which ends sit on the search's bounds (within ``tolerance`` of their span): "low",
@@ -91,7 +94,7 @@ class Quantity:
         slack = tolerance * (high - low)
         if self.is_probability:
             ends = []
-            if len(self.value) == 1 and self.value[0] >= 1 - tolerance:
+            if len(self.value) == 1 and self.value[0] >= high - tolerance:
                 ends.append("1")
             if min(self.value) <= tolerance:
                 ends.append("0")
@@ -207,6 +210,12 @@ class _Tuner:
         self.note(name, label, (p,))
         return p
 
+    def bounded_probability(self, name: str, label: str, base: float, high: float) -> float:
+        """A probability searched in [0, ``high``] (what another probability of the op leaves)."""
+        p = round(min(self.value(name, base, 0.0, high), high), 3)
+        self.note(name, label, (p,), (0.0, high))
+        return p
+
     def probabilities(self, name: str, label: str, base: tuple[float, ...]) -> tuple[float, ...]:
         if len(base) == 2:
             first = self.value(name, base[0], 0.0, 1.0)
@@ -313,6 +322,8 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
             tuple(e.p for e in entries),
         )
         entries = [e.model_copy(update={"p": p}) for e, p in zip(entries, probs)]
+    for field in search.entry_probabilities:
+        entries = _walk_entry_probability(entries, field, tags, name, tuner)
     if search.shared:
         for entry in search.entry_ranges:
             tuned = [i for i, e in enumerate(entries) if getattr(e, entry.field) is not None]
@@ -337,6 +348,23 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
             )
         entries[i] = spec
     return tuple(entries)
+
+
+def _walk_entry_probability(entries: list, field: str, tags: list[str], name: str, tuner: _Tuner) -> list:
+    """``field`` (a probability, e.g. ``gray_p``) of each entry: one parameter for all the entries
+    where the base gives them one value, else one each; each capped at what the entry's other
+    mode probabilities leave (``correlated_p``)."""
+    label = field.replace("_p", "-noise probability").replace("_", " ")
+    room = [1.0 - sum(getattr(e, f) for f in e.model_fields if f.endswith("_p") and f != field) for e in entries]
+    if len({getattr(e, field) for e in entries}) == 1:
+        value = tuner.bounded_probability(f"{name}.{field}", f"{name}: {label}", getattr(entries[0], field), min(room))
+        return [e.model_copy(update={field: value}) for e in entries]
+    out = []
+    for i, entry in enumerate(entries):
+        tag = tags[i] if tags.count(tags[i]) == 1 else f"{tags[i]}{i}"
+        value = tuner.bounded_probability(f"{name}.{tag}.{field}", f"{name}: {tag} {label}", getattr(entry, field), room[i])
+        out.append(entry.model_copy(update={field: value}))
+    return out
 
 
 class SearchSpace:
@@ -414,8 +442,8 @@ def on_bounds(recipe: Recipe, base: Recipe) -> list[str]:
         base_quantity = before.get(quantity.name)
         same = base_quantity is not None and set(base_quantity.ends_on_bounds()) >= set(ends)
         if quantity.is_probability:
-            where = " and ".join({"0": "a probability at 0 (switched off)", "1": "probability 1 (always on)"}[e]
-                                 for e in ends)
+            top = "probability 1 (always on)" if quantity.bounds[1] >= 1 else f"at its bound {quantity.bounds[1]:.3g}"
+            where = " and ".join({"0": "a probability at 0 (switched off)", "1": top}[e] for e in ends)
         else:
             where = " and ".join(f"{end} end at the search bound {quantity.bounds[0 if end == 'low' else 1]:.3g}"
                                  for end in ends)
