@@ -76,7 +76,7 @@ def test_without_the_prior_the_same_photos_move_the_recipe(photos, monkeypatch):
 def _noise_jpeg_blur(sigma: list[float], blur_p: float):
     return parse_recipe({"name": "edge", "stages": [
         {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
-        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": sigma}]}},
+        {"noise": {"types": [{"type": "gaussian", "p": 1, "sigma": sigma, "gray_p": 0.5}]}},  # gray_p off its bounds
         {"jpeg": {"quality": [30, 95]}},
         {"blur": {"name": "maybe", "p": blur_p, "size": [3, 5],
                   "kernels": [{"family": "gaussian", "p": 1, "sigma": [0.3, 0.8]}]}},
