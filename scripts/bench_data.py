@@ -24,6 +24,7 @@ degradation of each batch in this process (as the trainer does on its device).
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import shutil
@@ -152,10 +153,6 @@ def realciao_subimages(folder: Path, output: Path, processes: int, filters: str 
     extract_subimages(images, output, SubimageSettings(480, 240, 0, 3, filters), processes, progress=False)
 
 
-def realciao_subimages_all_filters(folder: Path, output: Path, processes: int) -> None:
-    realciao_subimages(folder, output, processes, "all")
-
-
 def realciao_lmdb(folder: Path, output: Path, processes: int) -> None:
     from realciao.prepare.lmdb_store import LmdbSettings, build_lmdb, claim_lmdb, plan_entries
     from realciao.prepare.runner import gather_images
@@ -281,7 +278,7 @@ def main() -> None:
             "sub",
             {
                 "realciao": (realciao_subimages, hr, ""),
-                "realciao_all": (realciao_subimages_all_filters, hr, ""),
+                "realciao_all": (functools.partial(realciao_subimages, filters="all"), hr, ""),
                 "basicsr": (basicsr_extract_subimages, hr, ""),
             },
         )

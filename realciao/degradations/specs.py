@@ -250,9 +250,10 @@ class Search:
     """The entries' probabilities are searched, where there are several."""
     entry_tag: str = ""
     """The entry field that names an entry in parameter names (noise: its type)."""
-    entry_probabilities: tuple[str, ...] = ()
+    entry_probabilities: tuple[SearchRange, ...] = ()
     """Probability fields of each entry that are searched (noise: ``gray_p``), one for all the
-    entries where the base gives them one value, else one each."""
+    entries where the base gives them one value, else one each; the bounds are (0, 1), capped
+    by what the entry's other ``*_p`` mode probabilities leave."""
 
 
 # search bounds of each drawn quantity
@@ -414,7 +415,7 @@ class NoiseOp(OpSpec):
         entries="types",
         entry_probs=True,
         entry_tag="type",
-        entry_probabilities=("gray_p",),
+        entry_probabilities=(SearchRange("gray_p", (0.0, 1.0), "gray-noise probability"),),
         entry_ranges=(
             SearchRange("sigma", NOISE_SIGMA_BOUNDS, "{type} sigma (8-bit levels)"),
             SearchRange("scale", POISSON_SCALE_BOUNDS, "{type} scale"),

@@ -322,8 +322,8 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
             tuple(e.p for e in entries),
         )
         entries = [e.model_copy(update={"p": p}) for e, p in zip(entries, probs)]
-    for field in search.entry_probabilities:
-        entries = _walk_entry_probability(entries, field, tags, name, tuner)
+    for entry in search.entry_probabilities:
+        entries = _walk_entry_probability(entries, entry, tags, name, tuner)
     if search.shared:
         for entry in search.entry_ranges:
             tuned = [i for i, e in enumerate(entries) if getattr(e, entry.field) is not None]
@@ -350,12 +350,13 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
     return tuple(entries)
 
 
-def _walk_entry_probability(entries: list, field: str, tags: list[str], name: str, tuner: _Tuner) -> list:
-    """``field`` (a probability, e.g. ``gray_p``) of each entry: one parameter for all the entries
+def _walk_entry_probability(entries: list, searched: SearchRange, tags: list[str], name: str, tuner: _Tuner) -> list:
+    """A probability field of each entry (e.g. ``gray_p``): one parameter for all the entries
     where the base gives them one value, else one each; each capped at what the entry's other
     mode probabilities leave (``correlated_p``)."""
-    label = field.replace("_p", "-noise probability").replace("_", " ")
-    room = [1.0 - sum(getattr(e, f) for f in e.model_fields if f.endswith("_p") and f != field) for e in entries]
+    field, label = searched.field, searched.label
+    room = [min(searched.bounds[1], 1.0 - sum(getattr(e, f) for f in e.model_fields if f.endswith("_p") and f != field))
+            for e in entries]
     if len({getattr(e, field) for e in entries}) == 1:
         value = tuner.bounded_probability(f"{name}.{field}", f"{name}: {label}", getattr(entries[0], field), min(room))
         return [e.model_copy(update={field: value}) for e in entries]

@@ -26,11 +26,12 @@ import cv2
 
 from realciao.compat import import_basicsr
 from realciao.files import atomic_write
-from realciao.imageio import PNG_FILTERS, opencv_layout, png_header, png_params, read_image
+from realciao.imageio import opencv_layout, png_header, png_params, read_image
 from realciao.prepare.runner import (
     PrepareError,
     RunSummary,
     TaskResult,
+    check_png_settings,
     claim_output_folder,
     keyed_images,
     match_pairs,
@@ -73,7 +74,7 @@ def plan_entries(images: Sequence[tuple[Path, Path]], lr_images: Sequence[tuple[
     return [entry for entry in entries if entry.key.isascii()], notes
 
 
-def encode(path: Path, level: int, filters: str = "fast") -> tuple[bytes, tuple[int, int, int]]:
+def encode(path: Path, level: int, filters: str) -> tuple[bytes, tuple[int, int, int]]:
     """A PNG that OpenCV decodes to what it reads from ``path``, and its (h, w, c)."""
     pixels = opencv_layout(read_image(path).pixels)
     ok, data = cv2.imencode(".png", pixels, png_params(level, filters))
@@ -83,7 +84,7 @@ def encode(path: Path, level: int, filters: str = "fast") -> tuple[bytes, tuple[
     return data.tobytes(), (height, width, 1 if pixels.ndim == 2 else pixels.shape[2])
 
 
-def encode_entry(entry: LmdbEntry, level: int, filters: str = "fast") -> TaskResult:
+def encode_entry(entry: LmdbEntry, level: int, filters: str) -> TaskResult:
     """values: (key, [(png, shape) of the GT, and of the LR for pairs])."""
 
     def work() -> TaskResult:
@@ -149,10 +150,7 @@ def claim_lmdb(path: Path, overwrite: bool, resume: bool) -> None:
 def build_lmdb(entries: list[LmdbEntry], output: Path, settings: LmdbSettings, workers: int,
                lr_output: Path | None = None, progress: bool = True) -> RunSummary:
     """Write every entry's GT (and LR) into ``output`` (and ``lr_output``), then meta_info.txt."""
-    if not 0 <= settings.png_level <= 9:
-        raise PrepareError(f"--png-level must be 0 to 9, got {settings.png_level}")
-    if settings.png_filters not in PNG_FILTERS:
-        raise PrepareError(f"--png-filters must be one of {', '.join(PNG_FILTERS)}, got {settings.png_filters!r}")
+    check_png_settings(settings.png_level, settings.png_filters)
     outputs = [output] + ([lr_output] if lr_output is not None else [])
     for path in outputs:  # not complete until this build ends
         (path / META_INFO).unlink(missing_ok=True)

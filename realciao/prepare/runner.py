@@ -155,6 +155,16 @@ def claim_output_folder(folder: Path, overwrite: bool, resume: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def check_png_settings(level: int, filters: str) -> None:
+    """``--png-level`` and ``--png-filters`` as the steps that write PNGs take them."""
+    from realciao.imageio import PNG_FILTERS
+
+    if not 0 <= level <= 9:
+        raise PrepareError(f"--png-level must be 0 to 9, got {level}")
+    if filters not in PNG_FILTERS:
+        raise PrepareError(f"--png-filters must be one of {', '.join(PNG_FILTERS)}, got {filters!r}")
+
+
 def default_workers() -> int:
     return available_cores()
 

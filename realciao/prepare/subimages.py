@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realciao.files import atomic_write
-from realciao.imageio import PNG_FILTERS, encode_with_opencv, png_is_complete, read_image, upright_size
+from realciao.imageio import encode_with_opencv, png_is_complete, read_image, upright_size
 from realciao.prepare.runner import (
     PrepareError,
     RunSummary,
     TaskResult,
+    check_png_settings,
     keyed_images,
     read_guarded,
     run_tasks,
@@ -120,10 +121,7 @@ def check_settings(settings: SubimageSettings) -> None:
         raise PrepareError(f"--crop and --step must be at least 1, got {settings.crop} and {settings.step}")
     if settings.thresh_size < 0:
         raise PrepareError(f"--thresh-size must be at least 0, got {settings.thresh_size}")
-    if not 0 <= settings.png_level <= 9:
-        raise PrepareError(f"--png-level must be 0 to 9, got {settings.png_level}")
-    if settings.png_filters not in PNG_FILTERS:
-        raise PrepareError(f"--png-filters must be one of {', '.join(PNG_FILTERS)}, got {settings.png_filters!r}")
+    check_png_settings(settings.png_level, settings.png_filters)
 
 
 def extract_subimages(images: list[tuple[Path, Path]], output: Path, settings: SubimageSettings, workers: int,
