@@ -350,20 +350,31 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
     return tuple(entries)
 
 
-def _walk_entry_probability(entries: list, searched: SearchRange, tags: list[str], name: str, tuner: _Tuner) -> list:
+def _probability_room(entry, field: str, high: float) -> float:
+    """What ``entry``'s other mode probabilities (``*_p``, e.g. ``correlated_p``) leave to
+    ``field``, at most ``high``."""
+    others = sum(getattr(entry, f) for f in entry.model_fields if f.endswith("_p") and f != field)
+    return min(high, 1.0 - others)
+
+
+def _walk_entry_probability(
+    entries: list, searched: SearchRange, tags: list[str], name: str, tuner: _Tuner
+) -> list:
     """A probability field of each entry (e.g. ``gray_p``): one parameter for all the entries
     where the base gives them one value, else one each; each capped at what the entry's other
     mode probabilities leave (``correlated_p``)."""
     field, label = searched.field, searched.label
-    room = [min(searched.bounds[1], 1.0 - sum(getattr(e, f) for f in e.model_fields if f.endswith("_p") and f != field))
-            for e in entries]
+    room = [_probability_room(e, field, searched.bounds[1]) for e in entries]
     if len({getattr(e, field) for e in entries}) == 1:
-        value = tuner.bounded_probability(f"{name}.{field}", f"{name}: {label}", getattr(entries[0], field), min(room))
+        base = getattr(entries[0], field)
+        value = tuner.bounded_probability(f"{name}.{field}", f"{name}: {label}", base, min(room))
         return [e.model_copy(update={field: value}) for e in entries]
     out = []
     for i, entry in enumerate(entries):
         tag = tags[i] if tags.count(tags[i]) == 1 else f"{tags[i]}{i}"
-        value = tuner.bounded_probability(f"{name}.{tag}.{field}", f"{name}: {tag} {label}", getattr(entry, field), room[i])
+        value = tuner.bounded_probability(
+            f"{name}.{tag}.{field}", f"{name}: {tag} {label}", getattr(entry, field), room[i]
+        )
         out.append(entry.model_copy(update={field: value}))
     return out
 
