@@ -1,6 +1,6 @@
 """The targets of ``realciao-fit-recipe``, measured.
 
-    python scripts/bench_fit_recipe.py time       # fit realesrgan to the 20 RealSRSet photos, default budget
+    python scripts/bench_fit_recipe.py time       # fit the 20 RealSRSet photos, default base and budget
     python scripts/bench_fit_recipe.py heldout    # fit on one half of RealSRSet + RealSet65, measure on the other
     python scripts/bench_fit_recipe.py recovery   # photos from a known recipe: fitted ranges against the truth
     python scripts/bench_fit_recipe.py endtoend   # a model fine-tuned on the fitted recipe against one on the base
@@ -9,22 +9,25 @@
 final selection) with the load average before and after. ``heldout`` splits the images of
 ``../shared/data/RealSRSet`` and ``RealSet65`` by name (sorted; every other name fits, the rest is
 held out; RealSet65 repeats RealSRSet's photos, and one name's files stay on one side), fits
-``realesrgan`` on the fitting half, and prints each recipe's distance to the held-out half:
+``--base`` on the fitting half, and prints each recipe's distance to the held-out half:
 ``realesrgan``, ``phone_camera`` and the fitted recipe, on ``--heldout-samples`` synthesised
 patches averaged over ``--heldout-seeds`` seeds; and, for scale, the distance of the fitting
 half's photos themselves to the held-out half (what a perfect recipe would get). ``recovery``
 makes 40 JPEG photos from a known recipe (colour Gaussian noise sigma in [5, 8], libjpeg quality
 60..70), fits a wide base to them and prints the fitted ranges beside the true ones.
+``--base`` (every part; default ``realesrgan``, as ``realciao-fit-recipe``'s): a shipped
+name, a .yml path, or ``auto`` (the shipped recipe closest to the photos).
 
 ``endtoend`` is the proof that matters to users, on a case with ground truth. A hidden camera
 (``realciao.fitting.known.camera_lr``: optical blur, area x4, Poisson-Gaussian noise, chroma
 smoothing, unsharp mask, one JPEG; plain numpy/OpenCV, not a recipe) photographs the clean HR
 images of ``../shared/data/B100`` (sorted names: every other one is a user photo for the fit,
-the rest is held out). ``--base`` (default ``realesrgan``) is fitted to the user photos at x4 (HR to synthesise
+the rest is held out). ``--base`` is fitted to the user photos at x4 (HR to synthesise
 from: ``../shared/data/train_hr``, or ``--hr``); a small CiaoSR (edsr-baseline-ciaosr, 32
 channels, 4 blocks) is trained on bicubic x1-x4 from ``train_hr``, and fine-tuned from it
 twice at x4 (``--finetune-iterations``, default 800) with the same seed, iterations and HR
-images (``train_hr``, never B100): once on the fitted recipe, once on the base. Each model
+images (``train_hr``, never B100): once on the fitted recipe, once on the base (with ``--base
+auto``: the shipped recipe the fit chose). Each model
 (and bicubic, and the start model) upscales the held-out camera photos (fixed seeds) x4 and
 is scored against the clean HR: Y-PSNR and SSIM, shave 4. Prints the wall time of every
 phase; ``--work`` keeps the photos, the fitted recipe and the experiments (default: a new
@@ -49,9 +52,11 @@ from realciao.devices import describe_cpu
 from realciao.fitting import independent
 from realciao.fitting.distance import distance, reference
 from realciao.fitting.fit import (
+    AUTO_BASE,
     DEFAULT_BUDGET,
     DEFAULT_PRIOR,
     FitSettings,
+    choose_base,
     fit_recipe,
     recipe_distance,
     recipe_header,
@@ -91,7 +96,7 @@ def progress(done: int, total: int, score: float, best: float) -> None:
 def run_time(args) -> BenchmarkTable:
     folder = SHARED / "RealSRSet"
     print(
-        f"fit realesrgan to {folder} (budget {args.budget}, seed {args.seed}); torch threads "
+        f"fit {args.base} to {folder} (budget {args.budget}, seed {args.seed}); torch threads "
         f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; {load()}",
         flush=True,
     )
@@ -99,12 +104,12 @@ def run_time(args) -> BenchmarkTable:
     photos = measure_photos(folder)
     measured = time.perf_counter()
     result = fit_recipe(
-        photos, "realesrgan", args.hr, FitSettings(budget=args.budget, seed=args.seed), on_trial=progress
+        photos, args.base, args.hr, FitSettings(budget=args.budget, seed=args.seed), on_trial=progress
     )
     seconds = time.perf_counter() - start
     print(
         f"{photos.photos} photos ({len(photos)} patches) measured in {measured - start:.1f} s; fit in "
-        f"{seconds:.1f} s total ({seconds / 60:.2f} min); distance {result.base_distance.total:.3f} -> "
+        f"{seconds:.1f} s total ({seconds / 60:.2f} min); base {result.base.name}; distance {result.base_distance.total:.3f} -> "
         f"{result.fitted_distance.total:.3f}; {load()}"
     )
     row = {
@@ -114,7 +119,8 @@ def run_time(args) -> BenchmarkTable:
         "whole fit s": f"{seconds:.1f}",
         "distance, base -> fitted": f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}",
     }
-    return BenchmarkTable(title="time: fit realesrgan to the photos", columns=list(row), rows=[row])
+    return BenchmarkTable(title=f"time: fit {args.base} ({result.base.name}) to the photos", columns=list(row),
+                          rows=[row])
 
 
 def split_files() -> tuple[list[Path], list[Path]]:
@@ -152,11 +158,11 @@ def run_heldout(args) -> BenchmarkTable:
         fitted = load_recipe(args.recipe)
         print(f"fitted recipe read from {args.recipe} (no fit)")
     else:
-        result = fit_recipe(fitting, "realesrgan", args.hr,
+        result = fit_recipe(fitting, args.base, args.hr,
                             FitSettings(budget=args.budget, seed=args.seed, prior=args.prior), on_trial=progress)
         fitted = result.recipe
         print(
-            f"fitted in {time.perf_counter() - start:.0f} s (prior {args.prior:g}): on the fitting half "
+            f"fitted {result.base.name} in {time.perf_counter() - start:.0f} s (prior {args.prior:g}): on the fitting half "
             f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}",
             flush=True,
         )
@@ -203,7 +209,8 @@ def run_heldout(args) -> BenchmarkTable:
         path = write_recipe(result, Path(args.save) / "heldout_fitted.yml")
         print(f"wrote {path} and {write_report(result, Path(args.save) / 'heldout_report', path)}")
     title = (
-        f"held out: fitted on one half of RealSRSet + RealSet65 (prior {args.prior:g}), distance to the other "
+        f"held out: {result.base.name if result else 'a recipe'} fitted on one half of RealSRSet + RealSet65 "
+        f"(prior {args.prior:g}), distance to the other "
         f"half ({args.heldout_samples} patches, mean over {args.heldout_seeds} seeds); independent / realesrgan "
         f"{ratios[0]:.2f}, / phone_camera {ratios[1]:.2f}"
     )
@@ -403,18 +410,19 @@ def run_endtoend(args) -> BenchmarkTable:
     phase("photos")
     from realciao.fitting.fit import write_recipe
 
+    settings = FitSettings(scale=4, seed=args.seed, budget=args.budget, samples=args.fit_samples, prior=args.prior)
     if args.fitted:  # a fit made before (the same photos and settings: the fit is deterministic)
+        base = load_recipe(args.base) if args.base != AUTO_BASE else choose_base(photos, hr, settings)[0]
         recipe = Path(args.fitted)
         fit_text = f"fit reused from {recipe}"
         print(f"{fit_text} (not fitted again)")
         for quantity in quantities(load_recipe(recipe)):
             print(f"  {quantity.label}: {quantity.text()}")
     else:
-        settings = FitSettings(scale=4, seed=args.seed, budget=args.budget, samples=args.fit_samples,
-                               prior=args.prior)
         result = fit_recipe(photos, args.base, hr, settings, on_trial=progress)
+        base = result.base
         recipe = write_recipe(result, work / "fitted.yml")
-        fit_text = (f"fit: {len(fit_files)} photos, budget {args.budget}, distance "
+        fit_text = (f"fit: {len(fit_files)} photos, base {args.base}: {base.name}, budget {args.budget}, distance "
                     f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}")
         print(f"fitted: distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}; "
               f"wrote {recipe}")
@@ -423,22 +431,22 @@ def run_endtoend(args) -> BenchmarkTable:
     phase("fit")
     # Both arms train towards the plain HR, which the evaluation scores against: realesrgan (and
     # so the fitted recipe, which keeps it) otherwise trains towards an unsharp-masked GT
-    base_recipe, recipe = (plain_target(load_recipe(source), work / f"{label}_plain_gt.yml")
-                           for source, label in ((args.base, "base"), (recipe, "fitted")))
+    base_recipe, recipe = (plain_target(source, work / f"{label}_plain_gt.yml")
+                           for source, label in ((base, "base"), (load_recipe(recipe), "fitted")))
     start = train_model(
         train_options(work, "start", "bicubic", start_iterations, args.seed, None, threads), work
     )
     phase("start model")
     # the two arms: the same start, seed, iterations and HR images; only data.recipe differs
-    base = train_model(
+    base_model = train_model(
         train_options(work, "finetune_base", str(base_recipe), iterations, args.seed, start, threads), work
     )
-    phase(f"fine-tune on {args.base}")
+    phase(f"fine-tune on {base.name}")
     fitted = train_model(
         train_options(work, "finetune_fitted", str(recipe), iterations, args.seed, start, threads), work
     )
     phase("fine-tune on the fitted recipe")
-    models = {"bicubic": None, "start (bicubic-trained)": start, f"fine-tuned on {args.base} (base)": base,
+    models = {"bicubic": None, "start (bicubic-trained)": start, f"fine-tuned on {base.name} (base)": base_model,
               "fine-tuned on the fitted recipe": fitted}
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -452,7 +460,7 @@ def run_endtoend(args) -> BenchmarkTable:
     print(f"  {'':34s} Y-PSNR   SSIM")
     for label, (value, structure) in scores.items():
         print(f"  {label:34s} {value:6.2f}  {structure:.4f}")
-    fitted_scores, base_scores = scores["fine-tuned on the fitted recipe"], scores[f"fine-tuned on {args.base} (base)"]
+    fitted_scores, base_scores = scores["fine-tuned on the fitted recipe"], scores[f"fine-tuned on {base.name} (base)"]
     gain = [f - b for f, b in zip(fitted_scores, base_scores)]
     print(f"fitted - base: {gain[0]:+.2f} dB Y-PSNR, {gain[1]:+.4f} SSIM "
           "(target: at least +0.3 dB and a higher SSIM)")
@@ -462,7 +470,7 @@ def run_endtoend(args) -> BenchmarkTable:
             for label, (value, structure) in scores.items()]
     rows.append({"model": "fitted - base", "Y-PSNR (dB)": f"{gain[0]:+.2f}", "SSIM": f"{gain[1]:+.4f}"})
     title = (
-        f"end to end: fine-tuned on the fitted recipe against {args.base}, {len(held)} held-out B100 images "
+        f"end to end: fine-tuned on the fitted recipe against {base.name}, {len(held)} held-out B100 images "
         f"photographed by a hidden camera, x4 ({fit_text}; start {start_iterations} "
         f"iterations on bicubic, fine-tunes {iterations}; {threads or 'default'} torch threads; wall time "
         + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()) + f", total {total / 60:.1f} min)"
@@ -485,7 +493,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recovery-photos", type=int, default=40)
     parser.add_argument("--save", default=None, help="folder for the held-out fit's recipe and report")
     parser.add_argument("--prior", type=float, default=DEFAULT_PRIOR, help="the fit's --prior (heldout, endtoend)")
-    parser.add_argument("--base", default="realesrgan", help="endtoend: the recipe fitted, and the other arm")
+    parser.add_argument("--base", default="realesrgan", help="the recipe fitted (time, heldout, endtoend) and "
+                        f"the other arm (endtoend), as realciao-fit-recipe's --base ({AUTO_BASE}: the shipped recipe "
+                        "closest to the photos)")
     parser.add_argument("--recipe", default=None, help="heldout: evaluate this fitted recipe instead of fitting")
     parser.add_argument("--endtoend-images", type=int, default=None,
                         help="endtoend: B100 images on each side at most (default: all, 50 and 50)")

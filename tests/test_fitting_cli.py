@@ -180,3 +180,10 @@ def test_the_budget_help_says_what_is_evaluated(tmp_path):
     extra = planned_evaluations("realesrgan", 0)
     assert "candidate recipes the optimiser's search evaluates" in text
     assert f"({extra} for realesrgan)" in text and "the progress bar counts both" in text
+
+
+def test_the_base_is_realesrgan_unless_named_or_auto():
+    parser = fit_recipe.build_parser()
+    assert parser.parse_args(["-i", "x", "-o", "y.yml"]).base == "realesrgan"
+    assert parser.parse_args(["-i", "x", "-o", "y.yml", "--base", "auto"]).base == "auto"
+    assert "auto: the shipped recipe closest to the photos" in " ".join(parser.format_help().split())

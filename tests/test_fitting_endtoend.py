@@ -86,7 +86,7 @@ def test_the_endtoend_check_runs_small_and_prints_both_figures(tmp_path, capsys)
     shared_path("data", "train_hr")
     bench = load_bench()
     bench.main([
-        "endtoend", "--endtoend-images", "2", "--budget", "1", "--fit-samples", "8",
+        "endtoend", "--base", "auto", "--endtoend-images", "2", "--budget", "1", "--fit-samples", "8",
         "--start-iterations", "3", "--finetune-iterations", "3",
         "--hr", str(shared_path("data", "train_hr", "BSDS200")),
         "--work", str(tmp_path / "work"), "--json", str(tmp_path / "endtoend.json"),
@@ -95,11 +95,14 @@ def test_the_endtoend_check_runs_small_and_prints_both_figures(tmp_path, capsys)
     print(out)  # the figures, shown with pytest -s
     figures = re.search(r"fitted - base: ([+-]\d+\.\d\d) dB Y-PSNR, ([+-]\d\.\d{4}) SSIM", out)
     assert figures, out
-    for label in ("bicubic", "start (bicubic-trained)", "fine-tuned on realesrgan (base)",
+    work = tmp_path / "work"
+    header = (work / "fitted.yml").read_text()
+    base_name = re.search(r"from base recipe '(\w+)'", header)[1]  # --base auto: the closest shipped recipe
+    assert "Base chosen as the shipped recipe closest to the photos" in header
+    for label in ("bicubic", "start (bicubic-trained)", f"fine-tuned on {base_name} (base)",
                   "fine-tuned on the fitted recipe"):
         assert re.search(rf"^  {re.escape(label)} +\d+\.\d\d  0\.\d{{4}}$", out, re.M), label
     assert re.search(r"^wall time: photos \d+ s, fit \d+ s, .*total \d+ s", out, re.M)
-    work = tmp_path / "work"
     assert len(list((work / "photos").glob("*.jpg"))) == 2
     assert "fitted_scale: 4" in (work / "fitted.yml").read_text()
     fitted_options = json.loads((work / "experiments" / "finetune_fitted" / "options.json").read_text())
@@ -109,7 +112,7 @@ def test_the_endtoend_check_runs_small_and_prints_both_figures(tmp_path, capsys)
     assert base_options["data"]["recipe"] == str(work / "base_plain_gt.yml")
     from realciao.degradations import load_recipe
 
-    for arm, source in (("fitted", load_recipe(work / "fitted.yml")), ("base", load_recipe("realesrgan"))):
+    for arm, source in (("fitted", load_recipe(work / "fitted.yml")), ("base", load_recipe(base_name))):
         plain = load_recipe(work / f"{arm}_plain_gt.yml")
         assert plain.gt_sharpening is None and plain.stages == source.stages
     results = json.loads((tmp_path / "endtoend.json").read_text())

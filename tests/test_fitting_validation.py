@@ -11,19 +11,22 @@ import pytest
 
 from realciao.degradations import load_recipe, parse_recipe
 from realciao.fitting import fit as fit_module
-from realciao.fitting.distance import Distance
+from realciao.fitting.distance import Distance, reference
 from realciao.fitting.fit import (
     Candidate,
     FitSettings,
+    choose_base,
+    closest_base,
     compensating_pairs,
     fit_recipe,
     prior_penalty,
     recipe_header,
+    shipped_bases,
 )
 from realciao.fitting.known import WIDE_BASE, write_known_photos
 from realciao.fitting.measure import FAMILIES
 from realciao.fitting.report import write_report
-from realciao.fitting.samples import measure_photos
+from realciao.fitting.samples import load_hr, make_plan, measure_photos
 from realciao.fitting.space import SearchSpace, on_bounds, quantities
 
 pytest.importorskip("skimage.data")
@@ -188,3 +191,34 @@ def test_shipped_recipes_have_bounds_for_every_range():
         for quantity in quantities(load_recipe(name)):
             low, high = quantity.bounds
             assert low <= min(quantity.value) and max(quantity.value) <= high, (name, quantity)
+
+
+def test_the_closest_base_is_the_recipe_that_makes_patches_like_the_photos(photos):
+    # the known photos: colour noise of sigma 5..8 and JPEG 60..70, no blur to speak of
+    like = parse_recipe(WIDE_BASE)
+    unlike = parse_recipe({"name": "blur_only", "stages": [
+        {"blur": {"size": 21, "kernels": [{"family": "gaussian", "p": 1, "sigma": [2.5, 3]}]}},
+        {"resize": {"relative_to": "target", "modes": ["bicubic"]}},
+    ]})
+    plan = make_plan(load_hr(None, min_side=4 * photos.patch), 4.0, photos.patch, 16, 0)
+    for bases in ([unlike, like], [like, unlike]):
+        chosen, distances = closest_base(reference(photos), plan, bases)
+        assert chosen.name == "noise_jpeg" and set(distances) == {"noise_jpeg", "blur_only"}
+        assert distances["noise_jpeg"] < distances["blur_only"]
+
+
+def test_auto_fits_from_the_closest_shipped_recipe_and_says_so(photos):
+    shipped = [recipe.name for recipe in shipped_bases()]
+    assert {"realesrgan", "bsrgan", "phone_camera"} <= set(shipped) and "bicubic" not in shipped  # nothing to fit
+    settings = FitSettings(budget=2, samples=8, seed=1)
+    chosen, distances = choose_base(photos, settings=settings)
+    assert set(distances) == set(shipped) and distances[chosen.name] == min(distances.values())
+    result = fit_recipe(photos, "auto", settings=settings)
+    assert result.base.name == chosen.name and result.base_choice == pytest.approx(distances)
+    header = recipe_header(result)
+    assert f"from base recipe {chosen.name!r}" in header
+    assert "Base chosen as the shipped recipe closest to the photos" in header
+    assert f"{chosen.name} {distances[chosen.name]:.3f}" in header
+    named = fit_recipe(photos, chosen.name, settings=settings)  # the same base, named: the same fit
+    assert named.base_choice == {} and "Base chosen" not in recipe_header(named)
+    assert named.recipe.stages == result.recipe.stages

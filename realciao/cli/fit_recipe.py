@@ -2,6 +2,7 @@
 
     realciao-fit-recipe -i phone_photos/ -o degradations/my_photos.yml
     realciao-fit-recipe -i scans/ -o degradations/scans.yml --base phone_camera --hr my_clean_hr/ --scale 2
+    realciao-fit-recipe -i phone_photos/ -o degradations/mine.yml --base auto   # the closest shipped base
 
 Writes the recipe (a file ``load_recipe`` and training options accept, with a comment
 header saying what it was fitted to and how well) and a report folder (``index.html`` and
@@ -31,6 +32,7 @@ LOGGER = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     from realciao.fitting.fit import (
+        AUTO_BASE,
         DEFAULT_BUDGET,
         DEFAULT_PRIOR,
         DEFAULT_SCALE,
@@ -51,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, type=Path, help="the recipe to write (.yml)")
     parser.add_argument(
         "--base", default="realesrgan",
-        help="recipe whose structure is kept and whose ranges are fitted: a shipped name "
-        "(realesrgan, bsrgan, phone_camera) or a .yml path (default: realesrgan)",
+        help=f"recipe whose structure is kept and whose ranges are fitted: a shipped name "
+        f"(realesrgan, bsrgan, phone_camera), a .yml path, or {AUTO_BASE}: the shipped recipe closest to the "
+        "photos, measured before the search (default: realesrgan)",
     )
     parser.add_argument(
         "--hr", default=None,
@@ -133,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from realciao.degradations import load_recipe
-    from realciao.fitting.fit import FitSettings, fit_recipe, planned_evaluations, write_recipe
+    from realciao.fitting.fit import (
+        AUTO_BASE,
+        FitSettings,
+        base_choice_text,
+        fit_recipe,
+        planned_evaluations,
+        write_recipe,
+    )
     from realciao.fitting.report import write_report
     from realciao.fitting.samples import measure_photos
 
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     show = not args.no_progress
     start = time.perf_counter()
     try:
-        base = load_recipe(args.base)
+        base = args.base if args.base == AUTO_BASE else load_recipe(args.base)
         with tqdm(desc="measuring photos", unit="photo", disable=not show, file=sys.stderr) as bar:
 
             def on_photo(done: int, total: int, name: str) -> None:
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(done - bar.n)
 
             photos = measure_photos(args.input, on_photo=on_photo)
-        total = planned_evaluations(base, args.budget)
+        total = None if base == AUTO_BASE else planned_evaluations(base, args.budget)  # auto: once chosen
         with tqdm(total=total, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
 
             def on_trial(done: int, total: int, score: float, best: float) -> None:
@@ -168,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 name=args.name or args.output.stem,
                 on_trial=on_trial,
             )
+        if result.base_choice:
+            LOGGER.info(f"base {result.base.name}: {base_choice_text(result.base_choice)}")
         for note in result.notes[len(photos.notes) :]:
             LOGGER.info(f"note: {note}")
         for line in result.on_bounds:
@@ -175,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         distances = f"distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}"
         if not (result.improved or args.force):
             print(
-                f"{PROG}: the fitted recipe is no closer to the photos than {base.name} ({distances}); nothing "
+                f"{PROG}: the fitted recipe is no closer to the photos than {result.base.name} ({distances}); nothing "
                 f"written. Try a larger --budget, another --base, or pass --force to write it anyway",
                 file=sys.stderr,
             )
@@ -185,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except RealciaoError as error:
         return fail(PROG, error)
     print(
-        f"fitted {base.name} to {photos.photos} photos ({len(photos)} patches) for x{args.scale:g}: {distances}; "
+        f"fitted {result.base.name} to {photos.photos} photos ({len(photos)} patches) for x{args.scale:g}: {distances}; "
         f"wrote {path} and {report} in {time.perf_counter() - start:.0f} s"
     )
     return 0

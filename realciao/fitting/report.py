@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realciao.fitting.fit import FitResult, recipe_header
+from realciao.fitting.fit import FitResult, base_choice_text, recipe_header
 from realciao.fitting.measure import MEASUREMENTS
 from realciao.fitting.space import quantities
 from realciao.html_page import escape, file_link, write_page
@@ -155,10 +155,11 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
     )
     settings = result.settings
     recipe_line = f" Recipe: <code>{escape(str(recipe_path))}</code>." if recipe_path else ""
+    chosen = f" ({escape(base_choice_text(result.base_choice))})" if result.base_choice else ""
     parts = [
         "<h1>Degradation recipe fitted to photos</h1>",
         f"<p>{result.photos.photos} photos ({len(result.photos)} patches of {side} px) from "
-        f"<code>{escape(result.photos.folder)}</code>; base recipe <b>{escape(result.base.name)}</b>; "
+        f"<code>{escape(result.photos.folder)}</code>; base recipe <b>{escape(result.base.name)}</b>{chosen}; "
         f"synthesised from {escape(result.hr_label)} at x{settings.scale:g} ({settings.samples} patches, "
         f"seed {settings.seed}); {settings.budget} candidates searched, {result.evaluations} evaluated in all."
         f"{recipe_line}</p>",

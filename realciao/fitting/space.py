@@ -353,7 +353,7 @@ def _walk_entries(stage: OpSpec, search: Search, name: str, tuner: _Tuner) -> tu
 def _probability_room(entry, field: str, high: float) -> float:
     """What ``entry``'s other mode probabilities (``*_p``, e.g. ``correlated_p``) leave to
     ``field``, at most ``high``."""
-    others = sum(getattr(entry, f) for f in entry.model_fields if f.endswith("_p") and f != field)
+    others = sum(getattr(entry, f) for f in type(entry).model_fields if f.endswith("_p") and f != field)
     return min(high, 1.0 - others)
 
 
