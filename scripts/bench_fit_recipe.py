@@ -93,6 +93,11 @@ def progress(done: int, total: int, score: float, best: float) -> None:
         print(f"  {done}/{total} candidates, best {best:.3f}", flush=True)
 
 
+def fitted_base(args, base) -> str:
+    """The base a fit started from, and that ``--base auto`` chose it."""
+    return f"{base.name} (chosen by --base {AUTO_BASE})" if args.base == AUTO_BASE else base.name
+
+
 def run_time(args) -> BenchmarkTable:
     folder = SHARED / "RealSRSet"
     print(
@@ -109,7 +114,8 @@ def run_time(args) -> BenchmarkTable:
     seconds = time.perf_counter() - start
     print(
         f"{photos.photos} photos ({len(photos)} patches) measured in {measured - start:.1f} s; fit in "
-        f"{seconds:.1f} s total ({seconds / 60:.2f} min); base {result.base.name}; distance {result.base_distance.total:.3f} -> "
+        f"{seconds:.1f} s total ({seconds / 60:.2f} min); base {fitted_base(args, result.base)}; distance "
+        f"{result.base_distance.total:.3f} -> "
         f"{result.fitted_distance.total:.3f}; {load()}"
     )
     row = {
@@ -119,7 +125,7 @@ def run_time(args) -> BenchmarkTable:
         "whole fit s": f"{seconds:.1f}",
         "distance, base -> fitted": f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}",
     }
-    return BenchmarkTable(title=f"time: fit {args.base} ({result.base.name}) to the photos", columns=list(row),
+    return BenchmarkTable(title=f"time: fit {fitted_base(args, result.base)} to the photos", columns=list(row),
                           rows=[row])
 
 
@@ -162,7 +168,7 @@ def run_heldout(args) -> BenchmarkTable:
                             FitSettings(budget=args.budget, seed=args.seed, prior=args.prior), on_trial=progress)
         fitted = result.recipe
         print(
-            f"fitted {result.base.name} in {time.perf_counter() - start:.0f} s (prior {args.prior:g}): on the fitting half "
+            f"fitted {fitted_base(args, result.base)} in {time.perf_counter() - start:.0f} s (prior {args.prior:g}): on the fitting half "
             f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}",
             flush=True,
         )
@@ -209,7 +215,7 @@ def run_heldout(args) -> BenchmarkTable:
         path = write_recipe(result, Path(args.save) / "heldout_fitted.yml")
         print(f"wrote {path} and {write_report(result, Path(args.save) / 'heldout_report', path)}")
     title = (
-        f"held out: {result.base.name if result else 'a recipe'} fitted on one half of RealSRSet + RealSet65 "
+        f"held out: {fitted_base(args, result.base) if result else 'a recipe'} fitted on one half of RealSRSet + RealSet65 "
         f"(prior {args.prior:g}), distance to the other "
         f"half ({args.heldout_samples} patches, mean over {args.heldout_seeds} seeds); independent / realesrgan "
         f"{ratios[0]:.2f}, / phone_camera {ratios[1]:.2f}"
@@ -422,7 +428,7 @@ def run_endtoend(args) -> BenchmarkTable:
         result = fit_recipe(photos, args.base, hr, settings, on_trial=progress)
         base = result.base
         recipe = write_recipe(result, work / "fitted.yml")
-        fit_text = (f"fit: {len(fit_files)} photos, base {args.base}: {base.name}, budget {args.budget}, distance "
+        fit_text = (f"fit: {len(fit_files)} photos, base {fitted_base(args, base)}, budget {args.budget}, distance "
                     f"{result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}")
         print(f"fitted: distance {result.base_distance.total:.3f} -> {result.fitted_distance.total:.3f}; "
               f"wrote {recipe}")

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(done - bar.n)
 
             photos = measure_photos(args.input, on_photo=on_photo)
-        total = None if base == AUTO_BASE else planned_evaluations(base, args.budget)  # auto: once chosen
+        total = None if args.base == AUTO_BASE else planned_evaluations(base, args.budget)  # auto: once chosen
         with tqdm(total=total, desc="fitting", unit="recipe", disable=not show, file=sys.stderr) as bar:
 
             def on_trial(done: int, total: int, score: float, best: float) -> None:
