@@ -220,3 +220,19 @@ def test_the_fit_moves_what_an_op_declares():
         ("dusk.strength.width", 0.0, 5.0, 1.0),
     ]
     assert [q.label for q in quantities(recipe)] == ["dusk: probability", "dusk: strength of fade"]
+
+
+def test_a_jpeg_always_applied_gets_a_probability_other_ops_do_not():
+    """Photos mix JPEGs with files that show no grid, so a fit may search whether the image was
+    saved as a JPEG at all even where the base always saves one; a noise op at p 1 stays at 1."""
+    recipe = parse_recipe({"name": "always", "stages": [
+        {"noise": {"name": "noise", "types": [{"type": "gaussian", "p": 1, "sigma": [1, 20]}]}},
+        {"jpeg": {"name": "jpeg", "quality": [30, 95]}},
+    ]})
+    assert "jpeg.p" not in [p.name for p in SearchSpace(recipe).parameters]  # unless the fit asks for it
+    space = SearchSpace(recipe, p_at_one=True)
+    names = [p.name for p in space.parameters]
+    assert "jpeg.p" in names and "noise.p" not in names
+    assert space.base_values()["jpeg.p"] == 1
+    assert stage(space.recipe(space.base_values()), "jpeg").p == 1
+    assert stage(space.recipe({**space.base_values(), "jpeg.p": 0.4}), "jpeg").p == pytest.approx(0.4)

@@ -19,6 +19,7 @@ from realciao.fitting.fit import (
     closest_base,
     compensating_pairs,
     fit_recipe,
+    fit_space,
     prior_penalty,
     recipe_header,
     shipped_bases,
@@ -84,6 +85,27 @@ def _noise_jpeg_blur(sigma: list[float], blur_p: float):
         {"blur": {"name": "maybe", "p": blur_p, "size": [3, 5],
                   "kernels": [{"family": "gaussian", "p": 1, "sigma": [0.3, 0.8]}]}},
     ]})
+
+
+def test_whether_a_jpeg_happened_is_searched_only_when_some_photos_are_not_jpegs(photos, tmp_path):
+    """All JPEG files: they were saved as one last, realesrgan's JPEGs stay certain. One PNG
+    among them: each JPEG's probability is searched too, from the base's 1."""
+    import shutil
+
+    from PIL import Image
+
+    base = load_recipe("realesrgan")
+    jpeg_p = {"jpeg1.p", "jpeg2.p"}
+    assert not jpeg_p & {p.name for p in fit_space(base, reference(photos)).parameters}
+    mixed = tmp_path / "mixed"
+    shutil.copytree(photos.folder, mixed)
+    first = sorted(mixed.glob("*.jpg"))[0]
+    with Image.open(first) as image:
+        image.save(first.with_suffix(".png"))
+    first.unlink()
+    space = fit_space(base, reference(measure_photos(mixed)))
+    assert jpeg_p <= {p.name for p in space.parameters}
+    assert all(space.base_values()[name] == 1 for name in jpeg_p)
 
 
 def test_ranges_and_probabilities_on_the_bounds_are_flagged():

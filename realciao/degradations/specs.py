@@ -238,6 +238,10 @@ class Search:
 
     fits_p: bool = True
     """The op's probability ``p`` is searched where the base sets one below 1."""
+    fits_p_at_one: bool = False
+    """... and, when the fit asks for it (``SearchSpace(p_at_one=True)``), where the base
+    leaves it at 1: a JPEG's, when some photos are not JPEG files (was the image saved as a
+    JPEG at that point at all?)."""
     ranges: tuple[SearchRange, ...] = ()
     """Drawn values of the op itself."""
     entries: Optional[str] = None
@@ -433,7 +437,7 @@ class NoiseOp(OpSpec):
 
 
 class JpegOp(OpSpec):
-    search: ClassVar[Search] = Search(ranges=(SearchRange("quality", QUALITY_BOUNDS, "quality"),))
+    search: ClassVar[Search] = Search(ranges=(SearchRange("quality", QUALITY_BOUNDS, "quality"),), fits_p_at_one=True)
 
     op: Literal["jpeg"] = Field("jpeg", exclude=True)
     quality: Drawn(1.0, 100.0)

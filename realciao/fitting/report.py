@@ -147,7 +147,7 @@ def write_report(result: FitResult, folder: str | Path, recipe_path: str | Path 
             f"<tr><th>{escape(name)}</th><td>{escape(units[name])}</td>{cells}"
             f"<td>{terms['base']:.3f}</td><td>{terms['fitted']:.3f}</td></tr>"
         )
-    base_values = {q.name: q for q in quantities(result.base)}
+    base_values = {q.name: q for q in quantities(result.base, p_at_one=True)}  # a JPEG's p: 1 in the base
     values = "".join(
         f"<tr><td>{escape(q.label)}</td><td>{escape(base_values[q.name].text() if q.name in base_values else '?')}"
         f"</td><td>{escape(q.text())}</td><td>{_margin(result.widened.get(q.name))}</td></tr>"

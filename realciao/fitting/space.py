@@ -178,8 +178,9 @@ class _Tuner:
     """Collects the space's parameters (and the recipe's readable values) or, given values,
     builds a recipe from them: one walk over the recipe does both."""
 
-    def __init__(self, values: Mapping[str, float] | None = None):
+    def __init__(self, values: Mapping[str, float] | None = None, p_at_one: bool = False):
         self.values = values
+        self.p_at_one = p_at_one  # search the probabilities ops declare searchable at 1 (``Search.fits_p_at_one``)
         self.parameters: dict[str, Parameter] = {}
         self.quantities: dict[str, Quantity] = {}
         self.stages: dict[str, list[Stage]] = {}
@@ -274,7 +275,7 @@ def _walk_stage(stage: Stage, tuner: _Tuner) -> Stage:
         return stage.model_copy(update={"stages": tuple(_walk_stage(s, tuner) for s in stage.stages)})
     search = declared_search(stage)
     update = {}
-    if search.fits_p and stage.p < 1:
+    if search.fits_p and (stage.p < 1 or (search.fits_p_at_one and tuner.p_at_one)):
         update["p"] = tuner.probability(f"{name}.p", f"{name}: probability", stage.p)
     if search.entries:
         update[search.entries] = _walk_entries(stage, search, name, tuner)
@@ -380,11 +381,14 @@ def _walk_entry_probability(
 
 
 class SearchSpace:
-    """The parameters a fit searches for ``base``, and the recipe at given values."""
+    """The parameters a fit searches for ``base``, and the recipe at given values.
+    ``p_at_one``: also the probabilities the base leaves at 1 where the op declares them
+    searchable there (a JPEG's: ``Search.fits_p_at_one``)."""
 
-    def __init__(self, base: Recipe):
+    def __init__(self, base: Recipe, p_at_one: bool = False):
         self.base = base
-        tuner = _Tuner()
+        self.p_at_one = p_at_one
+        tuner = _Tuner(p_at_one=p_at_one)
         self._walk(tuner)
         self.parameters: list[Parameter] = list(tuner.parameters.values())
 
@@ -422,7 +426,7 @@ class SearchSpace:
         self, values: Mapping[str, float], name: str | None = None, description: str | None = None
     ) -> Recipe:
         """The base recipe with ``values`` (missing ones: the base's), validated as a file would be."""
-        stages = self._walk(_Tuner(values))
+        stages = self._walk(_Tuner(values, self.p_at_one))
         recipe = self.base.model_copy(
             update={
                 "stages": stages,
@@ -433,9 +437,10 @@ class SearchSpace:
         return parse_recipe(recipe_to_data(recipe), f"<fitted from {self.base.name}>")
 
 
-def quantities(recipe: Recipe) -> list[Quantity]:
-    """The readable values (ranges, probabilities) of ``recipe`` in its search space, in order."""
-    tuner = _Tuner()
+def quantities(recipe: Recipe, p_at_one: bool = False) -> list[Quantity]:
+    """The readable values (ranges, probabilities) of ``recipe`` in its search space, in order
+    (``p_at_one``: as ``SearchSpace``'s)."""
+    tuner = _Tuner(p_at_one=p_at_one)
     for stage in recipe.stages:
         _walk_stage(stage, tuner)
     return list(tuner.quantities.values())
