@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from realciao.fitting.fit import (
     compensating_pairs,
     fit_recipe,
     fit_space,
+    photo_jpeg_start,
     prior_penalty,
     recipe_header,
     shipped_bases,
@@ -103,9 +105,35 @@ def test_whether_a_jpeg_happened_is_searched_only_when_some_photos_are_not_jpegs
     with Image.open(first) as image:
         image.save(first.with_suffix(".png"))
     first.unlink()
-    space = fit_space(base, reference(measure_photos(mixed)))
+    mixed_ref = reference(measure_photos(mixed))
+    space = fit_space(base, mixed_ref)
     assert jpeg_p <= {p.name for p in space.parameters}
     assert all(space.base_values()[name] == 1 for name in jpeg_p)
+    assert photo_jpeg_start(space, mixed_ref) is None  # the JPEG files' qualities are not all the photos'
+    assert photo_jpeg_start(fit_space(base, reference(photos)), reference(photos)) is not None
+
+
+def test_the_second_start_takes_the_last_jpegs_quality_from_the_photos_files(photos, tmp_path):
+    """The known photos are JPEGs at qualities 60..70: realesrgan's last JPEG (jpeg2) starts
+    at their 5th-95th percentile, everything else at the base's; PNGs give no start."""
+    from PIL import Image
+
+    space = fit_space(load_recipe("realesrgan"), reference(photos))
+    start = photo_jpeg_start(space, reference(photos))
+    qualities = photos.values["jpeg_quality"]
+    low, high = np.percentile(qualities[np.isfinite(qualities)], [5, 95])
+    assert 60 <= low < high <= 70
+    assert start["jpeg2.quality.centre"] == pytest.approx((low + high) / 2)
+    assert start["jpeg2.quality.width"] == pytest.approx(high - low)
+    base = space.base_values()
+    assert {name for name in base if start[name] != base[name]} == {"jpeg2.quality.centre", "jpeg2.quality.width"}
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for path in sorted(Path(photos.folder).glob("*.jpg"))[:4]:
+        with Image.open(path) as image:
+            image.save(pngs / f"{path.stem}.png")
+    png_ref = reference(measure_photos(pngs))
+    assert photo_jpeg_start(fit_space(load_recipe("realesrgan"), png_ref), png_ref) is None
 
 
 def test_ranges_and_probabilities_on_the_bounds_are_flagged():
