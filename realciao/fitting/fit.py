@@ -63,7 +63,8 @@ DEFAULT_PRIOR = 0.3
 # ranges and probabilities, never the structure (which ops, in which order), so where it
 # starts bounds where it can get: on photos from a camera-like pipeline (bench_fit_recipe.py
 # endtoend) it picks phone_camera, which the fit brought to a distance of 6.1 against 8.2 from
-# realesrgan (4.6 from phone_camera since the search also starts from the photos' JPEG qualities). Not the default: on the real photos of the held-out check it picks bsrgan,
+# realesrgan (4.6 from phone_camera since the search also starts from the photos' JPEG
+# qualities). Not the default: on the real photos of the held-out check it picks bsrgan,
 # whose fitted recipe is closer on the fit's own measurements but farther than realesrgan's
 # on statistics the fit does not use (bench_fit_recipe.py heldout).
 AUTO_BASE = "auto"
